@@ -1,0 +1,149 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/tempestrt/tempest/collections"
+	"github.com/tempestrt/tempest/internal/group"
+	"github.com/tempestrt/tempest/internal/schedq"
+	"github.com/tempestrt/tempest/persistence"
+	"github.com/tempestrt/tempest/supervisor"
+)
+
+// Config configures a node. Start with DefaultConfig or TestConfig and set
+// the fields you need.
+type Config struct {
+	// NodeID names the node in logs and status.
+	NodeID string
+	// DataDir is where the node's pebble database lives. Required.
+	DataDir string
+	// Services are the services this node runs.
+	Services []*Service
+	// Clones is how many clones of each service the node runs (>= 1).
+	Clones int
+	// Transport connects the clones of a service. nil = a new in-process
+	// transport (memgroup) owned and closed by the node.
+	Transport group.Transport
+	// HTTPAddr is where the HTTP gateway listens ("" = no gateway; port 0
+	// picks a free port, see Node.HTTPAddr).
+	HTTPAddr string
+	// Gateway configures the HTTP gateway.
+	Gateway GatewayOptions
+	// DefaultDeadline applies to requests that carry no deadline and whose
+	// method sets none.
+	DefaultDeadline time.Duration
+	// MaxDeadline caps the deadline a client may ask for.
+	MaxDeadline time.Duration
+	// HeartbeatInterval is how often each clone multicasts a heartbeat so
+	// that stability advances while it is idle, and how often the scheduler
+	// compacts and refreshes its status.
+	HeartbeatInterval time.Duration
+	// RepairInterval is how often each clone's repair agent asks a random
+	// peer for ops it is missing.
+	RepairInterval time.Duration
+	// CatchupMaxOps bounds the ops in one catch-up reply.
+	CatchupMaxOps int
+	// SnapshotEvery is how many applied ops between snapshots of a clone's
+	// state (which bound replay time after a restart).
+	SnapshotEvery int
+	// LogRetain is how many op-log records a clone keeps behind its latest
+	// snapshot, to serve catch-up to peers that fell behind.
+	LogRetain uint64
+	// Scheduler configures each clone's request queue.
+	Scheduler schedq.Config
+	// Supervision configures restart backoff and budgets of every supervisor.
+	Supervision supervisor.BackoffConfig
+	// Persistence configures the node's database (Dir is set from DataDir).
+	Persistence persistence.Options
+	// DeadLetterThrottle is protoactor's dead-letter log throttle window. Its
+	// goroutine outlives Stop by up to this long, so tests shorten it.
+	DeadLetterThrottle time.Duration
+	// OnStable, if set, is called by each clone's store for every op, in
+	// order, as it becomes stable (test hook for the per-item order
+	// checker, see collections/check). replica is the clone id plus an
+	// incarnation number ("cart/1#2") because a restarted clone replays.
+	OnStable func(replica, collection string, item []byte, op collections.OpID)
+	// Logger receives the node's logs (protoactor's too). nil = zap.NewNop().
+	Logger *zap.Logger
+}
+
+// DefaultConfig is a configuration for a node serving real traffic.
+func DefaultConfig(dataDir string) Config {
+	return Config{
+		NodeID:             "node-1",
+		DataDir:            dataDir,
+		Clones:             3,
+		DefaultDeadline:    time.Second,
+		MaxDeadline:        time.Minute,
+		HeartbeatInterval:  20 * time.Millisecond,
+		RepairInterval:     time.Second,
+		CatchupMaxOps:      4096,
+		SnapshotEvery:      10000,
+		LogRetain:          100000,
+		Gateway:            DefaultGatewayOptions(),
+		Scheduler:          schedq.DefaultConfig(),
+		Supervision:        supervisor.DefaultBackoffConfig(),
+		Persistence:        persistence.DefaultOptions(dataDir),
+		DeadLetterThrottle: time.Second,
+	}
+}
+
+// TestConfig is DefaultConfig with short timers so tests run fast.
+func TestConfig(dataDir string) Config {
+	c := DefaultConfig(dataDir)
+	c.HeartbeatInterval = 5 * time.Millisecond
+	c.RepairInterval = 50 * time.Millisecond
+	c.SnapshotEvery = 200
+	c.LogRetain = 1000
+	c.Supervision = supervisor.TestBackoffConfig()
+	c.DeadLetterThrottle = 10 * time.Millisecond
+	return c
+}
+
+// Validate reports the first problem with c.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("DataDir is required"))
+	}
+	if len(c.Services) == 0 {
+		errs = append(errs, errors.New("no services"))
+	}
+	seen := map[string]bool{}
+	for _, s := range c.Services {
+		if s == nil {
+			errs = append(errs, errors.New("nil service"))
+			continue
+		}
+		if seen[s.Name()] {
+			errs = append(errs, fmt.Errorf("service %q listed twice", s.Name()))
+		}
+		seen[s.Name()] = true
+	}
+	if c.Clones < 1 || c.Clones > 64 {
+		errs = append(errs, fmt.Errorf("Clones %d not in [1,64]", c.Clones))
+	}
+	if c.DefaultDeadline <= 0 || c.MaxDeadline < c.DefaultDeadline {
+		errs = append(errs, fmt.Errorf("deadlines: default %v must be > 0 and <= max %v", c.DefaultDeadline, c.MaxDeadline))
+	}
+	if c.HeartbeatInterval <= 0 || c.RepairInterval <= 0 {
+		errs = append(errs, errors.New("HeartbeatInterval and RepairInterval must be > 0"))
+	}
+	if c.CatchupMaxOps < 1 || c.SnapshotEvery < 1 {
+		errs = append(errs, errors.New("CatchupMaxOps and SnapshotEvery must be >= 1"))
+	}
+	if err := c.Scheduler.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("scheduler: %w", err))
+	}
+	if err := c.Supervision.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("supervision: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("actors: invalid config: %w", err)
+	}
+	return nil
+}

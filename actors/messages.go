@@ -1,0 +1,94 @@
+package actors
+
+import (
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/tempestrt/tempest/proto/tempestpb"
+)
+
+// Messages between the runtime's actors. They never leave the process, so
+// they are plain Go structs (protoactor requires protobuf only for remote
+// messages).
+
+// callRequest asks a scheduler to run a method. The answer (*callResult) goes
+// to replyTo, which is a future's PID when the call came from Node.Call.
+type callRequest struct {
+	method   string
+	body     []byte
+	deadline time.Time
+	arrived  time.Time
+	replyTo  *actor.PID
+}
+
+// callResult is the answer to a callRequest.
+type callResult struct {
+	body []byte
+	err  error
+}
+
+// drain tells a scheduler to run the next ready request from its queue.
+type drain struct{}
+
+// tick drives a scheduler's periodic work: heartbeat, compaction, snapshot,
+// status refresh, and release of held-back updates.
+type tick struct{}
+
+// repairTick drives a repair agent's periodic catch-up round.
+type repairTick struct{}
+
+// inbound is a payload from the group transport, as received by the member.
+type inbound struct {
+	from    string
+	payload []byte
+}
+
+// deliverOps hands ops received from peers to the scheduler.
+type deliverOps struct {
+	ops    []*tempestpb.Op
+	source string // "multicast" or "catchup", for stats
+}
+
+// deliverHeartbeat hands a peer's heartbeat to the scheduler.
+type deliverHeartbeat struct{ hb *tempestpb.Heartbeat }
+
+// broadcast asks the member to send an encoded GroupMessage to every other clone.
+type broadcast struct{ payload []byte }
+
+// unicast asks the member to send an encoded GroupMessage to one clone.
+type unicast struct {
+	to      string
+	payload []byte
+}
+
+// persisted tells a scheduler that its op log holds everything up to pos.
+type persisted struct{ pos uint64 }
+
+// catchupRequest hands a peer's catch-up request to the repair agent.
+type catchupRequest struct{ req *tempestpb.CatchupRequest }
+
+// summaryRequest asks the scheduler for its version vector; it answers with
+// *summary.
+type summaryRequest struct{}
+
+type summary struct{ have map[string]uint64 }
+
+// persistFailed tells a scheduler that its op log could not store ops it had
+// already applied; the scheduler crashes so that its restart reloads a state
+// that matches the disk.
+type persistFailed struct{ err error }
+
+// crash makes the receiving actor panic: the chaos API's way to kill an
+// actor so that its supervisor restarts it.
+type crash struct{ reason string }
+
+// chaosPanic is the panic value of a crash, so logs and supervision events
+// show that the failure was injected.
+type chaosPanic struct{ reason string }
+
+func (c chaosPanic) String() string { return "chaos: " + c.reason }
+
+// statusRequest asks a scheduler for a fresh CloneStatus (answered with
+// *CloneStatus).
+type statusRequest struct{}

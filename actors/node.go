@@ -1,0 +1,387 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.uber.org/zap"
+
+	"github.com/tempestrt/tempest/internal/group"
+	"github.com/tempestrt/tempest/internal/group/memgroup"
+	"github.com/tempestrt/tempest/persistence"
+	"github.com/tempestrt/tempest/supervisor"
+)
+
+// Node is one tempest-node process: an actor system running clones of the
+// configured services, their persistence and (optionally) the HTTP gateway.
+//
+// Supervision tree (actor ids in brackets):
+//
+//	node                 [node]
+//	├── gateway          [node/gateway]            HTTP front end (when an address is given)
+//	└── services         [node/services]
+//	    └── <service>    [node/services/cart]      service supervisor
+//	        └── clone    [node/services/cart/1]    one clone of the service
+//	            ├── scheduler  [.../1/scheduler]   owns the replica store, runs handlers EDF
+//	            ├── member     [.../1/member]      group transport endpoint
+//	            └── repair     [.../1/repair]      catch-up (anti-entropy) agent
+//
+// Every supervisor restarts failed children with capped, jittered
+// exponential backoff within a restart budget and escalates beyond it.
+type Node struct {
+	cfg         Config
+	log         *zap.Logger
+	system      *actor.ActorSystem
+	db          *persistence.DB
+	transport   group.Transport
+	ownNet      *memgroup.Network
+	sup         *supervisor.Registry
+	supStrategy *supervisor.Strategy
+	services    map[string]*serviceRuntime
+	order       []string // service names, sorted
+	nodePID     *actor.PID
+	gateway     *gatewayRuntime
+	started     time.Time
+	chaos       atomic.Bool
+	stopped     atomic.Bool
+	stopOnce    sync.Once
+	inflight    sync.WaitGroup // persistence completions still to run
+	rr          atomic.Uint64
+}
+
+type serviceRuntime struct {
+	svc     *Service
+	methods map[string]MethodInfo
+	clones  []*cloneRuntime
+}
+
+// Start validates cfg, opens the database and starts the actor tree. Each
+// clone reloads its state from disk before it reports ready.
+func Start(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	n := &Node{cfg: cfg, log: log, services: map[string]*serviceRuntime{}, started: time.Now()}
+	n.sup = supervisor.NewRegistry(256)
+	n.supStrategy = supervisor.NewOneForOne(cfg.Supervision,
+		supervisor.WithSink(supervisor.MultiSink(n.sup, supervisor.NewZapSink(log.Named("supervision")))))
+	for _, s := range cfg.Services {
+		methods, err := s.Methods()
+		if err != nil {
+			return nil, err
+		}
+		rt := &serviceRuntime{svc: s, methods: map[string]MethodInfo{}}
+		for _, m := range methods {
+			rt.methods[m.Name] = m
+		}
+		for i := 1; i <= cfg.Clones; i++ {
+			rt.clones = append(rt.clones, newCloneRuntime(n, rt, i))
+		}
+		n.services[s.Name()] = rt
+		n.order = append(n.order, s.Name())
+	}
+	slices.Sort(n.order)
+
+	popts := cfg.Persistence
+	popts.Dir = cfg.DataDir
+	popts.Logger = log.Named("persistence")
+	db, err := persistence.Open(popts)
+	if err != nil {
+		return nil, fmt.Errorf("actors: open data dir %s: %w", cfg.DataDir, err)
+	}
+	n.db = db
+	n.transport = cfg.Transport
+	if n.transport == nil {
+		n.ownNet = memgroup.New(uint64(time.Now().UnixNano()))
+		n.transport = n.ownNet
+	}
+	if cfg.HTTPAddr != "" {
+		gw, err := newGatewayRuntime(n, cfg.HTTPAddr, cfg.Gateway)
+		if err != nil {
+			n.closeResources()
+			return nil, err
+		}
+		n.gateway = gw
+	}
+	n.chaos.Store(cfg.Gateway.EnableChaos)
+	n.system = actor.NewActorSystem(actor.WithLoggerFactory(supervisor.LoggerFactory(log.Named("protoactor"))),
+		actor.WithDeadLetterThrottleInterval(max(cfg.DeadLetterThrottle, time.Millisecond)))
+	pid, err := n.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &nodeActor{n: n} },
+		actor.WithSupervisor(n.strategy())), "node")
+	if err != nil {
+		n.closeResources()
+		return nil, fmt.Errorf("actors: spawn node: %w", err)
+	}
+	n.nodePID = pid
+	if err := n.waitReady(30 * time.Second); err != nil {
+		_ = n.Stop()
+		return nil, err
+	}
+	log.Info("node started", zap.String("node", cfg.NodeID), zap.Strings("services", n.order), zap.Int("clones", cfg.Clones))
+	return n, nil
+}
+
+// strategy is the supervision strategy every supervisor of the node uses.
+// One instance serves them all: it keeps its restart bookkeeping per child,
+// and Stop closes it to cancel restarts still waiting out their backoff.
+func (n *Node) strategy() actor.SupervisorStrategy { return n.supStrategy }
+
+// waitReady waits until every clone has loaded its state.
+func (n *Node) waitReady(limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		missing := ""
+		for _, name := range n.order {
+			for _, c := range n.services[name].clones {
+				if !c.ready.Load() {
+					missing = c.id
+				}
+			}
+		}
+		if missing == "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("actors: clone %s not ready after %v", missing, limit)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// Stop stops every actor, waits for in-flight persistence, and closes the
+// database and the transport it owns. Idempotent.
+func (n *Node) Stop() error {
+	var err error
+	n.stopOnce.Do(func() {
+		n.stopped.Store(true)
+		n.supStrategy.Close()
+		if n.nodePID != nil {
+			if e := n.system.Root.PoisonFuture(n.nodePID).Wait(); e != nil {
+				err = fmt.Errorf("actors: stop node actor: %w", e)
+			}
+		}
+		n.inflight.Wait()
+		err = errors.Join(err, n.closeResources())
+		n.log.Info("node stopped", zap.String("node", n.cfg.NodeID))
+	})
+	return err
+}
+
+func (n *Node) closeResources() error {
+	var errs []error
+	if n.gateway != nil {
+		errs = append(errs, n.gateway.shutdown())
+	}
+	if n.ownNet != nil {
+		errs = append(errs, n.ownNet.Close())
+	}
+	if n.db != nil {
+		errs = append(errs, n.db.Close())
+	}
+	if n.system != nil {
+		n.system.Shutdown()
+	}
+	return errors.Join(errs...)
+}
+
+// EnableChaos turns the chaos API (Kill, and POST /v1/admin/kill) on or off.
+func (n *Node) EnableChaos(on bool) { n.chaos.Store(on) }
+
+// ChaosEnabled reports whether the chaos API is on.
+func (n *Node) ChaosEnabled() bool { return n.chaos.Load() }
+
+// Actors lists the actor paths Kill accepts: "node", "gateway",
+// "services", "cart", "cart/1", "cart/1/scheduler", "cart/1/member",
+// "cart/1/repair", ...
+func (n *Node) Actors() []string {
+	out := []string{"node"}
+	if n.gateway != nil {
+		out = append(out, "gateway")
+	}
+	out = append(out, "services")
+	for _, name := range n.order {
+		out = append(out, name)
+		for _, c := range n.services[name].clones {
+			out = append(out, c.id, c.id+"/scheduler", c.id+"/member", c.id+"/repair")
+		}
+	}
+	return out
+}
+
+// Kill makes the named actor fail (panic in its Receive), as a crash would;
+// its supervisor restarts it. path is one of Actors(). It works only while
+// the chaos API is enabled.
+func (n *Node) Kill(path string) error {
+	if !n.chaos.Load() {
+		return ErrChaosDisabled
+	}
+	if n.stopped.Load() {
+		return ErrNodeStopped
+	}
+	if !slices.Contains(n.Actors(), path) {
+		return fmt.Errorf("actor %q: %w", path, ErrUnknownActor)
+	}
+	id := "node/services/" + path
+	switch path {
+	case "node":
+		id = "node"
+	case "gateway", "services":
+		id = "node/" + path
+	}
+	pid := n.system.NewLocalPID(id)
+	n.system.Root.Send(pid, &crash{reason: "killed by chaos API: " + path})
+	n.log.Warn("chaos: killing actor", zap.String("actor", path))
+	return nil
+}
+
+// Services lists the node's services and their methods.
+func (n *Node) Services() map[string][]MethodInfo {
+	out := map[string][]MethodInfo{}
+	for name, rt := range n.services {
+		for _, m := range rt.methods {
+			out[name] = append(out[name], m)
+		}
+		slices.SortFunc(out[name], func(a, b MethodInfo) int { return strings.Compare(a.Name, b.Name) })
+	}
+	return out
+}
+
+// Call runs method of service with a JSON body and returns the JSON answer.
+// timeout is the client's deadline budget (0 = the method's or node's
+// default). Every error is an *Error, which carries an HTTP status and code
+// and unwraps to the package's sentinels (errors.Is works).
+//
+// Queries are hedged: if the first clone has not answered within a third of
+// the budget, a second clone is asked too and the first answer wins. Updates
+// are never sent twice.
+func (n *Node) Call(ctx context.Context, service, method string, body []byte, timeout time.Duration) ([]byte, error) {
+	out, err := n.call(ctx, service, method, body, timeout)
+	if err != nil {
+		return nil, AsError(err)
+	}
+	return out, nil
+}
+
+func (n *Node) call(ctx context.Context, service, method string, body []byte, timeout time.Duration) ([]byte, error) {
+	if n.stopped.Load() {
+		return nil, ErrNodeStopped
+	}
+	rt := n.services[service]
+	if rt == nil {
+		return nil, fmt.Errorf("service %q: %w", service, ErrUnknownService)
+	}
+	m, ok := rt.methods[method]
+	if !ok {
+		return nil, fmt.Errorf("service %q has no method %q: %w", service, method, ErrUnknownMethod)
+	}
+	if timeout <= 0 {
+		timeout = m.Deadline
+	}
+	if timeout <= 0 {
+		timeout = n.cfg.DefaultDeadline
+	}
+	timeout = min(timeout, n.cfg.MaxDeadline)
+	now := time.Now()
+	deadline := now.Add(timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	// A budget smaller than the scheduler's safety margin cannot be met by
+	// any clone: say so now rather than after a trip through a queue.
+	if time.Until(deadline) < n.cfg.Scheduler.Margin {
+		return nil, fmt.Errorf("%s: budget %v: %w", method, time.Until(deadline), ErrDeadlineUnmeet)
+	}
+	clones := n.readyClones(rt)
+	if len(clones) == 0 {
+		return nil, fmt.Errorf("service %q: %w", service, ErrNoClone)
+	}
+	req := &callRequest{method: method, body: body, deadline: deadline, arrived: now}
+	results := make(chan callResult, len(clones))
+	ask := func(c *cloneRuntime) {
+		// The future outlives the deadline by a hair so that an answer sent
+		// right at the deadline is not mistaken for a timeout.
+		f := n.system.Root.RequestFuture(c.schedulerPID, req, time.Until(deadline)+2*time.Millisecond)
+		go func() {
+			res, err := f.Result()
+			if err != nil {
+				results <- callResult{err: fmt.Errorf("%s on %s: %w", method, c.id, ErrDeadlineExceeded)}
+				return
+			}
+			r, ok := res.(*callResult)
+			if !ok {
+				r = &callResult{err: fmt.Errorf("unexpected answer %T", res)}
+			}
+			results <- *r
+		}()
+	}
+	ask(clones[0])
+	next := 1
+	var hedge <-chan time.Time
+	if !m.Update && len(clones) > 1 {
+		t := time.NewTimer(timeout / 3)
+		defer t.Stop()
+		hedge = t.C
+	}
+	pending := 1
+	var last callResult
+	for pending > 0 {
+		select {
+		case r := <-results:
+			pending--
+			// A clone that stopped before running the request never ran
+			// it: ask the next one, even for an update.
+			if errors.Is(r.err, errCloneStopping) && next < len(clones) && time.Now().Before(deadline) {
+				ask(clones[next])
+				next++
+				pending++
+				continue
+			}
+			if r.err == nil || pending == 0 {
+				return r.body, r.err
+			}
+			last = r
+		case <-hedge:
+			hedge = nil
+			if next < len(clones) {
+				ask(clones[next])
+				next++
+				pending++
+			}
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%s: %w", method, errors.Join(ErrDeadlineExceeded, ctx.Err()))
+		}
+	}
+	return last.body, last.err
+}
+
+// readyClones returns the ready clones of rt, rotated round-robin.
+func (n *Node) readyClones(rt *serviceRuntime) []*cloneRuntime {
+	var out []*cloneRuntime
+	start := int(n.rr.Add(1))
+	for i := range rt.clones {
+		c := rt.clones[(start+i)%len(rt.clones)]
+		if c.ready.Load() {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// HTTPAddr is the gateway's listening address, or "" without a gateway.
+func (n *Node) HTTPAddr() string {
+	if n.gateway == nil {
+		return ""
+	}
+	return n.gateway.addr
+}

@@ -1,0 +1,249 @@
+package actors_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/tempestrt/tempest/actors"
+	"github.com/tempestrt/tempest/examples/cart"
+	"github.com/tempestrt/tempest/examples/chat"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func startNode(t *testing.T, dir string, mutate ...func(*actors.Config)) *actors.Node {
+	t.Helper()
+	cfg := actors.TestConfig(dir)
+	cfg.Services = []*actors.Service{cart.Service(), chat.Service()}
+	for _, f := range mutate {
+		f(&cfg)
+	}
+	n, err := actors.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Stop() })
+	return n
+}
+
+func call[T any](t *testing.T, n *actors.Node, service, method string, req any) (T, error) {
+	t.Helper()
+	var out T
+	body, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := n.Call(context.Background(), service, method, body, 2*time.Second)
+	if err != nil {
+		return out, err
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		t.Fatalf("%s/%s answered %q: %v", service, method, raw, err)
+	}
+	return out, nil
+}
+
+func mustCall[T any](t *testing.T, n *actors.Node, service, method string, req any) T {
+	t.Helper()
+	out, err := call[T](t, n, service, method, req)
+	if err != nil {
+		t.Fatalf("%s/%s: %v", service, method, err)
+	}
+	return out
+}
+
+// waitConverged waits until every clone of service reports the same digest
+// and applied count, and returns the digest.
+func waitConverged(t *testing.T, n *actors.Node, service string, within time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		var digests []string
+		var applied []uint64
+		for _, c := range n.Status().Clones {
+			if c.Service == service && c.Ready {
+				digests = append(digests, c.Digest)
+				applied = append(applied, c.Applied)
+			}
+		}
+		same := len(digests) > 0
+		for i := range digests {
+			same = same && digests[i] == digests[0] && applied[i] == applied[0]
+		}
+		if same {
+			return digests[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s clones did not converge in %v: digests %v applied %v", service, within, digests, applied)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestCartAddGetAndReplication(t *testing.T) {
+	n := startNode(t, t.TempDir())
+	v := mustCall[cart.View](t, n, "cart", "add", cart.AddRequest{User: "ann", Item: "apple", Qty: 2})
+	if v.Items["apple"] != 2 {
+		t.Fatalf("an update's answer shows its own write: %+v", v)
+	}
+	mustCall[cart.View](t, n, "cart", "add", cart.AddRequest{User: "ann", Item: "apple", Qty: 3})
+	mustCall[cart.View](t, n, "cart", "add", cart.AddRequest{User: "ann", Item: "pear", Qty: 1})
+	// Another clone may not have seen the other adds yet (reads are local);
+	// once replication converged, every clone answers the same.
+	waitConverged(t, n, "cart", 5*time.Second)
+	// Every clone answers the same once converged: ask enough times that
+	// round-robin visits each.
+	for range 6 {
+		got := mustCall[cart.View](t, n, "cart", "get", cart.GetRequest{User: "ann"})
+		if got.Items["apple"] != 5 || got.Items["pear"] != 1 {
+			t.Fatalf("get: %+v", got)
+		}
+	}
+	v = mustCall[cart.View](t, n, "cart", "remove", cart.RemoveRequest{User: "ann", Item: "apple"})
+	if _, ok := v.Items["apple"]; ok || v.Items["pear"] != 1 {
+		t.Fatalf("after remove: %+v", v)
+	}
+	// Stability: with all clones heartbeating, the cart becomes stable.
+	deadline := time.Now().Add(5 * time.Second)
+	for !mustCall[cart.View](t, n, "cart", "get", cart.GetRequest{User: "ann"}).Stable {
+		if time.Now().After(deadline) {
+			t.Fatal("cart never became stable")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestChatListAndSet(t *testing.T) {
+	n := startNode(t, t.TempDir())
+	if _, err := call[chat.Posted](t, n, "chat", "post", chat.PostRequest{User: "bob", Text: "hi"}); err == nil {
+		t.Fatal("non-member could post")
+	} else if e := actors.AsError(err); e.Status != 403 {
+		t.Fatalf("non-member post: %v", err)
+	}
+	mustCall[chat.Members](t, n, "chat", "join", chat.UserRequest{User: "bob"})
+	mustCall[chat.Members](t, n, "chat", "join", chat.UserRequest{User: "cy"})
+	for i := range 3 {
+		mustCall[chat.Posted](t, n, "chat", "post", chat.PostRequest{User: "bob", Text: fmt.Sprint("m", i)})
+	}
+	waitConverged(t, n, "chat", 5*time.Second)
+	h := mustCall[chat.History](t, n, "chat", "history", chat.HistoryRequest{})
+	if h.Total != 3 || len(h.Messages) != 3 || h.Messages[2].Text != "m2" || len(h.Members) != 2 {
+		t.Fatalf("history: %+v", h)
+	}
+}
+
+func TestErrorsAreClear(t *testing.T) {
+	n := startNode(t, t.TempDir())
+	ctx := context.Background()
+	check := func(err error, target error, status int) {
+		t.Helper()
+		if !errors.Is(err, target) {
+			t.Fatalf("want %v, got %v", target, err)
+		}
+		if e := actors.AsError(err); e.Status != status {
+			t.Fatalf("status %d, want %d (%v)", e.Status, status, err)
+		}
+	}
+	_, err := n.Call(ctx, "nope", "get", []byte(`{}`), 0)
+	check(err, actors.ErrUnknownService, 404)
+	_, err = n.Call(ctx, "cart", "nope", []byte(`{}`), 0)
+	check(err, actors.ErrUnknownMethod, 404)
+	_, err = n.Call(ctx, "cart", "add", []byte(`{"user":"a","item":"b","qty":0}`), 0)
+	if e := actors.AsError(err); e.Status != 400 {
+		t.Fatalf("qty 0: %v", err)
+	}
+	_, err = n.Call(ctx, "cart", "add", []byte(`{"user":5}`), 0)
+	if e := actors.AsError(err); e.Status != 400 || e.Code != "bad_request" {
+		t.Fatalf("wrong field type: %v", err)
+	}
+	// A deadline shorter than any handler can run is refused at once,
+	// never answered late.
+	start := time.Now()
+	_, err = n.Call(ctx, "cart", "get", []byte(`{"user":"a"}`), time.Nanosecond)
+	check(err, actors.ErrDeadlineUnmeet, 503)
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("refusal took %v", took)
+	}
+}
+
+func TestKilledSchedulerReloadsAndOthersKeepServing(t *testing.T) {
+	n := startNode(t, t.TempDir(), func(c *actors.Config) { c.Gateway.EnableChaos = true })
+	for i := range 20 {
+		mustCall[cart.View](t, n, "cart", "add", cart.AddRequest{User: "dan", Item: fmt.Sprint("i", i%4), Qty: 1})
+	}
+	before := waitConverged(t, n, "cart", 5*time.Second)
+	for _, path := range []string{"cart/1/scheduler", "cart/2", "cart/3/member", "cart/1/repair"} {
+		if err := n.Kill(path); err != nil {
+			t.Fatal(err)
+		}
+		// The service answers throughout.
+		for range 10 {
+			v := mustCall[cart.View](t, n, "cart", "get", cart.GetRequest{User: "dan"})
+			if v.Items["i0"] != 5 {
+				t.Fatalf("after killing %s: %+v", path, v)
+			}
+		}
+	}
+	if got := waitConverged(t, n, "cart", 5*time.Second); got != before {
+		t.Fatalf("digest changed across restarts: %s -> %s", before, got)
+	}
+	// Each clone had something restarted; the count shows in its status.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		restarts := map[string]int{}
+		for _, c := range n.Status().Clones {
+			restarts[c.Clone] = c.Restarts
+		}
+		if restarts["cart/1"] >= 1 && restarts["cart/2"] >= 1 && restarts["cart/3"] >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("restart counts %v; events %+v", restarts, n.Status().RecentFailures)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(n.Status().RecentFailures) == 0 {
+		t.Fatal("no supervision events recorded")
+	}
+	if err := n.Kill("cart/9"); !errors.Is(err, actors.ErrUnknownActor) {
+		t.Fatalf("kill unknown: %v", err)
+	}
+}
+
+func TestChaosDisabledByDefault(t *testing.T) {
+	n := startNode(t, t.TempDir())
+	if err := n.Kill("cart/1"); !errors.Is(err, actors.ErrChaosDisabled) {
+		t.Fatalf("kill without chaos: %v", err)
+	}
+}
+
+func TestRestartedNodeRecoversState(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, dir)
+	for i := range 50 {
+		mustCall[cart.View](t, n, "cart", "add", cart.AddRequest{User: fmt.Sprint("u", i%5), Item: "x", Qty: 1})
+	}
+	digest := waitConverged(t, n, "cart", 5*time.Second)
+	if err := n.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	n2 := startNode(t, dir)
+	if got := waitConverged(t, n2, "cart", 5*time.Second); got != digest {
+		t.Fatalf("digest after restart %s, before %s", got, digest)
+	}
+	v := mustCall[cart.View](t, n2, "cart", "get", cart.GetRequest{User: "u3"})
+	if v.Items["x"] != 10 {
+		t.Fatalf("u3 after restart: %+v", v)
+	}
+	// It keeps taking updates with fresh sequence numbers.
+	mustCall[cart.View](t, n2, "cart", "add", cart.AddRequest{User: "u3", Item: "x", Qty: 1})
+	waitConverged(t, n2, "cart", 5*time.Second)
+}

@@ -1,0 +1,105 @@
+package actors
+
+import (
+	"github.com/asynkron/protoactor-go/actor"
+	"strings"
+	"time"
+
+	"github.com/tempestrt/tempest/persistence"
+	"github.com/tempestrt/tempest/supervisor"
+)
+
+// CloneStatus is what a clone's scheduler last published about itself.
+type CloneStatus struct {
+	Service        string         `json:"service"`
+	Clone          string         `json:"clone"`
+	Ready          bool           `json:"ready"`
+	Applied        uint64         `json:"applied_ops"`
+	Digest         string         `json:"digest"`
+	StablePoint    string         `json:"stable_point"`
+	StableLagMs    int64          `json:"stable_lag_ms"` // how far the stable point trails the clock (-1: nothing stable yet)
+	Pending        int            `json:"tentative_ops"` // ops not yet stable
+	OwnSeq         uint64         `json:"own_seq"`
+	QueueLen       int            `json:"queue_len"`
+	Served         uint64         `json:"served"`
+	DeadlineMisses uint64         `json:"deadline_misses"` // requests refused or shed because their deadline could not be met
+	ShedInQueue    uint64         `json:"shed_in_queue"`
+	HandlerPanics  uint64         `json:"handler_panics"`
+	RejectedOps    uint64         `json:"rejected_ops"`
+	ApplyLatencyUs int64          `json:"apply_latency_us"` // EWMA of handler run time
+	Restarts       int            `json:"restarts"`         // restarts of the clone and its child actors
+	ActorRestarts  map[string]int `json:"actor_restarts,omitempty"`
+	UpdatedAt      time.Time      `json:"updated_at"`
+}
+
+// Status is a node's view of itself, served at GET /v1/status.
+type Status struct {
+	Node           string                  `json:"node"`
+	UptimeSeconds  float64                 `json:"uptime_s"`
+	Services       map[string][]MethodInfo `json:"services"`
+	Clones         []CloneStatus           `json:"clones"`
+	RecentFailures []supervisor.Event      `json:"recent_failures"`
+	Persistence    persistence.Stats       `json:"persistence"`
+	ChaosEnabled   bool                    `json:"chaos_enabled"`
+}
+
+// Status reports the node, its clones and recent supervision events.
+func (n *Node) Status() Status {
+	st := Status{
+		Node:           n.cfg.NodeID,
+		UptimeSeconds:  time.Since(n.started).Seconds(),
+		Services:       n.Services(),
+		RecentFailures: n.sup.Events(),
+		ChaosEnabled:   n.chaos.Load(),
+	}
+	if n.db != nil {
+		st.Persistence = n.db.Stats()
+	}
+	// Ask every ready scheduler for fresh figures, all at once; a clone that
+	// does not answer in time is reported with what it last published.
+	type asked struct {
+		c *cloneRuntime
+		f *actor.Future
+	}
+	var futures []asked
+	for _, name := range n.order {
+		for _, c := range n.services[name].clones {
+			var f *actor.Future
+			if c.ready.Load() && !n.stopped.Load() {
+				f = n.system.Root.RequestFuture(c.schedulerPID, &statusRequest{}, 250*time.Millisecond)
+			}
+			futures = append(futures, asked{c, f})
+		}
+	}
+	for _, a := range futures {
+		c, name := a.c, a.c.service.svc.Name()
+		{
+			var cs CloneStatus
+			fresh := false
+			if a.f != nil {
+				if res, err := a.f.Result(); err == nil {
+					if p, ok := res.(*CloneStatus); ok {
+						cs, fresh = *p, true
+					}
+				}
+			}
+			if !fresh {
+				c.mu.Lock()
+				cs = c.status
+				c.mu.Unlock()
+			}
+			cs.Service, cs.Clone = name, c.id
+			cs.Ready = c.ready.Load()
+			cs.ActorRestarts = map[string]int{}
+			prefix := "node/services/" + c.id
+			for _, child := range []string{"", "/scheduler", "/member", "/repair"} {
+				if r := n.sup.Restarts(prefix + child); r > 0 {
+					cs.ActorRestarts[strings.TrimPrefix(c.id+child, "")] = r
+					cs.Restarts += r
+				}
+			}
+			st.Clones = append(st.Clones, cs)
+		}
+	}
+	return st
+}

@@ -1,0 +1,129 @@
+// Command tempest-node runs a Tempest node.
+//
+//	tempest-node dev [flags]   one node, 3 clones of each example service,
+//	                           HTTP gateway on 127.0.0.1:8080
+//
+// Run `tempest-node dev -h` for the flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/tempestrt/tempest/actors"
+	"github.com/tempestrt/tempest/examples/cart"
+	"github.com/tempestrt/tempest/examples/chat"
+	"github.com/tempestrt/tempest/persistence"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "tempest-node:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: tempest-node <command> [flags]
+
+commands:
+  dev    run one node with 3 clones of each example service (cart, chat)
+         and the HTTP gateway on 127.0.0.1:8080
+`
+
+func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command")
+	}
+	switch args[0] {
+	case "dev":
+		return dev(args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+func dev(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP gateway address (port 0 picks one)")
+	dataDir := fs.String("data-dir", "", "data directory (default: a new temp dir, removed on exit)")
+	clones := fs.Int("clones", 3, "clones of each service")
+	chaos := fs.Bool("chaos", false, "enable the chaos API: POST /v1/admin/kill")
+	fsync := fs.String("fsync", "always", "op log fsync policy: always | interval | none (see persistence docs)")
+	logLevel := fs.String("log-level", "info", "debug | info | warn | error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	level, err := zapcore.ParseLevel(*logLevel)
+	if err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	logCfg := zap.NewDevelopmentConfig()
+	logCfg.Level = zap.NewAtomicLevelAt(level)
+	logCfg.OutputPaths = []string{"stderr"}
+	log, err := logCfg.Build()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+
+	dir := *dataDir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "tempest-dev-*"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+	}
+	cfg := actors.DefaultConfig(dir)
+	cfg.NodeID = "dev"
+	cfg.Clones = *clones
+	cfg.HTTPAddr = *httpAddr
+	cfg.Gateway.EnableChaos = *chaos
+	cfg.Services = []*actors.Service{cart.Service(), chat.Service()}
+	cfg.Logger = log
+	if cfg.Persistence.Sync, err = persistence.ParseSyncPolicy(*fsync); err != nil {
+		return fmt.Errorf("--fsync: %w", err)
+	}
+	node, err := actors.Start(cfg)
+	if err != nil {
+		return err
+	}
+	addr := node.HTTPAddr()
+	fmt.Fprintf(stdout, `tempest-node dev: %d clones each of cart, chat; data in %s
+  gateway  http://%s
+  try      curl -s -XPOST http://%s/v1/services/cart/add -d '{"user":"ann","item":"apple","qty":2}'
+           curl -s -XPOST http://%s/v1/services/cart/get -d '{"user":"ann"}'
+           curl -s http://%s/v1/status
+`, *clones, dir, addr, addr, addr, addr)
+	if *chaos {
+		fmt.Fprintf(stdout, "  chaos    curl -s -XPOST http://%s/v1/admin/kill -d '{\"actor\":\"cart/1/scheduler\"}'\n", addr)
+	}
+	fmt.Fprintln(stdout, "ctrl-c to stop")
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "stopping...")
+	done := make(chan error, 1)
+	go func() { done <- node.Stop() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(15 * time.Second):
+		return errors.New("stop timed out")
+	}
+}

@@ -1,0 +1,198 @@
+// Package gateway is Tempest's HTTP front end: it turns HTTP requests into
+// calls on a Backend (the node) and the Backend's answers and errors into
+// JSON responses. The contract, which later versions keep:
+//
+//	POST /v1/services/{service}/{method}   JSON body in, JSON answer out
+//	     header Tempest-Timeout-Ms: the request's deadline budget (optional)
+//	GET  /v1/status                        node, clones and supervision state
+//	GET  /v1/admin/actors                  actor paths the chaos API accepts
+//	POST /v1/admin/kill {"actor":"cart/1"} kill an actor (only with chaos enabled)
+//	GET  /healthz                          200 while the node serves
+//
+// Errors are {"error":{"code":"…","message":"…"}} with a fitting status:
+// 400 bad JSON or header, 404 unknown service/method/route, 405 wrong HTTP
+// method, 413 body too large, 503 deadline cannot be met / overloaded /
+// no clone ready, 504 deadline exceeded.
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Backend is what the gateway serves.
+type Backend interface {
+	// Call runs a method; timeout 0 means the method's default deadline.
+	Call(ctx context.Context, service, method string, body []byte, timeout time.Duration) ([]byte, error)
+	// Status returns a JSON-encodable view of the node.
+	Status() any
+	// Actors lists the actor paths Kill accepts.
+	Actors() []string
+	// Kill crashes the actor at path (chaos API).
+	Kill(path string) error
+}
+
+// StatusError is implemented by errors that know their HTTP status and code.
+type StatusError interface {
+	error
+	HTTPStatus() int
+	ErrorCode() string
+	ErrorMessage() string
+}
+
+// Options configure the gateway.
+type Options struct {
+	// MaxBodyBytes is the largest request body accepted; larger gets 413.
+	MaxBodyBytes int64
+	// MaxTimeout caps Tempest-Timeout-Ms.
+	MaxTimeout time.Duration
+}
+
+// DefaultOptions: 1 MiB bodies, timeouts up to one minute.
+func DefaultOptions() Options {
+	return Options{MaxBodyBytes: 1 << 20, MaxTimeout: time.Minute}
+}
+
+// TimeoutHeader carries a request's deadline budget in milliseconds.
+const TimeoutHeader = "Tempest-Timeout-Ms"
+
+// New returns the gateway's handler.
+func New(b Backend, o Options) http.Handler {
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = DefaultOptions().MaxBodyBytes
+	}
+	if o.MaxTimeout <= 0 {
+		o.MaxTimeout = DefaultOptions().MaxTimeout
+	}
+	g := &handler{b: b, o: o}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/v1/services/{service}/{method}", only(http.MethodPost, g.call))
+	mux.HandleFunc("/v1/status", only(http.MethodGet, g.status))
+	mux.HandleFunc("/v1/admin/actors", only(http.MethodGet, g.actors))
+	mux.HandleFunc("/v1/admin/kill", only(http.MethodPost, g.kill))
+	mux.HandleFunc("/healthz", only(http.MethodGet, func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+// only answers 405 (as JSON) to any HTTP method but the one given.
+func only(method string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != method {
+			w.Header().Set("Allow", method)
+			WriteError(w, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s not allowed on %s; use %s", r.Method, r.URL.Path, method))
+			return
+		}
+		h(w, r)
+	}
+}
+
+type handler struct {
+	b Backend
+	o Options
+}
+
+func (g *handler) call(w http.ResponseWriter, r *http.Request) {
+	timeout := time.Duration(0)
+	if h := r.Header.Get(TimeoutHeader); h != "" {
+		ms, err := strconv.ParseInt(h, 10, 64)
+		if err != nil || ms <= 0 {
+			WriteError(w, http.StatusBadRequest, "bad_timeout", fmt.Sprintf("%s must be a positive integer, got %q", TimeoutHeader, h))
+			return
+		}
+		timeout = min(time.Duration(ms)*time.Millisecond, g.o.MaxTimeout)
+	}
+	body, ok := g.readBody(w, r)
+	if !ok {
+		return
+	}
+	out, err := g.b.Call(r.Context(), r.PathValue("service"), r.PathValue("method"), body, timeout)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(out)
+}
+
+// readBody reads a JSON body within the size limit; an empty body is {}.
+func (g *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.o.MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			WriteError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body exceeds %d bytes", g.o.MaxBodyBytes))
+		} else {
+			WriteError(w, http.StatusBadRequest, "bad_body", "reading body: "+err.Error())
+		}
+		return nil, false
+	}
+	if len(body) == 0 {
+		return []byte("{}"), true
+	}
+	if !json.Valid(body) {
+		WriteError(w, http.StatusBadRequest, "bad_json", "request body is not valid JSON")
+		return nil, false
+	}
+	return body, true
+}
+
+func (g *handler) status(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, g.b.Status())
+}
+
+func (g *handler) actors(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"actors": g.b.Actors()})
+}
+
+func (g *handler) kill(w http.ResponseWriter, r *http.Request) {
+	body, ok := g.readBody(w, r)
+	if !ok {
+		return
+	}
+	var req struct {
+		Actor string `json:"actor"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil || req.Actor == "" {
+		WriteError(w, http.StatusBadRequest, "bad_request", `body must be {"actor":"<path>"}, see GET /v1/admin/actors`)
+		return
+	}
+	if err := g.b.Kill(req.Actor); err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"killed": req.Actor})
+}
+
+func writeErr(w http.ResponseWriter, err error) {
+	var se StatusError
+	if errors.As(err, &se) {
+		WriteError(w, se.HTTPStatus(), se.ErrorCode(), se.ErrorMessage())
+		return
+	}
+	WriteError(w, http.StatusInternalServerError, "internal", err.Error())
+}
+
+// WriteError writes {"error":{"code":code,"message":msg}} with status.
+func WriteError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": msg}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

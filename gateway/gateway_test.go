@@ -1,0 +1,157 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// testErr is a StatusError for the backend below.
+type testErr struct {
+	status    int
+	code, msg string
+}
+
+func (e testErr) Error() string        { return e.msg }
+func (e testErr) HTTPStatus() int      { return e.status }
+func (e testErr) ErrorCode() string    { return e.code }
+func (e testErr) ErrorMessage() string { return e.msg }
+
+// backend answers like a node with one service "echo" whose method "say"
+// echoes its body; it records the timeout it was given.
+type backend struct {
+	gotTimeout time.Duration
+	killed     string
+}
+
+func (b *backend) Call(_ context.Context, service, method string, body []byte, timeout time.Duration) ([]byte, error) {
+	b.gotTimeout = timeout
+	switch {
+	case service != "echo":
+		return nil, testErr{404, "unknown_service", "no " + service}
+	case method == "slow":
+		return nil, testErr{503, "deadline_unmeetable", "too slow"}
+	case method == "boom":
+		return nil, errors.New("plain failure")
+	case method != "say":
+		return nil, testErr{404, "unknown_method", "no " + method}
+	}
+	return body, nil
+}
+func (b *backend) Status() any      { return map[string]string{"node": "t"} }
+func (b *backend) Actors() []string { return []string{"echo/1"} }
+func (b *backend) Kill(path string) error {
+	if path != "echo/1" {
+		return testErr{404, "unknown_actor", path}
+	}
+	b.killed = path
+	return nil
+}
+
+func do(t *testing.T, h http.Handler, method, path, body string, hdr map[string]string) (int, map[string]any) {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("%s %s: content type %q", method, path, ct)
+	}
+	raw, _ := io.ReadAll(rec.Body)
+	var out map[string]any
+	if err := json.Unmarshal(raw, &out); err != nil {
+		t.Fatalf("%s %s: answer is not JSON: %q", method, path, raw)
+	}
+	return rec.Code, out
+}
+
+func errCode(t *testing.T, out map[string]any) string {
+	t.Helper()
+	e, ok := out["error"].(map[string]any)
+	if !ok {
+		t.Fatalf("no error object in %v", out)
+	}
+	if m, _ := e["message"].(string); m == "" {
+		t.Fatalf("error without message: %v", out)
+	}
+	return e["code"].(string)
+}
+
+func TestCallContract(t *testing.T) {
+	b := &backend{}
+	h := New(b, Options{MaxBodyBytes: 64})
+	cases := []struct {
+		name, method, path, body string
+		hdr                      map[string]string
+		status                   int
+		code                     string
+	}{
+		{"ok", "POST", "/v1/services/echo/say", `{"a":1}`, nil, 200, ""},
+		{"empty body is {}", "POST", "/v1/services/echo/say", ``, nil, 200, ""},
+		{"bad json", "POST", "/v1/services/echo/say", `{"a":`, nil, 400, "bad_json"},
+		{"too large", "POST", "/v1/services/echo/say", `{"a":"` + strings.Repeat("x", 100) + `"}`, nil, 413, "too_large"},
+		{"unknown service", "POST", "/v1/services/nope/say", `{}`, nil, 404, "unknown_service"},
+		{"unknown method", "POST", "/v1/services/echo/nope", `{}`, nil, 404, "unknown_method"},
+		{"unmeetable", "POST", "/v1/services/echo/slow", `{}`, nil, 503, "deadline_unmeetable"},
+		{"plain error is 500", "POST", "/v1/services/echo/boom", `{}`, nil, 500, "internal"},
+		{"bad timeout", "POST", "/v1/services/echo/say", `{}`, map[string]string{TimeoutHeader: "soon"}, 400, "bad_timeout"},
+		{"negative timeout", "POST", "/v1/services/echo/say", `{}`, map[string]string{TimeoutHeader: "-5"}, 400, "bad_timeout"},
+		{"wrong verb", "GET", "/v1/services/echo/say", ``, nil, 405, "method_not_allowed"},
+		{"no route", "GET", "/nope", ``, nil, 404, "not_found"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			status, out := do(t, h, c.method, c.path, c.body, c.hdr)
+			if status != c.status {
+				t.Fatalf("status %d, want %d (%v)", status, c.status, out)
+			}
+			if c.code != "" {
+				if got := errCode(t, out); got != c.code {
+					t.Fatalf("code %q, want %q", got, c.code)
+				}
+			}
+		})
+	}
+}
+
+func TestTimeoutHeaderIsPassedAndCapped(t *testing.T) {
+	b := &backend{}
+	h := New(b, Options{MaxTimeout: time.Second})
+	do(t, h, "POST", "/v1/services/echo/say", `{}`, map[string]string{TimeoutHeader: "250"})
+	if b.gotTimeout != 250*time.Millisecond {
+		t.Fatalf("timeout %v", b.gotTimeout)
+	}
+	do(t, h, "POST", "/v1/services/echo/say", `{}`, map[string]string{TimeoutHeader: "99999"})
+	if b.gotTimeout != time.Second {
+		t.Fatalf("timeout not capped: %v", b.gotTimeout)
+	}
+	do(t, h, "POST", "/v1/services/echo/say", `{}`, nil)
+	if b.gotTimeout != 0 {
+		t.Fatalf("no header should mean default (0), got %v", b.gotTimeout)
+	}
+}
+
+func TestStatusAndKill(t *testing.T) {
+	b := &backend{}
+	h := New(b, DefaultOptions())
+	if status, out := do(t, h, "GET", "/v1/status", ``, nil); status != 200 || out["node"] != "t" {
+		t.Fatalf("status: %d %v", status, out)
+	}
+	if status, out := do(t, h, "POST", "/v1/admin/kill", `{"actor":"echo/1"}`, nil); status != 202 || b.killed != "echo/1" {
+		t.Fatalf("kill: %d %v", status, out)
+	}
+	if status, out := do(t, h, "POST", "/v1/admin/kill", `{"actor":"zz"}`, nil); status != 404 || errCode(t, out) != "unknown_actor" {
+		t.Fatalf("kill unknown: %d %v", status, out)
+	}
+	if status, out := do(t, h, "POST", "/v1/admin/kill", `{}`, nil); status != 400 || errCode(t, out) != "bad_request" {
+		t.Fatalf("kill without actor: %d %v", status, out)
+	}
+}

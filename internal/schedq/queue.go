@@ -1,0 +1,394 @@
+// Package schedq is the core of a clone's scheduler: an earliest-deadline-
+// first queue with admission control, shedding and bounded hold-back of
+// updates. It is pure: no goroutines, no I/O, no actors, and no clock of its
+// own (every call takes now), so the scheduler actor drives it and tests
+// drive it with a fake clock.
+//
+// # Model
+//
+// A request has a method, a deadline and, for updates, a watermark. Each
+// method has a service-time estimate est (EWMA of Observe'd run times). The
+// point of no return of a request is
+//
+//	PNR = Deadline - est(method) - Margin
+//
+// A request is admissible at now while now <= PNR: started now, it is
+// expected to finish with Margin to spare. Push refuses a request that is not
+// admissible (ErrDeadlineUnmeetable) and Pop sheds every queued request that
+// stopped being admissible, so a request is answered in time or refused
+// early, never answered late. Because est changes with Observe, PNR moves;
+// the queue always uses the current estimate.
+//
+// Queries are ready at once. An update is held back (optimistic apply plus
+// rollback would cover a later-arriving earlier op, but holding until the
+// replica's stable watermark passes it avoids the rollback) until the first
+// of:
+//
+//   - stable >= Watermark (the caller passes the replica's stable point);
+//   - now >= Arrival + MaxHold (hold-back is bounded);
+//   - now >= PNR - HoldSlack (holding longer would endanger the deadline).
+//
+// Pop returns the ready request with the earliest deadline (ties: push
+// order). A held update is never returned, however urgent: that is the
+// point of holding it.
+//
+// # Data structures
+//
+// Since every request of one method shares one estimate, ordering a method's
+// requests by deadline also orders them by PNR and by pressure-release time.
+// So each method keeps two deadline heaps (ready and held); the front of the
+// ready heap is the next to shed or to serve, the front of the held heap the
+// next to release under deadline pressure. Two global heaps order held
+// updates by watermark and by arrival for the other two release rules. A
+// request moves between heaps by index (O(log n)). Pop looks at the front of
+// each active method: O(M + k log n) for M methods with queued work and k
+// requests released or shed; M is the number of a service's handlers, small.
+// A single global heap keyed by PNR was rejected: PNR depends on the
+// method's estimate, which Observe changes, and re-keying would cost O(n).
+//
+// # Overload
+//
+// When MaxQueue requests are queued, Push refuses the new one with
+// ErrQueueFull. Evicting the queued request with the latest deadline in
+// favour of a more urgent newcomer was considered and rejected: the evicted
+// request's client would learn of it only at the next Pop, late and with a
+// misleading error, whereas refusing at admission tells the newcomer at once
+// (the gateway can try another clone), and a full queue of lax requests is
+// shed by Pop anyway as soon as they become hopeless.
+package schedq
+
+import (
+	"fmt"
+	"time"
+)
+
+// Kind tells queries from updates.
+type Kind int
+
+const (
+	// Query requests read local state; they are never held back.
+	Query Kind = iota
+	// Update requests produce operations; they may be held back until the
+	// replica's stable watermark reaches Request.Watermark.
+	Update
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Query:
+		return "query"
+	case Update:
+		return "update"
+	}
+	return fmt.Sprintf("kind(%d)", int(k))
+}
+
+// Request is one unit of work. The queue reads its fields and never
+// changes them, except that Push sets a zero Arrival to now.
+type Request struct {
+	ID       uint64
+	Kind     Kind
+	Method   string
+	Arrival  time.Time
+	Deadline time.Time
+	// Watermark (updates): the request is ready once the replica's stable
+	// watermark is >= Watermark (bounded by MaxHold and deadline pressure).
+	Watermark uint64
+	// Payload is opaque to the queue.
+	Payload any
+}
+
+// Stats counts what the queue did. Counters only grow.
+type Stats struct {
+	Queued    int `json:"queued"`     // requests queued now (ready + held)
+	HeldNow   int `json:"held_now"`   // updates held back now
+	MaxQueued int `json:"max_queued"` // high-water mark of Queued
+
+	Admitted     uint64 `json:"admitted"`      // accepted by Push
+	ShedAtPush   uint64 `json:"shed_at_push"`  // refused by Push: deadline unmeetable
+	RejectedFull uint64 `json:"rejected_full"` // refused by Push: queue full
+	ShedInQueue  uint64 `json:"shed_in_queue"` // shed by Pop: became unmeetable while queued
+	Popped       uint64 `json:"popped"`        // returned by Pop
+	Held         uint64 `json:"held"`          // Pops after which at least one update was still held back
+
+	ReleasedStable   uint64 `json:"released_stable"`   // holds ended by the stable watermark
+	ReleasedPressure uint64 `json:"released_pressure"` // holds ended by deadline pressure
+	ReleasedMaxHold  uint64 `json:"released_max_hold"` // holds ended by MaxHold
+}
+
+// item is a queued request and its positions in the heaps (-1: not in it).
+//
+// A ready item is in m.ready (pos dl). A held item is in m.held (pos dl),
+// q.byWatermark (pos wm) and q.byArrival (pos arr).
+type item struct {
+	req  *Request
+	seq  uint64 // push order, breaks ties
+	m    *methodQ
+	held bool
+	dl   int
+	wm   int
+	arr  int
+}
+
+// methodQ holds one method's queued requests and its estimate.
+type methodQ struct {
+	name   string
+	est    time.Duration
+	seen   bool // est comes from an observation, not InitialEstimate
+	ready  ixheap
+	held   ixheap
+	active int // index in Queue.active, -1 when nothing is queued
+}
+
+func (m *methodQ) len() int { return m.ready.Len() + m.held.Len() }
+
+func byDeadline(a, b *item) bool {
+	if !a.req.Deadline.Equal(b.req.Deadline) {
+		return a.req.Deadline.Before(b.req.Deadline)
+	}
+	return a.seq < b.seq
+}
+
+// Queue is the EDF queue. Not safe for concurrent use: one scheduler actor
+// owns it.
+type Queue struct {
+	cfg         Config
+	methods     map[string]*methodQ
+	active      []*methodQ // methods with queued requests
+	byWatermark ixheap
+	byArrival   ixheap
+	n           int
+	held        int
+	seq         uint64
+	stats       Stats
+}
+
+// New returns an empty queue.
+func New(cfg Config) (*Queue, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Queue{
+		cfg:     cfg,
+		methods: map[string]*methodQ{},
+		byWatermark: ixheap{
+			less: func(a, b *item) bool {
+				if a.req.Watermark != b.req.Watermark {
+					return a.req.Watermark < b.req.Watermark
+				}
+				return a.seq < b.seq
+			},
+			pos: func(it *item) *int { return &it.wm },
+		},
+		byArrival: ixheap{
+			less: func(a, b *item) bool {
+				if !a.req.Arrival.Equal(b.req.Arrival) {
+					return a.req.Arrival.Before(b.req.Arrival)
+				}
+				return a.seq < b.seq
+			},
+			pos: func(it *item) *int { return &it.arr },
+		},
+	}, nil
+}
+
+func (q *Queue) method(name string) *methodQ {
+	m := q.methods[name]
+	if m == nil {
+		m = &methodQ{
+			name:   name,
+			est:    q.cfg.InitialEstimate,
+			ready:  ixheap{less: byDeadline, pos: func(it *item) *int { return &it.dl }},
+			held:   ixheap{less: byDeadline, pos: func(it *item) *int { return &it.dl }},
+			active: -1,
+		}
+		q.methods[name] = m
+	}
+	return m
+}
+
+// pnr is the point of no return: the last instant at which r can start and
+// still be expected to finish Margin before its deadline.
+func (q *Queue) pnr(r *Request, est time.Duration) time.Time {
+	return r.Deadline.Add(-est - q.cfg.Margin)
+}
+
+// Push admits r at now, or refuses it: ErrDeadlineUnmeetable if
+// Deadline-now < Estimate(Method)+Margin, ErrQueueFull if MaxQueue requests
+// are queued (the newcomer is refused; nothing is evicted, see the package
+// doc). A zero Arrival is set to now.
+func (q *Queue) Push(now time.Time, r *Request) error {
+	if r == nil {
+		return ErrNilRequest
+	}
+	est := q.Estimate(r.Method)
+	if left := r.Deadline.Sub(now); left < est+q.cfg.Margin {
+		q.stats.ShedAtPush++
+		return fmt.Errorf("%w: request %d (%s) has %v left, needs %v + margin %v",
+			ErrDeadlineUnmeetable, r.ID, r.Method, left, est, q.cfg.Margin)
+	}
+	if q.n >= q.cfg.MaxQueue {
+		q.stats.RejectedFull++
+		return fmt.Errorf("%w: %d requests queued", ErrQueueFull, q.n)
+	}
+	if r.Arrival.IsZero() {
+		r.Arrival = now
+	}
+	m := q.method(r.Method)
+	q.seq++
+	it := &item{req: r, seq: q.seq, m: m, dl: -1, wm: -1, arr: -1}
+	if r.Kind == Update {
+		it.held = true
+		m.held.add(it)
+		q.byWatermark.add(it)
+		q.byArrival.add(it)
+		q.held++
+	} else {
+		m.ready.add(it)
+	}
+	if m.active < 0 {
+		m.active = len(q.active)
+		q.active = append(q.active, m)
+	}
+	q.n++
+	q.stats.Admitted++
+	q.stats.MaxQueued = max(q.stats.MaxQueued, q.n)
+	return nil
+}
+
+// release moves a held update to its method's ready heap.
+func (q *Queue) release(it *item, counter *uint64) {
+	it.m.held.remove(it)
+	q.byWatermark.remove(it)
+	q.byArrival.remove(it)
+	it.held = false
+	q.held--
+	it.m.ready.add(it)
+	*counter++
+}
+
+// Pop advances the queue to now with the replica's stable watermark:
+//
+//  1. releases held updates whose watermark is <= stable, whose MaxHold has
+//     passed, or whose point of no return is within HoldSlack;
+//  2. sheds every request that is no longer admissible
+//     (now > Deadline - estimate - Margin), returned in shed, earliest
+//     deadline first within a method;
+//  3. returns the ready request with the earliest deadline (nil if none).
+//
+// wake is the earliest time at which the passage of time alone changes what
+// Pop would do (a hold expiring, pressure release, a request to shed); zero
+// when the queue is empty. It is always after now. The caller should call
+// Pop again by wake, and also whenever stable advances (watermark releases
+// are not time-driven) or a request is pushed.
+func (q *Queue) Pop(now time.Time, stable uint64) (next *Request, shed []*Request, wake time.Time) {
+	for it := q.byWatermark.top(); it != nil && it.req.Watermark <= stable; it = q.byWatermark.top() {
+		q.release(it, &q.stats.ReleasedStable)
+	}
+	for it := q.byArrival.top(); it != nil && !now.Before(it.req.Arrival.Add(q.cfg.MaxHold)); it = q.byArrival.top() {
+		q.release(it, &q.stats.ReleasedMaxHold)
+	}
+	var best *item
+	for i := 0; i < len(q.active); {
+		m := q.active[i]
+		slackAt := m.est + q.cfg.Margin + q.cfg.HoldSlack
+		for it := m.held.top(); it != nil && !now.Before(it.req.Deadline.Add(-slackAt)); it = m.held.top() {
+			q.release(it, &q.stats.ReleasedPressure)
+		}
+		for it := m.ready.top(); it != nil && now.After(q.pnr(it.req, m.est)); it = m.ready.top() {
+			m.ready.popTop()
+			q.n--
+			q.stats.ShedInQueue++
+			shed = append(shed, it.req)
+		}
+		if m.len() == 0 {
+			q.deactivate(m) // swaps another method into position i
+			continue
+		}
+		if it := m.ready.top(); it != nil && (best == nil || byDeadline(it, best)) {
+			best = it
+		}
+		i++
+	}
+	if best != nil {
+		m := best.m
+		m.ready.popTop()
+		q.n--
+		q.stats.Popped++
+		next = best.req
+		if m.len() == 0 {
+			q.deactivate(m)
+		}
+	}
+	if q.held > 0 {
+		q.stats.Held++
+	}
+	return next, shed, q.wake()
+}
+
+// wake computes Pop's wake time: the earliest MaxHold expiry, pressure
+// release or shed time of what is still queued.
+func (q *Queue) wake() time.Time {
+	var w time.Time
+	consider := func(t time.Time) {
+		if w.IsZero() || t.Before(w) {
+			w = t
+		}
+	}
+	if it := q.byArrival.top(); it != nil {
+		consider(it.req.Arrival.Add(q.cfg.MaxHold))
+	}
+	for _, m := range q.active {
+		if it := m.held.top(); it != nil {
+			consider(it.req.Deadline.Add(-(m.est + q.cfg.Margin + q.cfg.HoldSlack)))
+		}
+		if it := m.ready.top(); it != nil {
+			consider(q.pnr(it.req, m.est).Add(time.Nanosecond)) // shed once strictly past PNR
+		}
+	}
+	return w
+}
+
+func (q *Queue) deactivate(m *methodQ) {
+	i, last := m.active, len(q.active)-1
+	q.active[i] = q.active[last]
+	q.active[i].active = i
+	q.active[last] = nil
+	q.active = q.active[:last]
+	m.active = -1
+	if !m.seen {
+		delete(q.methods, m.name) // nothing worth keeping: the map stays bounded by observed methods
+	}
+}
+
+// Observe feeds a measured service time of method into its estimate: the
+// first observation replaces InitialEstimate (a guess), later ones are
+// blended in with weight EstimateAlpha. Negative times count as 0.
+func (q *Queue) Observe(method string, serviceTime time.Duration) {
+	serviceTime = max(serviceTime, 0)
+	m := q.method(method)
+	if !m.seen {
+		m.est, m.seen = serviceTime, true
+		return
+	}
+	a := q.cfg.EstimateAlpha
+	m.est = time.Duration(a*float64(serviceTime) + (1-a)*float64(m.est))
+}
+
+// Estimate returns the current service-time estimate of method.
+func (q *Queue) Estimate(method string) time.Duration {
+	if m := q.methods[method]; m != nil {
+		return m.est
+	}
+	return q.cfg.InitialEstimate
+}
+
+// Len returns the number of queued requests (ready and held).
+func (q *Queue) Len() int { return q.n }
+
+// Stats returns the counters.
+func (q *Queue) Stats() Stats {
+	s := q.stats
+	s.Queued, s.HeldNow = q.n, q.held
+	return s
+}
