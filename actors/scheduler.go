@@ -107,12 +107,17 @@ func (s *schedulerActor) start(ctx actor.Context) {
 	}
 	s.store, s.methods = b.store, b.methods
 	s.clog = c.n.db.Clone(c.id)
+	// The origins must be known before replay: with an unknown origin the
+	// stable point would run ahead of that origin's ops still in the log,
+	// fold too early and apply them late, in a different order than peers.
+	s.store.SetOrigins(c.origins())
+	c.inflight.Wait()
 	snapshotPos, replayed, err := s.recover()
 	if err != nil {
 		panic(fmt.Errorf("recover %s: %w", c.id, err))
 	}
 	s.lastPos = snapshotPos
-	s.store.SetOrigins(c.origins())
+	waitPastClock(s.store.Now())
 	if s.q, err = schedq.New(c.n.cfg.Scheduler); err != nil {
 		panic(err)
 	}
@@ -124,6 +129,20 @@ func (s *schedulerActor) start(ctx actor.Context) {
 	ctx.Send(c.repairPID, &repairTick{}) // catch up on what was missed while down
 	s.log.Info("clone ready", zap.Uint64("applied", s.store.Applied()), zap.Int("replayed", replayed),
 		zap.Uint64("snapshot_pos", snapshotPos), zap.Duration("took", time.Since(t0)))
+}
+
+// waitPastClock waits until the physical clock has passed the millisecond of
+// the recovered clock reading (at most one second). A heartbeat the previous
+// incarnation multicast after its last persisted op promised peers that no
+// later op of this clone would be stamped at or below the heartbeat's time;
+// that time is at most the physical clock at the crash (plus drift the HLC
+// accepted from peers), so starting past it keeps the promise.
+func waitPastClock(ts collections.Timestamp) {
+	now := time.Now()
+	target := time.UnixMilli(max(int64(ts.WallMs), now.UnixMilli()) + 1)
+	if d := target.Sub(now); d > 0 {
+		time.Sleep(min(d, time.Second))
+	}
 }
 
 // recover loads the snapshot and replays the log after it.
@@ -192,9 +211,9 @@ func (s *schedulerActor) admit(ctx actor.Context, r *callRequest) {
 	if m.update {
 		req.Kind = schedq.Update
 		if m.holdBack {
-			// Ready once every origin's stream is known up to the arrival
-			// time: no op issued before the request can still reorder it.
-			req.Watermark = collections.Timestamp{WallMs: uint64(r.arrived.UnixMilli()), Logical: 0xffff}.Pack()
+			// Ready once every origin's stream is known up to now: no op
+			// issued before the request can still reorder it.
+			req.Watermark = s.store.Now().Pack()
 		}
 	}
 	if err := s.q.Push(time.Now(), req); err != nil {
@@ -283,8 +302,10 @@ func (s *schedulerActor) run(ctx actor.Context, r *schedq.Request) {
 	self, member, system := ctx.Self(), s.c.memberPID, ctx.ActorSystem()
 	clog := s.clog
 	s.c.n.inflight.Add(1)
+	s.c.inflight.Add(1)
 	go func() {
 		defer s.c.n.inflight.Done()
+		defer s.c.inflight.Done()
 		pos, err := clog.Append(context.Background(), recs...)
 		if err != nil {
 			system.Root.Send(self, &persistFailed{err: err})
@@ -339,8 +360,10 @@ func (s *schedulerActor) deliver(ctx actor.Context, ops []*tempestpb.Op) {
 		}
 		self, system, clog := ctx.Self(), ctx.ActorSystem(), s.clog
 		s.c.n.inflight.Add(1)
+		s.c.inflight.Add(1)
 		go func() {
 			defer s.c.n.inflight.Done()
+			defer s.c.inflight.Done()
 			// Not waited for: a peer's op lost by a crash here is fetched
 			// again by catch-up. A failure is only logged for the same reason.
 			if pos, err := clog.Append(context.Background(), recs...); err != nil {
@@ -414,6 +437,8 @@ func (s *schedulerActor) publish(now time.Time) {
 		cs.ShedInQueue = st.ShedInQueue
 		cs.HandlerPanics = s.failed
 		cs.RejectedOps = s.badOps
+		ss := s.store.Stats()
+		cs.LateOps, cs.LateMisplaced, cs.RolledBack = ss.LateOps, ss.LateMisplaced, ss.RolledBack
 		cs.ApplyLatencyUs = s.applyEWMA.Microseconds()
 		cs.UpdatedAt = now
 	})

@@ -71,10 +71,10 @@ func (s *Service) Methods() (methods []MethodInfo, err error) {
 
 // MethodInfo describes one method of a service.
 type MethodInfo struct {
-	Name     string
-	Update   bool
-	Deadline time.Duration // default deadline; 0 = the node's default
-	HoldBack bool
+	Name     string        `json:"name"`
+	Update   bool          `json:"update"`
+	Deadline time.Duration `json:"default_deadline_ns,omitempty"` // 0 = the node's default
+	HoldBack bool          `json:"hold_back,omitempty"`
 }
 
 // build runs setup against a new store.
@@ -246,8 +246,11 @@ func NotFound(format string, args ...any) *Error {
 }
 
 // AsError turns any error into an *Error: runtime sentinels get their status
-// and code, anything else is an internal error.
+// and code, anything else is an internal error. AsError(nil) is nil.
 func AsError(err error) *Error {
+	if err == nil {
+		return nil
+	}
 	var e *Error
 	if errors.As(err, &e) {
 		return e

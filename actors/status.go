@@ -26,6 +26,9 @@ type CloneStatus struct {
 	ShedInQueue    uint64         `json:"shed_in_queue"`
 	HandlerPanics  uint64         `json:"handler_panics"`
 	RejectedOps    uint64         `json:"rejected_ops"`
+	RolledBack     uint64         `json:"rolled_back_ops"`  // ops reverted to insert a late arrival before them
+	LateOps        uint64         `json:"late_ops"`         // ops that arrived after their stable point (a protocol fault)
+	LateMisplaced  uint64         `json:"late_misplaced"`   // late ops that could not be put in their place
 	ApplyLatencyUs int64          `json:"apply_latency_us"` // EWMA of handler run time
 	Restarts       int            `json:"restarts"`         // restarts of the clone and its child actors
 	ActorRestarts  map[string]int `json:"actor_restarts,omitempty"`

@@ -73,6 +73,13 @@ type cloneRuntime struct {
 
 	schedulerPID, memberPID, repairPID *actor.PID
 
+	// inflight counts op-log appends started by any incarnation of the
+	// scheduler. A new incarnation waits for them before it replays the log:
+	// otherwise an own op still being appended by the dead incarnation would
+	// be missing from the replay, and the clone would reuse its sequence
+	// number for a different op.
+	inflight sync.WaitGroup
+
 	ready       atomic.Bool  // the scheduler has loaded state and serves
 	incarnation atomic.Int64 // scheduler starts, for OnStable replica labels
 

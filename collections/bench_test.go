@@ -1,0 +1,139 @@
+package collections_test
+
+import (
+	"fmt"
+	"strconv"
+	"testing"
+
+	"github.com/tempestrt/tempest/proto/tempestpb"
+)
+
+// BenchmarkDeliverInOrder: applying a peer's ops that arrive in order (the
+// common case: no replay), with stability advancing and ops being folded
+// as they would in a running group.
+func BenchmarkDeliverInOrder(b *testing.B) {
+	kinds := map[string]func(i int) *tempestpb.Op{
+		"map-put": func(i int) *tempestpb.Op {
+			return &tempestpb.Op{Collection: "m", Item: []byte(strconv.Itoa(i % 1000)), Kind: tempestpb.OpKind_OP_PUT, Value: []byte(strconv.Itoa(i))}
+		},
+		"map-userop": func(i int) *tempestpb.Op {
+			return &tempestpb.Op{Collection: "m", Item: []byte(strconv.Itoa(i % 1000)), Kind: tempestpb.OpKind_OP_USER, UserOp: "add", Value: []byte(`{"n":1}`)}
+		},
+		"list-append": func(i int) *tempestpb.Op {
+			return &tempestpb.Op{Collection: "l", Kind: tempestpb.OpKind_OP_LIST_APPEND, Value: []byte(`"message"`)}
+		},
+		"counter": func(i int) *tempestpb.Op {
+			return &tempestpb.Op{Collection: "c", Kind: tempestpb.OpKind_OP_COUNTER_ADD, Delta: 1}
+		},
+	}
+	for _, name := range []string{"map-put", "map-userop", "list-append", "counter"} {
+		b.Run(name, func(b *testing.B) {
+			f := newFixture(b, "a", nil)
+			f.s.SetOrigins([]string{"a", "b"})
+			ops := make([]*tempestpb.Op, b.N)
+			for i := range ops {
+				o := kinds[name](i)
+				o.Service, o.Origin, o.Seq, o.WallMs = "svc", "b", uint64(i+1), 1_000_000+uint64(i)
+				ops[i] = o
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i, o := range ops {
+				if _, err := f.s.Deliver(o); err != nil {
+					b.Fatal(err)
+				}
+				if i%64 == 63 { // a's heartbeat: everything up to b's op is stable
+					f.s.ObserveHeartbeat(&tempestpb.Heartbeat{Origin: "a", WallMs: 1_000_000 + uint64(i)})
+				}
+			}
+			b.StopTimer()
+			if f.s.Pending() > 64 {
+				b.Fatalf("pending %d: stability did not advance", f.s.Pending())
+			}
+		})
+	}
+}
+
+// BenchmarkUpdate: one handler run with one mutation, including op
+// creation, local apply and (alone, or with two idle peers whose
+// heartbeats arrive every 64 updates) folding.
+func BenchmarkUpdate(b *testing.B) {
+	for _, peers := range []int{0, 2} {
+		b.Run(fmt.Sprintf("peers=%d", peers), func(b *testing.B) {
+			f := newFixture(b, "a", nil)
+			origins := []string{"a"}
+			for p := range peers {
+				origins = append(origins, fmt.Sprintf("p%d", p))
+			}
+			f.s.SetOrigins(origins)
+			keys := make([]string, 1000)
+			for i := range keys {
+				keys[i] = strconv.Itoa(i)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				if _, err := f.s.Update(func() error { f.m.Put(keys[i%1000], i); return nil }); err != nil {
+					b.Fatal(err)
+				}
+				if peers > 0 && i%64 == 63 {
+					now := f.s.Now()
+					for _, p := range origins[1:] {
+						f.s.ObserveHeartbeat(&tempestpb.Heartbeat{Origin: p, WallMs: now.WallMs, Logical: now.Logical})
+					}
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkDigest: a store of 10 000 map items and a 1 000-element list;
+// "clean" nothing changed since the last digest, "one-changed" one item
+// changed (the incremental case: what a status poll after a few writes
+// costs), "all-changed" every map item changed.
+func BenchmarkDigest(b *testing.B) {
+	setup := func(b *testing.B) *fixture {
+		f := newFixture(b, "a", nil)
+		f.update(b, func() {
+			for i := range 10_000 {
+				f.m.Put(strconv.Itoa(i), i)
+			}
+			for i := range 1000 {
+				f.l.Append(strconv.Itoa(i))
+			}
+		})
+		f.s.Digest()
+		return f
+	}
+	b.Run("clean", func(b *testing.B) {
+		f := setup(b)
+		b.ResetTimer()
+		for range b.N {
+			f.s.Digest()
+		}
+	})
+	b.Run("one-changed", func(b *testing.B) {
+		f := setup(b)
+		b.ResetTimer()
+		for i := range b.N {
+			b.StopTimer()
+			f.update(b, func() { f.m.Put("17", i) })
+			b.StartTimer()
+			f.s.Digest()
+		}
+	})
+	b.Run("all-changed", func(b *testing.B) {
+		f := setup(b)
+		b.ResetTimer()
+		for i := range b.N {
+			b.StopTimer()
+			f.update(b, func() {
+				for k := range 10_000 {
+					f.m.Put(strconv.Itoa(k), i+k)
+				}
+			})
+			b.StartTimer()
+			f.s.Digest()
+		}
+	})
+}

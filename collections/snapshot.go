@@ -1,0 +1,290 @@
+package collections
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/tempestrt/tempest/proto/tempestpb"
+)
+
+// Snapshot returns the whole replica state: every item's base value and
+// tentative ops, what is known of every origin's stream, the folded point,
+// the clock, own seq and applied count. Restoring it into a fresh store
+// with the same collections gives a replica indistinguishable from this
+// one (same values, histories, digests, version vector, stable point).
+// Items are sorted by (collection, key) and origins by name, so equal
+// states give equal snapshots. The snapshot shares ops and byte slices
+// with the store: marshal it, do not modify it.
+func (s *Store) Snapshot() *tempestpb.StoreSnapshot {
+	clock := s.hlc.Last()
+	snap := &tempestpb.StoreSnapshot{
+		Service:       s.cfg.Service,
+		Replica:       s.cfg.Replica,
+		StableWallMs:  s.foldedPoint.WallMs,
+		StableLogical: s.foldedPoint.Logical,
+		OwnSeq:        s.ownSeq,
+		ClockWallMs:   clock.WallMs,
+		ClockLogical:  clock.Logical,
+		Applied:       s.applied,
+	}
+	for _, name := range s.Collections() {
+		c := s.colls[name]
+		for _, k := range c.keys() {
+			it := c.items[k]
+			base := it.base()
+			if len(it.ops) == 0 && base.zero() {
+				continue
+			}
+			snap.Items = append(snap.Items, &tempestpb.ItemState{
+				Collection: name,
+				Item:       []byte(k),
+				Base:       base.toProto(),
+				Pending:    slices.Clone(it.ops),
+			})
+		}
+	}
+	for _, name := range sortedKeys(s.origins) {
+		o := s.origins[name]
+		beyond := make([]uint64, 0, len(o.beyond))
+		for seq := range o.beyond {
+			beyond = append(beyond, seq)
+		}
+		slices.Sort(beyond)
+		snap.Origins = append(snap.Origins, &tempestpb.OriginState{
+			Origin:         name,
+			Contiguous:     o.contiguous,
+			Beyond:         beyond,
+			HorizonWallMs:  o.horizon.WallMs,
+			HorizonLogical: o.horizon.Logical,
+		})
+	}
+	return snap
+}
+
+// Restore loads a snapshot into a fresh store (no ops, no snapshot
+// restored yet) that declares the same collections and user ops. It
+// validates everything first and changes nothing on error (ErrSnapshot,
+// wrapping the cause: ErrUnknownCollection, ErrUnknownOp, ErrBadOp, ...).
+//
+// A snapshot of this replica (same Replica) restores its clock and own
+// seq. A snapshot of another replica of the service (a state transfer to
+// a new or wiped clone) is accepted too: own seq is then what the
+// snapshot knows of this replica's stream, and the clock only observes
+// the snapshot's timestamps. Ops delivered afterwards that the snapshot
+// covers are ignored as duplicates.
+func (s *Store) Restore(snap *tempestpb.StoreSnapshot) error {
+	if s.inUpdate {
+		return fmt.Errorf("%w: Restore", ErrInUpdate)
+	}
+	if err := s.checkFresh(); err != nil {
+		return err
+	}
+	r, err := s.validateSnapshot(snap)
+	if err != nil {
+		return err
+	}
+	s.install(snap, r)
+	return nil
+}
+
+func (s *Store) checkFresh() error {
+	if s.applied != 0 || s.ownSeq != 0 || s.pending != 0 {
+		return fmt.Errorf("%w: store is not fresh (applied %d, own seq %d)", ErrSnapshot, s.applied, s.ownSeq)
+	}
+	for _, c := range s.colls {
+		if len(c.items) != 0 {
+			return fmt.Errorf("%w: store is not fresh (collection %q has items)", ErrSnapshot, c.name)
+		}
+	}
+	for _, o := range s.origins {
+		if o.contiguous != 0 || len(o.beyond) != 0 || !o.horizon.IsZero() || o.hbSeq != 0 {
+			return fmt.Errorf("%w: store is not fresh (knows origin %q)", ErrSnapshot, o.name)
+		}
+	}
+	return nil
+}
+
+type restoring struct {
+	origins map[string]*originState
+	items   []*item
+	maxTS   Timestamp // latest timestamp of a pending op of another origin
+	ownTS   Timestamp // latest own timestamp known (pending op or horizon)
+}
+
+func (s *Store) validateSnapshot(snap *tempestpb.StoreSnapshot) (*restoring, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrSnapshot}, args...)...)
+	}
+	if snap == nil {
+		return nil, bad("nil snapshot")
+	}
+	if snap.GetService() != s.cfg.Service {
+		return nil, bad("snapshot of service %q, this store is %q", snap.GetService(), s.cfg.Service)
+	}
+	if snap.GetOwnSeq() > MaxSeq {
+		return nil, bad("own seq %d > MaxSeq", snap.GetOwnSeq())
+	}
+	r := &restoring{origins: map[string]*originState{}}
+	for i, os := range snap.GetOrigins() {
+		name := os.GetOrigin()
+		if name == "" {
+			return nil, bad("origin %d has no name", i)
+		}
+		if _, dup := r.origins[name]; dup {
+			return nil, bad("origin %q listed twice", name)
+		}
+		if os.GetContiguous() > MaxSeq {
+			return nil, bad("origin %q: contiguous %d > MaxSeq", name, os.GetContiguous())
+		}
+		o := &originState{
+			name:       name,
+			contiguous: os.GetContiguous(),
+			horizon:    Timestamp{WallMs: os.GetHorizonWallMs(), Logical: os.GetHorizonLogical()},
+			maxSeq:     os.GetContiguous(),
+		}
+		prev := o.contiguous
+		for _, seq := range os.GetBeyond() {
+			if seq <= prev || seq > MaxSeq {
+				return nil, bad("origin %q: beyond seqs must increase from contiguous %d to at most MaxSeq, got %d after %d", name, o.contiguous, seq, prev)
+			}
+			if o.beyond == nil {
+				o.beyond = map[uint64]Timestamp{}
+			}
+			o.beyond[seq] = Timestamp{}
+			prev, o.maxSeq = seq, seq
+		}
+		if seq := o.contiguous + 1; o.beyond != nil {
+			if _, ok := o.beyond[seq]; ok {
+				return nil, bad("origin %q: beyond lists seq %d = contiguous+1", name, seq)
+			}
+		}
+		r.origins[name] = o
+	}
+	seen := map[OpID]bool{}
+	type itemID struct{ coll, key string }
+	items := map[itemID]bool{}
+	for i, is := range snap.GetItems() {
+		c := s.colls[is.GetCollection()]
+		if c == nil {
+			return nil, bad("item %d: %w %q", i, ErrUnknownCollection, is.GetCollection())
+		}
+		key := is.GetItem()
+		id := itemID{c.name, string(key)}
+		if items[id] {
+			return nil, bad("item %q of %q listed twice", truncate(key), c.name)
+		}
+		items[id] = true
+		if c.kind.keyed() {
+			if err := c.validKey(key); err != nil {
+				return nil, bad("item %d of %s %q: key: %v", i, c.kind, c.name, err)
+			}
+		} else if len(key) != 0 {
+			return nil, bad("item %d: %s %q is one item, got key %q", i, c.kind, c.name, truncate(key))
+		}
+		base := valueFromProto(c.kind, is.GetBase())
+		if err := c.validateValue(&base); err != nil {
+			return nil, bad("item %q of %s %q: base: %v", truncate(key), c.kind, c.name, err)
+		}
+		it := &item{c: c, key: string(key), cur: base, heapIdx: -1}
+		for j, op := range is.GetPending() {
+			if err := s.checkEnvelope(op); err != nil {
+				return nil, bad("item %q of %q, pending op %d: %w", truncate(key), c.name, j, err)
+			}
+			if op.GetCollection() != c.name || string(op.GetItem()) != it.key {
+				return nil, bad("item %q of %q, pending op %s names item %q of %q", truncate(key), c.name, ID(op), truncate(op.GetItem()), op.GetCollection())
+			}
+			if err := c.validate(op); err != nil {
+				return nil, bad("item %q of %q, pending op %s: %w", truncate(key), c.name, ID(op), err)
+			}
+			oid := ID(op)
+			if seen[oid] {
+				return nil, bad("op %s pending twice", oid)
+			}
+			seen[oid] = true
+			o := r.origins[oid.Origin]
+			if o == nil || !o.delivered(oid.Seq) {
+				return nil, bad("pending op %s is not marked delivered in the origin states", oid)
+			}
+			ts := TimestampOf(op)
+			if _, ok := o.beyond[oid.Seq]; ok {
+				o.beyond[oid.Seq] = ts
+			}
+			if oid.Origin == s.cfg.Replica {
+				r.ownTS = maxTS(r.ownTS, ts)
+			} else {
+				r.maxTS = maxTS(r.maxTS, ts)
+			}
+			it.ops = append(it.ops, op)
+		}
+		slices.SortFunc(it.ops, func(a, b *tempestpb.Op) int { return keyOf(a).compare(keyOf(b)) })
+		if len(it.ops) == 0 && it.cur.zero() {
+			continue // nothing to keep
+		}
+		r.items = append(r.items, it)
+	}
+	return r, nil
+}
+
+func maxTS(a, b Timestamp) Timestamp {
+	if a.Less(b) {
+		return b
+	}
+	return a
+}
+
+// validateValue checks that a base value decodes under the collection's
+// codecs.
+func (c *collection) validateValue(v *value) error {
+	switch c.kind {
+	case kindMap:
+		if v.exists {
+			return c.validValue(v.data)
+		}
+	case kindList:
+		for i, e := range v.elems {
+			if err := c.validValue(e); err != nil {
+				return fmt.Errorf("element %d: %v", i, err)
+			}
+		}
+	}
+	return nil
+}
+
+// install replaces the (fresh) store's state with a validated snapshot.
+func (s *Store) install(snap *tempestpb.StoreSnapshot, r *restoring) {
+	if o := r.origins[s.cfg.Replica]; o != nil {
+		r.ownTS = maxTS(r.ownTS, o.horizon)
+	}
+	if r.origins[s.cfg.Replica] == nil {
+		r.origins[s.cfg.Replica] = &originState{name: s.cfg.Replica}
+	}
+	s.origins = r.origins
+	s.self = s.origins[s.cfg.Replica]
+	s.resolveMembers()
+
+	clock := Timestamp{WallMs: snap.GetClockWallMs(), Logical: snap.GetClockLogical()}
+	if snap.GetReplica() == s.cfg.Replica {
+		s.hlc.Restore(clock)
+		s.ownSeq = max(snap.GetOwnSeq(), s.self.maxSeq)
+	} else {
+		s.hlc.Observe(clock)
+		s.ownSeq = s.self.maxSeq
+	}
+	s.hlc.observeTrusted(r.ownTS)
+	s.hlc.Observe(r.maxTS)
+	s.applied = snap.GetApplied()
+	s.foldedPoint = Timestamp{WallMs: snap.GetStableWallMs(), Logical: snap.GetStableLogical()}
+
+	for _, it := range r.items {
+		c := it.c
+		c.items[it.key] = it
+		c.sorted = nil
+		s.pending += len(it.ops)
+		it.undo = make([]undoRec, len(it.ops))
+		s.replay(it, 0)
+		if len(it.ops) > 0 {
+			s.reheap(it)
+		}
+		c.touched(it)
+	}
+}
