@@ -105,7 +105,11 @@ func (a *repairActor) serve(ctx actor.Context, req *tempestpb.CatchupRequest) {
 			ops = append(ops, op)
 			return nil
 		})
-		if err != nil && !errors.Is(err, errStopRange) {
+		if errors.Is(err, persistence.ErrPruned) {
+			// The requester is behind this clone's log retention: only a
+			// state transfer (not yet built) can bring it up to date.
+			a.log.Debug("catch-up request reaches behind the pruned log", zap.String("origin", origin), zap.String("peer", req.GetFrom()))
+		} else if err != nil && !errors.Is(err, errStopRange) {
 			a.log.Warn("read op log for catch-up", zap.String("origin", origin), zap.Error(err))
 		}
 	}

@@ -1,0 +1,555 @@
+package persistence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.uber.org/zap"
+)
+
+type opKind uint8
+
+const (
+	opAppend opKind = iota
+	opSnapshot
+	opPrune
+	opDrop
+	opPutMeta
+	opDeleteMeta
+)
+
+// Op states. An op moves from queued to exactly one of taken (by the
+// committer) or cancelled (by its caller's context); the CAS decides which
+// side wins, so a cancelled op is never written and a taken one is never
+// reported as "not written".
+const (
+	opQueued uint32 = iota
+	opTaken
+	opCancelled
+)
+
+// op is one queued write.
+type op struct {
+	kind  opKind
+	clone *CloneLog
+	recs  []encRecord // opAppend
+	key   []byte      // opPutMeta, opDeleteMeta: full pebble key
+	val   []byte      // opSnapshot: encoded value; opPutMeta: raw value
+	pos   uint64      // opSnapshot: covered position; opPrune: keepAfter
+	nrec  int         // weight against MaxBatchRecords
+	size  int         // weight against MaxBatchBytes
+	state atomic.Uint32
+	done  chan result
+}
+
+// encRecord is a record encoded by the caller's goroutine, so that the
+// committer only copies bytes into the batch and the caller's Data slice is
+// never read after Append returns.
+type encRecord struct {
+	origin string
+	seq    uint64
+	idx    []byte // index key
+	val    []byte // log value
+}
+
+type result struct {
+	pos uint64
+	err error
+}
+
+// barrier ops read the database to build their batch, so they must not share
+// a batch with earlier writes the read would not see: they commit alone.
+func (o *op) barrier() bool { return o.kind == opPrune || o.kind == opDrop }
+
+func (db *DB) signal() {
+	select {
+	case db.wake <- struct{}{}:
+	default:
+	}
+}
+
+// submit queues o and waits for its result or ctx.
+func (db *DB) submit(ctx context.Context, o *op) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	o.done = make(chan result, 1)
+	db.mu.Lock()
+	if db.closing {
+		db.mu.Unlock()
+		return 0, ErrClosed
+	}
+	db.queue = append(db.queue, o)
+	db.mu.Unlock()
+	db.signal()
+	select {
+	case r := <-o.done:
+		return r.pos, r.err
+	case <-ctx.Done():
+		if o.state.CompareAndSwap(opQueued, opCancelled) {
+			return 0, ctx.Err() // the committer will skip it: nothing written
+		}
+		select {
+		case r := <-o.done:
+			return r.pos, r.err
+		default:
+			return 0, fmt.Errorf("%w: %w", ErrInDoubt, ctx.Err())
+		}
+	}
+}
+
+func (db *DB) runCommitter() {
+	defer close(db.committerDone)
+	for {
+		g, closing := db.take()
+		if len(g) == 0 {
+			if closing {
+				return
+			}
+			<-db.wake
+			continue
+		}
+		if h := db.testHookCommit.Load(); h != nil {
+			(*h)()
+		}
+		db.commitGroup(g)
+	}
+}
+
+// take removes the next group from the queue: queued ops in order, up to
+// the batch limits (the first op is always taken), a barrier op alone.
+func (db *DB) take() ([]*op, bool) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	var g []*op
+	recs, size := 0, 0
+	i := 0
+	for ; i < len(db.queue); i++ {
+		o := db.queue[i]
+		if o.state.Load() == opCancelled {
+			continue
+		}
+		if len(g) > 0 && (o.barrier() || recs+o.nrec > db.opts.MaxBatchRecords || size+o.size > db.opts.MaxBatchBytes) {
+			break
+		}
+		if !o.state.CompareAndSwap(opQueued, opTaken) {
+			continue // cancelled just now
+		}
+		g = append(g, o)
+		recs += o.nrec
+		size += o.size
+		if o.barrier() {
+			i++
+			break
+		}
+	}
+	n := copy(db.queue, db.queue[i:])
+	clear(db.queue[n:])
+	db.queue = db.queue[:n]
+	return g, db.closing
+}
+
+// cloneCache is the committer's view of one clone: what it needs to assign
+// positions and detect duplicates without reading the disk on every record.
+// It always equals the committed state between groups; a group that fails
+// drops the caches it touched, which are then reloaded from disk.
+type cloneCache struct {
+	prefix   []byte
+	hdr      header
+	hdrDirty bool
+	head     uint64 // last assigned log position
+	origins  map[string]*originCache
+}
+
+type originCache struct {
+	st    originState
+	dirty bool
+}
+
+// group is the state of one group commit being built.
+type group struct {
+	db      *DB
+	b       *pebble.Batch
+	touched map[string]*cloneCache
+	seen    map[string]uint64 // index key -> position, for records of this group
+	dropped []string
+	records uint64
+	dups    uint64
+	appends uint64
+}
+
+func (db *DB) commitGroup(ops []*op) {
+	gs := &group{
+		db:      db,
+		b:       db.pdb.NewBatch(),
+		touched: make(map[string]*cloneCache),
+		seen:    make(map[string]uint64),
+	}
+	res := make([]result, len(ops))
+	var fatal error
+	for i, o := range ops {
+		if res[i], fatal = gs.apply(o); fatal != nil {
+			break
+		}
+	}
+	if fatal == nil {
+		fatal = gs.finish()
+	}
+	handedOff := false
+	if fatal == nil && !gs.b.Empty() {
+		handedOff, fatal = db.write(gs.b)
+	}
+	if !handedOff {
+		_ = gs.b.Close()
+	}
+	for _, id := range gs.dropped {
+		delete(db.cache, id)
+	}
+	if fatal != nil {
+		for id := range gs.touched {
+			delete(db.cache, id)
+		}
+		db.log.Error("group commit failed", zap.Int("ops", len(ops)), zap.Error(fatal))
+		for i := range res {
+			res[i] = result{err: fatal}
+		}
+	} else {
+		db.st.records.Add(gs.records)
+		db.st.dups.Add(gs.dups)
+		db.st.appends.Add(gs.appends)
+	}
+	db.st.commits.Add(1)
+	db.st.ops.Add(uint64(len(ops)))
+	for i, o := range ops {
+		o.done <- res[i]
+	}
+}
+
+// write commits b under the sync policy. handedOff reports that b now
+// belongs to the reaper.
+func (db *DB) write(b *pebble.Batch) (handedOff bool, err error) {
+	size := uint64(b.Len())
+	start := time.Now()
+	switch db.opts.Sync {
+	case SyncAlways:
+		err = db.pdb.Apply(b, pebble.Sync)
+	case SyncInterval:
+		// Returns once the batch is in the memtable and queued to the WAL
+		// writer, which writes it to the file at once and fsyncs it when
+		// WALMinSyncInterval allows; the reaper waits for that fsync.
+		if err = db.pdb.ApplyNoSyncWait(b, pebble.Sync); err == nil {
+			db.st.pendingSyncs.Add(1)
+			db.reap <- b
+			handedOff = true
+		}
+	case SyncNone:
+		err = db.pdb.Apply(b, pebble.NoSync)
+	}
+	if err != nil {
+		return handedOff, fmt.Errorf("persistence: commit: %w", err)
+	}
+	lat := time.Since(start)
+	db.st.lastLatency.Store(int64(lat))
+	db.st.totalLatency.Add(int64(lat))
+	db.st.bytes.Add(size)
+	if db.opts.Sync != SyncNone {
+		db.st.syncedCommits.Add(1)
+	}
+	return handedOff, nil
+}
+
+// runReaper waits, under SyncInterval, for each acknowledged batch's fsync
+// and then releases it (pebble requires SyncWait before Close).
+func (db *DB) runReaper() {
+	defer close(db.reaperDone)
+	for b := range db.reap {
+		if err := b.SyncWait(); err != nil {
+			db.log.Error("WAL fsync failed; acknowledged writes may be lost on power loss", zap.Error(err))
+		}
+		_ = b.Close()
+		db.st.pendingSyncs.Add(-1)
+	}
+}
+
+// clone returns the committer cache of c, loading it on first use.
+func (gs *group) clone(c *CloneLog) (*cloneCache, error) {
+	cc, ok := gs.db.cache[c.id]
+	if !ok {
+		var err error
+		if cc, err = loadClone(gs.db.pdb, c.prefix); err != nil {
+			return nil, fmt.Errorf("clone %s: %w", c.id, err)
+		}
+		gs.db.cache[c.id] = cc
+	}
+	gs.touched[c.id] = cc
+	return cc, nil
+}
+
+func (gs *group) origin(cc *cloneCache, origin string) (*originCache, error) {
+	if oc, ok := cc.origins[origin]; ok {
+		return oc, nil
+	}
+	st, err := readOriginState(gs.db.pdb, cc.prefix, origin)
+	if err != nil {
+		return nil, err
+	}
+	oc := &originCache{st: st}
+	cc.origins[origin] = oc
+	return oc, nil
+}
+
+// apply adds o to the batch. A non-nil fatal error aborts the whole group
+// (the batch may hold part of o); an error in the result fails o alone and
+// guarantees o left no trace in the batch or the caches.
+func (gs *group) apply(o *op) (r result, fatal error) {
+	c := o.clone
+	switch o.kind {
+	case opAppend:
+		cc, err := gs.clone(c)
+		if err != nil {
+			return result{err: err}, nil
+		}
+		for _, rec := range o.recs { // load first, so a bad origin fails o alone
+			if _, err := gs.origin(cc, rec.origin); err != nil {
+				return result{err: fmt.Errorf("clone %s origin %s: %w", c.id, rec.origin, err)}, nil
+			}
+		}
+		var last uint64
+		for _, rec := range o.recs {
+			pos, err := gs.appendRecord(cc, rec)
+			if err != nil {
+				return result{}, fmt.Errorf("clone %s: %w", c.id, err)
+			}
+			last = pos
+		}
+		gs.appends++
+		return result{pos: last}, nil
+
+	case opSnapshot:
+		cc, err := gs.clone(c)
+		if err != nil {
+			return result{err: err}, nil
+		}
+		if o.pos > cc.head {
+			return result{err: fmt.Errorf("%w: clone %s: snapshot at %d, last log position %d", ErrPosOutOfRange, c.id, o.pos, cc.head)}, nil
+		}
+		if cc.hdr.hasSnap && o.pos < cc.hdr.snapPos {
+			return result{err: fmt.Errorf("%w: clone %s: snapshot at %d, stored one covers %d", ErrStaleSnapshot, c.id, o.pos, cc.hdr.snapPos)}, nil
+		}
+		if err := gs.b.Set(snapKey(c.prefix), o.val, nil); err != nil {
+			return result{}, err
+		}
+		cc.hdr.hasSnap, cc.hdr.snapPos, cc.hdrDirty = true, o.pos, true
+		return result{pos: o.pos}, nil
+
+	case opPutMeta:
+		return result{}, gs.b.Set(o.key, o.val, nil)
+
+	case opDeleteMeta:
+		return result{}, gs.b.Delete(o.key, nil)
+
+	case opPrune:
+		return gs.prune(c, o.pos)
+
+	case opDrop:
+		gs.dropped = append(gs.dropped, c.id)
+		return result{}, gs.b.DeleteRange(c.prefix, cloneEnd(c.prefix), nil)
+	}
+	return result{}, fmt.Errorf("persistence: unknown op kind %d", o.kind)
+}
+
+// appendRecord stores rec unless it is already stored (in the log, earlier in
+// this group, or pruned), and returns its position. For a record skipped
+// because Prune removed it, the position is the clone's prune point: the
+// snapshot covering it covers the record.
+func (gs *group) appendRecord(cc *cloneCache, rec encRecord) (uint64, error) {
+	k := string(rec.idx)
+	if pos, ok := gs.seen[k]; ok {
+		gs.dups++
+		return pos, nil
+	}
+	oc := cc.origins[rec.origin] // loaded by apply
+	if rec.seq <= oc.st.maxSeq {
+		// Possibly a duplicate. Records above maxSeq (the common case) need
+		// no disk read.
+		if oc.st.prunedContains(rec.seq) {
+			gs.dups++
+			gs.seen[k] = cc.hdr.prunedThrough
+			return cc.hdr.prunedThrough, nil
+		}
+		v, closer, err := gs.db.pdb.Get(rec.idx)
+		switch {
+		case err == nil:
+			pos, derr := decodePos(v)
+			_ = closer.Close()
+			if derr != nil {
+				return 0, fmt.Errorf("origin %s seq %d: %w", rec.origin, rec.seq, derr)
+			}
+			gs.dups++
+			gs.seen[k] = pos
+			return pos, nil
+		case !errors.Is(err, pebble.ErrNotFound):
+			return 0, err
+		}
+	}
+	cc.head++
+	pos := cc.head
+	if err := gs.b.Set(logKey(cc.prefix, pos), rec.val, nil); err != nil {
+		return 0, err
+	}
+	if err := gs.b.Set(rec.idx, encodePos(pos), nil); err != nil {
+		return 0, err
+	}
+	oc.st.maxSeq = max(oc.st.maxSeq, rec.seq)
+	oc.dirty = true
+	gs.seen[k] = pos
+	gs.records++
+	return pos, nil
+}
+
+// prune deletes the log records with pos <= keepAfter and their index
+// entries, and records their seqs in the origins' pruned sets. It runs alone
+// in its group (a barrier), so reading the database sees everything before it.
+func (gs *group) prune(c *CloneLog, keepAfter uint64) (result, error) {
+	cc, err := gs.clone(c)
+	if err != nil {
+		return result{err: err}, nil
+	}
+	keep := min(keepAfter, cc.head)
+	if keep <= cc.hdr.prunedThrough {
+		return result{pos: cc.hdr.prunedThrough}, nil
+	}
+	if !cc.hdr.hasSnap || keep > cc.hdr.snapPos {
+		return result{err: fmt.Errorf("%w: clone %s: prune through %d, snapshot covers %d (has snapshot: %v)",
+			ErrNotCovered, c.id, keep, cc.hdr.snapPos, cc.hdr.hasSnap)}, nil
+	}
+	lo := logKey(c.prefix, cc.hdr.prunedThrough+1)
+	_, hi := logBounds(c.prefix)
+	if keep < math.MaxUint64 {
+		hi = logKey(c.prefix, keep+1)
+	}
+	it, err := gs.db.pdb.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return result{}, err
+	}
+	seqs := make(map[string][]uint64)
+	for valid := it.First(); valid; valid = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return result{}, errors.Join(err, it.Close())
+		}
+		rec, err := decodeRecord(v)
+		if err != nil {
+			return result{}, errors.Join(fmt.Errorf("clone %s: prune: %w", c.id, err), it.Close())
+		}
+		if err := gs.b.Delete(indexKey(c.prefix, rec.Origin, rec.Seq), nil); err != nil {
+			return result{}, errors.Join(err, it.Close())
+		}
+		seqs[rec.Origin] = append(seqs[rec.Origin], rec.Seq)
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return result{}, err
+	}
+	if err := gs.b.DeleteRange(lo, hi, nil); err != nil {
+		return result{}, err
+	}
+	for origin, ss := range seqs {
+		oc, err := gs.origin(cc, origin)
+		if err != nil {
+			return result{}, fmt.Errorf("clone %s origin %s: %w", c.id, origin, err)
+		}
+		slices.Sort(ss)
+		oc.st.addPruned(slices.Compact(ss))
+		oc.dirty = true
+	}
+	cc.hdr.prunedThrough, cc.hdrDirty = keep, true
+	return result{pos: keep}, nil
+}
+
+// finish writes the bookkeeping (origin states, headers) the group changed.
+func (gs *group) finish() error {
+	for _, cc := range gs.touched {
+		for origin, oc := range cc.origins {
+			if !oc.dirty {
+				continue
+			}
+			if err := gs.b.Set(originKey(cc.prefix, origin), encodeOriginState(oc.st), nil); err != nil {
+				return err
+			}
+			oc.dirty = false
+		}
+		if cc.hdrDirty {
+			if err := gs.b.Set(headerKey(cc.prefix), encodeHeader(cc.hdr), nil); err != nil {
+				return err
+			}
+			cc.hdrDirty = false
+		}
+	}
+	return nil
+}
+
+// loadClone reads the committed state of a clone.
+func loadClone(r pebble.Reader, prefix []byte) (*cloneCache, error) {
+	hdr, err := readHeader(r, prefix)
+	if err != nil {
+		return nil, err
+	}
+	last, err := lastLogPos(r, prefix)
+	if err != nil {
+		return nil, err
+	}
+	return &cloneCache{
+		prefix:  prefix,
+		hdr:     hdr,
+		head:    max(last, hdr.prunedThrough),
+		origins: make(map[string]*originCache),
+	}, nil
+}
+
+func readHeader(r pebble.Reader, prefix []byte) (header, error) {
+	v, closer, err := r.Get(headerKey(prefix))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return header{}, nil
+	}
+	if err != nil {
+		return header{}, err
+	}
+	defer closer.Close()
+	return decodeHeader(v)
+}
+
+func readOriginState(r pebble.Reader, prefix []byte, origin string) (originState, error) {
+	v, closer, err := r.Get(originKey(prefix, origin))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return originState{}, nil
+	}
+	if err != nil {
+		return originState{}, err
+	}
+	defer closer.Close()
+	return decodeOriginState(v)
+}
+
+// lastLogPos returns the position of the clone's last log record, 0 if none.
+func lastLogPos(r pebble.Reader, prefix []byte) (uint64, error) {
+	lo, hi := logBounds(prefix)
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return 0, err
+	}
+	var pos uint64
+	if it.Last() {
+		p, err := decodeKey(it.Key())
+		if err != nil {
+			return 0, errors.Join(err, it.Close())
+		}
+		pos = p.pos
+	}
+	return pos, errors.Join(it.Error(), it.Close())
+}

@@ -1,0 +1,453 @@
+package persistence
+
+import (
+	"cmp"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"math"
+	"slices"
+)
+
+// On-disk layout (format version 1). Every key and value written by this
+// package is built and parsed here; nothing else touches raw bytes.
+//
+// Keys are binary and ordered so that each clone's data is one contiguous key
+// range and, inside it, each kind is a contiguous sub-range:
+//
+//	formatKey                                   -> formatValue
+//	0x01 | u16 len(id) | id | kindHeader        -> header
+//	0x01 | u16 len(id) | id | kindLog    | u64 pos           -> record value
+//	0x01 | u16 len(id) | id | kindIndex  | u16 len(origin) | origin | u64 seq -> u64 pos
+//	0x01 | u16 len(id) | id | kindOrigin | origin            -> origin state
+//	0x01 | u16 len(id) | id | kindSnap                       -> snapshot value
+//	0x01 | u16 len(id) | id | kindMeta   | key               -> raw bytes
+//
+// All integers are big-endian so that byte order equals numeric order. The id
+// is length-prefixed so that no clone's key range contains another's ("a" and
+// "ab" differ in the length byte). A clone's whole range is
+// [prefix, prefix|0xFF): kinds are all below 0xFF.
+//
+// Values that carry user bytes (records, snapshots) start with a version
+// byte and a CRC-32C of the rest, on top of pebble's own block checksums, so
+// that a decoder can tell a torn or foreign value from a valid one.
+
+// MaxIDLen is the longest clone id, record origin or metadata key accepted,
+// in bytes.
+const MaxIDLen = 1024
+
+const (
+	valueVersion byte = 1 // first byte of every structured value
+
+	tagClone byte = 0x01 // first byte of every per-clone key
+
+	kindHeader byte = 0x01
+	kindLog    byte = 0x02
+	kindIndex  byte = 0x03
+	kindOrigin byte = 0x04
+	kindSnap   byte = 0x05
+	kindMeta   byte = 0x06
+	kindEnd    byte = 0xFF // never stored: exclusive upper bound of a clone's range
+
+	// maxPrunedRanges bounds how many disjoint runs of pruned sequence
+	// numbers an origin remembers (see originState).
+	maxPrunedRanges = 64
+)
+
+// formatKey sorts before every per-clone key (0x00 < tagClone).
+var (
+	formatKey   = []byte("\x00tempest/persistence/format")
+	formatValue = []byte("tempest-persistence-1")
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func corruptf(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)
+}
+
+// validID reports whether s may be used as a clone id, origin or meta key.
+func validID(s string) bool { return len(s) > 0 && len(s) <= MaxIDLen }
+
+// ---- keys ----
+
+// clonePrefix returns 0x01 | u16 len | id. id must satisfy validID.
+func clonePrefix(id string) []byte {
+	b := make([]byte, 0, 3+len(id))
+	b = append(b, tagClone)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(id)))
+	return append(b, id...)
+}
+
+func kindKey(prefix []byte, kind byte, extra int) []byte {
+	b := make([]byte, 0, len(prefix)+1+extra)
+	b = append(b, prefix...)
+	return append(b, kind)
+}
+
+func headerKey(prefix []byte) []byte { return kindKey(prefix, kindHeader, 0) }
+func snapKey(prefix []byte) []byte   { return kindKey(prefix, kindSnap, 0) }
+func cloneEnd(prefix []byte) []byte  { return kindKey(prefix, kindEnd, 0) }
+
+func logKey(prefix []byte, pos uint64) []byte {
+	return binary.BigEndian.AppendUint64(kindKey(prefix, kindLog, 8), pos)
+}
+
+// logBounds returns [first, end) over all log keys of the clone.
+func logBounds(prefix []byte) (lo, hi []byte) {
+	return kindKey(prefix, kindLog, 0), kindKey(prefix, kindLog+1, 0)
+}
+
+func indexPrefix(prefix []byte, origin string) []byte {
+	b := kindKey(prefix, kindIndex, 2+len(origin)+8)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(origin)))
+	return append(b, origin...)
+}
+
+func indexKey(prefix []byte, origin string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(indexPrefix(prefix, origin), seq)
+}
+
+func originKey(prefix []byte, origin string) []byte {
+	return append(kindKey(prefix, kindOrigin, len(origin)), origin...)
+}
+
+func metaKey(prefix []byte, key string) []byte {
+	return append(kindKey(prefix, kindMeta, len(key)), key...)
+}
+
+// parsedKey is a decoded per-clone key. Only the fields of its kind are set.
+type parsedKey struct {
+	clone  string
+	kind   byte
+	pos    uint64 // kindLog
+	origin string // kindIndex, kindOrigin
+	seq    uint64 // kindIndex
+	meta   string // kindMeta
+}
+
+// decodeKey parses a per-clone key, rejecting anything encodeKey could not
+// have produced.
+func decodeKey(k []byte) (parsedKey, error) {
+	var p parsedKey
+	if len(k) < 3 || k[0] != tagClone {
+		return p, corruptf("key %q: not a clone key", k)
+	}
+	n := int(binary.BigEndian.Uint16(k[1:3]))
+	if n == 0 || n > MaxIDLen || len(k) < 3+n+1 {
+		return p, corruptf("key %q: bad clone id length %d", k, n)
+	}
+	p.clone = string(k[3 : 3+n])
+	p.kind = k[3+n]
+	rest := k[3+n+1:]
+	switch p.kind {
+	case kindHeader, kindSnap:
+		if len(rest) != 0 {
+			return p, corruptf("key %q: trailing bytes after kind %#x", k, p.kind)
+		}
+	case kindLog:
+		if len(rest) != 8 {
+			return p, corruptf("key %q: log key suffix has %d bytes, want 8", k, len(rest))
+		}
+		p.pos = binary.BigEndian.Uint64(rest)
+	case kindIndex:
+		if len(rest) < 2 {
+			return p, corruptf("key %q: short index key", k)
+		}
+		m := int(binary.BigEndian.Uint16(rest))
+		if m == 0 || m > MaxIDLen || len(rest) != 2+m+8 {
+			return p, corruptf("key %q: bad index key (origin length %d)", k, m)
+		}
+		p.origin = string(rest[2 : 2+m])
+		p.seq = binary.BigEndian.Uint64(rest[2+m:])
+	case kindOrigin:
+		if !validID(string(rest)) {
+			return p, corruptf("key %q: bad origin", k)
+		}
+		p.origin = string(rest)
+	case kindMeta:
+		if !validID(string(rest)) {
+			return p, corruptf("key %q: bad meta key", k)
+		}
+		p.meta = string(rest)
+	default:
+		return p, corruptf("key %q: unknown kind %#x", k, p.kind)
+	}
+	return p, nil
+}
+
+// encodeKey is the inverse of decodeKey.
+func encodeKey(p parsedKey) []byte {
+	prefix := clonePrefix(p.clone)
+	switch p.kind {
+	case kindLog:
+		return logKey(prefix, p.pos)
+	case kindIndex:
+		return indexKey(prefix, p.origin, p.seq)
+	case kindOrigin:
+		return originKey(prefix, p.origin)
+	case kindMeta:
+		return metaKey(prefix, p.meta)
+	default:
+		return kindKey(prefix, p.kind, 0)
+	}
+}
+
+// ---- record values ----
+
+// recordHeaderLen: version, crc32c, u16 origin length, (origin), u64 seq.
+const recordHeaderLen = 1 + 4 + 2 + 8
+
+// encodeRecord builds the value stored under a log key:
+//
+//	version | crc32c(rest) | u16 len(origin) | origin | u64 seq | data
+func encodeRecord(origin string, seq uint64, data []byte) []byte {
+	b := make([]byte, 5, recordHeaderLen+len(origin)+len(data))
+	b[0] = valueVersion
+	b = binary.BigEndian.AppendUint16(b, uint16(len(origin)))
+	b = append(b, origin...)
+	b = binary.BigEndian.AppendUint64(b, seq)
+	b = append(b, data...)
+	binary.BigEndian.PutUint32(b[1:5], crc32.Checksum(b[5:], castagnoli))
+	return b
+}
+
+// decodeRecord parses a log value. The returned Data aliases v.
+func decodeRecord(v []byte) (Record, error) {
+	var r Record
+	if len(v) < recordHeaderLen {
+		return r, corruptf("record value: %d bytes, shorter than the %d-byte header", len(v), recordHeaderLen)
+	}
+	if v[0] != valueVersion {
+		return r, corruptf("record value: unknown version %d", v[0])
+	}
+	if got, want := crc32.Checksum(v[5:], castagnoli), binary.BigEndian.Uint32(v[1:5]); got != want {
+		return r, corruptf("record value: checksum %08x, stored %08x", got, want)
+	}
+	n := int(binary.BigEndian.Uint16(v[5:7]))
+	if n == 0 || n > MaxIDLen || len(v) < recordHeaderLen+n {
+		return r, corruptf("record value: bad origin length %d", n)
+	}
+	r.Origin = string(v[7 : 7+n])
+	r.Seq = binary.BigEndian.Uint64(v[7+n:])
+	if r.Seq == 0 {
+		return r, corruptf("record value: seq 0")
+	}
+	r.Data = v[recordHeaderLen+n:]
+	return r, nil
+}
+
+// ---- index values ----
+
+func encodePos(pos uint64) []byte { return binary.BigEndian.AppendUint64(nil, pos) }
+
+func decodePos(v []byte) (uint64, error) {
+	if len(v) != 8 {
+		return 0, corruptf("index value: %d bytes, want 8", len(v))
+	}
+	pos := binary.BigEndian.Uint64(v)
+	if pos == 0 {
+		return 0, corruptf("index value: position 0")
+	}
+	return pos, nil
+}
+
+// ---- header ----
+
+// header is the per-clone bookkeeping record.
+//
+// Invariants: prunedThrough <= snapPos when hasSnap, prunedThrough == 0 when
+// !hasSnap (Prune refuses to remove what no snapshot covers), and snapPos == 0
+// when !hasSnap.
+type header struct {
+	prunedThrough uint64 // every log record with pos <= prunedThrough was pruned
+	snapPos       uint64 // log position the stored snapshot covers
+	hasSnap       bool
+}
+
+const headerLen = 1 + 8 + 8 + 1
+
+func encodeHeader(h header) []byte {
+	b := make([]byte, 1, headerLen)
+	b[0] = valueVersion
+	b = binary.BigEndian.AppendUint64(b, h.prunedThrough)
+	b = binary.BigEndian.AppendUint64(b, h.snapPos)
+	if h.hasSnap {
+		return append(b, 1)
+	}
+	return append(b, 0)
+}
+
+func decodeHeader(v []byte) (header, error) {
+	var h header
+	if len(v) != headerLen {
+		return h, corruptf("clone header: %d bytes, want %d", len(v), headerLen)
+	}
+	if v[0] != valueVersion {
+		return h, corruptf("clone header: unknown version %d", v[0])
+	}
+	h.prunedThrough = binary.BigEndian.Uint64(v[1:9])
+	h.snapPos = binary.BigEndian.Uint64(v[9:17])
+	switch v[17] {
+	case 0:
+		if h.snapPos != 0 || h.prunedThrough != 0 {
+			return h, corruptf("clone header: positions set without a snapshot")
+		}
+	case 1:
+		h.hasSnap = true
+		if h.prunedThrough > h.snapPos {
+			return h, corruptf("clone header: pruned through %d beyond snapshot at %d", h.prunedThrough, h.snapPos)
+		}
+	default:
+		return h, corruptf("clone header: bad flags %#x", v[17])
+	}
+	return h, nil
+}
+
+// ---- snapshot values ----
+
+const snapHeaderLen = 1 + 4 + 8
+
+// encodeSnapshot builds version | crc32c(rest) | u64 pos | data.
+func encodeSnapshot(pos uint64, data []byte) []byte {
+	b := make([]byte, 5, snapHeaderLen+len(data))
+	b[0] = valueVersion
+	b = binary.BigEndian.AppendUint64(b, pos)
+	b = append(b, data...)
+	binary.BigEndian.PutUint32(b[1:5], crc32.Checksum(b[5:], castagnoli))
+	return b
+}
+
+// decodeSnapshot parses a snapshot value. data aliases v.
+func decodeSnapshot(v []byte) (pos uint64, data []byte, err error) {
+	if len(v) < snapHeaderLen {
+		return 0, nil, corruptf("snapshot value: %d bytes, shorter than the %d-byte header", len(v), snapHeaderLen)
+	}
+	if v[0] != valueVersion {
+		return 0, nil, corruptf("snapshot value: unknown version %d", v[0])
+	}
+	if got, want := crc32.Checksum(v[5:], castagnoli), binary.BigEndian.Uint32(v[1:5]); got != want {
+		return 0, nil, corruptf("snapshot value: checksum %08x, stored %08x", got, want)
+	}
+	return binary.BigEndian.Uint64(v[5:13]), v[snapHeaderLen:], nil
+}
+
+// ---- origin state ----
+
+// originState is what the store remembers about one origin of one clone,
+// beyond the index entries of the records it still holds.
+//
+// maxSeq is the highest seq ever stored for the origin; Prune does not lower
+// it, so MaxSeq keeps reporting how far the clone got.
+//
+// pruned is the set of seqs that were stored and then removed by Prune, as
+// sorted, disjoint, non-adjacent closed ranges. Append consults it so that a
+// re-delivered record the snapshot already covers is not stored a second
+// time. For an origin whose seqs arrive in order this is a single range. It is
+// capped at maxPrunedRanges runs by forgetting the lowest run: forgetting can
+// only let a very old duplicate be appended again (which readers tolerate,
+// as they must tolerate network duplicates), never skip a record that was not
+// stored. Rejected alternative: a single "pruned floor" per origin, which
+// would wrongly skip a late record below the floor that was never stored.
+type originState struct {
+	maxSeq uint64
+	pruned []seqRange
+}
+
+// seqRange is a closed range [lo, hi] of sequence numbers.
+type seqRange struct{ lo, hi uint64 }
+
+func encodeOriginState(s originState) []byte {
+	b := make([]byte, 1, 1+8+2+16*len(s.pruned))
+	b[0] = valueVersion
+	b = binary.BigEndian.AppendUint64(b, s.maxSeq)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(s.pruned)))
+	for _, r := range s.pruned {
+		b = binary.BigEndian.AppendUint64(b, r.lo)
+		b = binary.BigEndian.AppendUint64(b, r.hi)
+	}
+	return b
+}
+
+func decodeOriginState(v []byte) (originState, error) {
+	var s originState
+	if len(v) < 11 {
+		return s, corruptf("origin state: %d bytes, shorter than 11", len(v))
+	}
+	if v[0] != valueVersion {
+		return s, corruptf("origin state: unknown version %d", v[0])
+	}
+	s.maxSeq = binary.BigEndian.Uint64(v[1:9])
+	n := int(binary.BigEndian.Uint16(v[9:11]))
+	if n > maxPrunedRanges || len(v) != 11+16*n {
+		return s, corruptf("origin state: %d bytes for %d pruned ranges", len(v), n)
+	}
+	if n > 0 {
+		s.pruned = make([]seqRange, n)
+	}
+	for i := range s.pruned {
+		r := seqRange{binary.BigEndian.Uint64(v[11+16*i:]), binary.BigEndian.Uint64(v[19+16*i:])}
+		if r.lo == 0 || r.lo > r.hi || r.hi > s.maxSeq {
+			return s, corruptf("origin state: bad pruned range [%d,%d] (max seq %d)", r.lo, r.hi, s.maxSeq)
+		}
+		if i > 0 && r.lo <= s.pruned[i-1].hi+1 {
+			return s, corruptf("origin state: pruned ranges unsorted or adjacent at %d", i)
+		}
+		s.pruned[i] = r
+	}
+	return s, nil
+}
+
+// prunedContains reports whether seq lies in one of the pruned ranges.
+func (s *originState) prunedContains(seq uint64) bool {
+	lo, hi := 0, len(s.pruned)
+	for lo < hi {
+		m := (lo + hi) / 2
+		switch r := s.pruned[m]; {
+		case seq < r.lo:
+			hi = m
+		case seq > r.hi:
+			lo = m + 1
+		default:
+			return true
+		}
+	}
+	return false
+}
+
+// prunedOverlaps reports whether [from, to] meets a pruned range.
+func (s *originState) prunedOverlaps(from, to uint64) bool {
+	for _, r := range s.pruned {
+		if r.lo <= to && from <= r.hi {
+			return true
+		}
+	}
+	return false
+}
+
+// addPruned merges sorted, duplicate-free seqs into the pruned set, keeping
+// it normalised and within maxPrunedRanges runs.
+func (s *originState) addPruned(seqs []uint64) {
+	all := append([]seqRange(nil), s.pruned...)
+	for i := 0; i < len(seqs); {
+		j := i
+		for j+1 < len(seqs) && seqs[j+1] == seqs[j]+1 {
+			j++
+		}
+		all = append(all, seqRange{seqs[i], seqs[j]})
+		i = j + 1
+	}
+	slices.SortFunc(all, func(a, b seqRange) int { return cmp.Compare(a.lo, b.lo) })
+	out := all[:0]
+	for _, r := range all {
+		if n := len(out); n > 0 && (out[n-1].hi == math.MaxUint64 || r.lo <= out[n-1].hi+1) {
+			out[n-1].hi = max(out[n-1].hi, r.hi)
+			continue
+		}
+		out = append(out, r)
+	}
+	if len(out) > maxPrunedRanges {
+		out = out[len(out)-maxPrunedRanges:]
+	}
+	s.pruned = out
+}
