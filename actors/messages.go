@@ -35,8 +35,9 @@ type drain struct{}
 // status refresh, and release of held-back updates.
 type tick struct{}
 
-// repairTick drives a repair agent's periodic catch-up round.
-type repairTick struct{}
+// repairTick drives a repair agent's catch-up round: with one random peer,
+// or with every peer (right after the clone's scheduler started).
+type repairTick struct{ all bool }
 
 // inbound is a payload from the group transport, as received by the member.
 type inbound struct {

@@ -28,6 +28,7 @@ type repairActor struct {
 	rng    *rand.Rand
 	cancel scheduler.CancelFunc
 	asked  time.Time
+	askAll bool // the pending summary is for a round with every peer
 }
 
 var errStopRange = errors.New("enough ops")
@@ -47,13 +48,15 @@ func (a *repairActor) Receive(ctx actor.Context) {
 	case *repairTick:
 		// Ask the scheduler for the version vector; the answer comes back
 		// as *summary. Rate-limit rounds triggered by "more" replies.
-		if time.Since(a.asked) < time.Millisecond {
+		if !m.all && time.Since(a.asked) < time.Millisecond {
 			return
 		}
 		a.asked = time.Now()
+		a.askAll = a.askAll || m.all
 		ctx.Request(a.c.schedulerPID, &summaryRequest{})
 	case *summary:
-		a.ask(ctx, m.have)
+		a.ask(ctx, m.have, a.askAll)
+		a.askAll = false
 	case *catchupRequest:
 		a.serve(ctx, m.req)
 	case *crash:
@@ -61,12 +64,14 @@ func (a *repairActor) Receive(ctx actor.Context) {
 	}
 }
 
-func (a *repairActor) ask(ctx actor.Context, have map[string]uint64) {
+func (a *repairActor) ask(ctx actor.Context, have map[string]uint64, all bool) {
 	peers := a.c.peers()
 	if len(peers) == 0 {
 		return
 	}
-	peer := peers[a.rng.IntN(len(peers))]
+	if !all {
+		peers = []string{peers[a.rng.IntN(len(peers))]}
+	}
 	payload, err := proto.Marshal(&tempestpb.GroupMessage{Body: &tempestpb.GroupMessage_CatchupRequest{
 		CatchupRequest: &tempestpb.CatchupRequest{From: a.c.id, Have: have, MaxOps: uint32(a.c.n.cfg.CatchupMaxOps)},
 	}})
@@ -74,7 +79,9 @@ func (a *repairActor) ask(ctx actor.Context, have map[string]uint64) {
 		a.log.Error("encode catch-up request", zap.Error(err))
 		return
 	}
-	ctx.Send(a.c.memberPID, &unicast{to: peer, payload: payload})
+	for _, peer := range peers {
+		ctx.Send(a.c.memberPID, &unicast{to: peer, payload: payload})
+	}
 }
 
 // serve answers a peer's catch-up request from this clone's op log.

@@ -126,7 +126,7 @@ func (s *schedulerActor) start(ctx actor.Context) {
 	s.cancel = append(s.cancel, s.timers.SendRepeatedly(every, every, ctx.Self(), &tick{}))
 	s.publish(time.Now())
 	c.ready.Store(true)
-	ctx.Send(c.repairPID, &repairTick{}) // catch up on what was missed while down
+	ctx.Send(c.repairPID, &repairTick{all: true}) // catch up on what was missed while down
 	s.log.Info("clone ready", zap.Uint64("applied", s.store.Applied()), zap.Int("replayed", replayed),
 		zap.Uint64("snapshot_pos", snapshotPos), zap.Duration("took", time.Since(t0)))
 }
