@@ -435,6 +435,7 @@ func (s *schedulerActor) publish(now time.Time) {
 		cs.Served = s.served
 		cs.DeadlineMisses = s.misses
 		cs.ShedInQueue = st.ShedInQueue
+		cs.HeldBack = st.Held
 		cs.HandlerPanics = s.failed
 		cs.RejectedOps = s.badOps
 		ss := s.store.Stats()

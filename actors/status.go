@@ -24,6 +24,7 @@ type CloneStatus struct {
 	Served         uint64         `json:"served"`
 	DeadlineMisses uint64         `json:"deadline_misses"` // requests refused or shed because their deadline could not be met
 	ShedInQueue    uint64         `json:"shed_in_queue"`
+	HeldBack       uint64         `json:"held_back"` // updates that waited for stability before running
 	HandlerPanics  uint64         `json:"handler_panics"`
 	RejectedOps    uint64         `json:"rejected_ops"`
 	RolledBack     uint64         `json:"rolled_back_ops"`  // ops reverted to insert a late arrival before them
