@@ -12,9 +12,9 @@ import (
 
 	"github.com/tempestrt/tempest/actors"
 	"github.com/tempestrt/tempest/collections"
-	"github.com/tempestrt/tempest/internal/group/memgroup"
 	"github.com/tempestrt/tempest/examples/cart"
 	"github.com/tempestrt/tempest/examples/chat"
+	"github.com/tempestrt/tempest/internal/group/memgroup"
 )
 
 func TestMain(m *testing.M) {

@@ -23,9 +23,9 @@ import (
 
 // Message is one posted message.
 type Message struct {
-	User   string `json:"user"`
-	Text   string `json:"text"`
-	AtMs   int64  `json:"at_ms"` // the posting clone's clock, for display only
+	User string `json:"user"`
+	Text string `json:"text"`
+	AtMs int64  `json:"at_ms"` // the posting clone's clock, for display only
 }
 
 // UserRequest names a user (join, leave).
