@@ -29,8 +29,10 @@ import (
 // mutate collections; every mutation becomes an operation that is applied
 // locally at once, persisted, and multicast to the other clones. An update
 // handler that returns an error leaves no trace: its operations are retracted.
-// Handlers must be deterministic functions of the replica state and request
-// only in what they write (registered user ops are re-run on every replica).
+// A handler runs once, on the clone that took the request, and the operations
+// it makes carry their values, so handlers may read clocks or random numbers.
+// Registered user ops (collections.RegisterOp) are different: every replica
+// re-runs them, so they must be deterministic.
 type Service struct {
 	name  string
 	setup func(*Builder)
