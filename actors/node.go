@@ -117,6 +117,11 @@ func Start(cfg Config) (*Node, error) {
 	n.chaos.Store(cfg.Gateway.EnableChaos)
 	n.system = actor.NewActorSystem(actor.WithLoggerFactory(supervisor.LoggerFactory(log.Named("protoactor"))),
 		actor.WithDeadLetterThrottleInterval(max(cfg.DeadLetterThrottle, time.Millisecond)))
+	for _, name := range n.order {
+		for _, c := range n.services[name].clones {
+			c.setPIDs(n.system)
+		}
+	}
 	pid, err := n.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &nodeActor{n: n} },
 		actor.WithSupervisor(n.strategy())), "node")
 	if err != nil {

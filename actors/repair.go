@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/asynkron/protoactor-go/scheduler"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
@@ -26,7 +25,7 @@ type repairActor struct {
 	log    *zap.Logger
 	clog   *persistence.CloneLog
 	rng    *rand.Rand
-	cancel scheduler.CancelFunc
+	cancel func()
 	asked  time.Time
 	askAll bool // the pending summary is for a round with every peer
 }
@@ -39,8 +38,7 @@ func (a *repairActor) Receive(ctx actor.Context) {
 		a.log = a.c.log.Named("repair")
 		a.clog = a.c.n.db.Clone(a.c.id)
 		a.rng = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(a.c.index)))
-		every := a.c.n.cfg.RepairInterval
-		a.cancel = scheduler.NewTimerScheduler(ctx).SendRepeatedly(every, every, ctx.Self(), &repairTick{})
+		a.cancel = every(ctx.ActorSystem(), ctx.Self(), a.c.n.cfg.RepairInterval, &repairTick{})
 	case *actor.Stopping, *actor.Restarting:
 		if a.cancel != nil {
 			a.cancel()

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/asynkron/protoactor-go/scheduler"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
@@ -33,14 +32,14 @@ import (
 // client before it is durable, so a crashed clone never reuses a sequence
 // number that a peer has seen.
 type schedulerActor struct {
-	c       *cloneRuntime
-	log     *zap.Logger
-	store   *collections.Store
-	methods map[string]*method
-	q       *schedq.Queue
-	clog    *persistence.CloneLog
-	timers  *scheduler.TimerScheduler
-	cancel  []scheduler.CancelFunc
+	c        *cloneRuntime
+	log      *zap.Logger
+	store    *collections.Store
+	methods  map[string]*method
+	q        *schedq.Queue
+	clog     *persistence.CloneLog
+	stopTick func()
+	stopWake func() bool
 
 	drainQueued   bool
 	wakeAt        time.Time
@@ -121,9 +120,7 @@ func (s *schedulerActor) start(ctx actor.Context) {
 	if s.q, err = schedq.New(c.n.cfg.Scheduler); err != nil {
 		panic(err)
 	}
-	s.timers = scheduler.NewTimerScheduler(ctx)
-	every := c.n.cfg.HeartbeatInterval
-	s.cancel = append(s.cancel, s.timers.SendRepeatedly(every, every, ctx.Self(), &tick{}))
+	s.stopTick = every(ctx.ActorSystem(), ctx.Self(), c.n.cfg.HeartbeatInterval, &tick{})
 	s.publish(time.Now())
 	c.ready.Store(true)
 	ctx.Send(c.repairPID, &repairTick{all: true}) // catch up on what was missed while down
@@ -180,10 +177,14 @@ func (s *schedulerActor) recover() (pos uint64, replayed int, err error) {
 // at once instead of waiting for their deadline.
 func (s *schedulerActor) stop() {
 	s.c.ready.Store(false)
-	for _, cancel := range s.cancel {
-		cancel()
+	if s.stopTick != nil {
+		s.stopTick()
+		s.stopTick = nil
 	}
-	s.cancel = nil
+	if s.stopWake != nil {
+		s.stopWake()
+		s.stopWake = nil
+	}
 	if s.q == nil {
 		return
 	}
@@ -256,7 +257,10 @@ func (s *schedulerActor) drain(ctx actor.Context) {
 	}
 	if !wake.IsZero() && (s.wakeAt.IsZero() || wake.Before(s.wakeAt) || !s.wakeAt.After(now)) {
 		s.wakeAt = wake
-		s.timers.SendOnce(max(time.Until(wake), 0), ctx.Self(), &drain{})
+		if s.stopWake != nil {
+			s.stopWake()
+		}
+		s.stopWake = after(ctx.ActorSystem(), ctx.Self(), max(time.Until(wake), 0), &drain{})
 	}
 }
 

@@ -71,6 +71,9 @@ type cloneRuntime struct {
 	id      string // "cart/1": the clone's origin id and group member name
 	log     *zap.Logger
 
+	// The children's PIDs, fixed by name before the tree starts (protoactor
+	// keeps a PID across restarts), so siblings and Node.Call read them
+	// without synchronisation.
 	schedulerPID, memberPID, repairPID *actor.PID
 
 	// inflight counts op-log appends started by any incarnation of the
@@ -93,6 +96,14 @@ func newCloneRuntime(n *Node, rt *serviceRuntime, index int) *cloneRuntime {
 }
 
 // peers are the ids of the other clones of the same service.
+// setPIDs fixes the children's PIDs; called once, before the tree starts.
+func (c *cloneRuntime) setPIDs(system *actor.ActorSystem) {
+	base := "node/services/" + c.id
+	c.schedulerPID = system.NewLocalPID(base + "/scheduler")
+	c.memberPID = system.NewLocalPID(base + "/member")
+	c.repairPID = system.NewLocalPID(base + "/repair")
+}
+
 func (c *cloneRuntime) peers() []string {
 	var out []string
 	for _, o := range c.service.clones {
@@ -128,10 +139,6 @@ func (a *cloneActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		c := a.c
 		strategy := c.n.strategy()
-		self := ctx.Self()
-		c.schedulerPID = actor.NewPID(self.Address, self.Id+"/scheduler")
-		c.memberPID = actor.NewPID(self.Address, self.Id+"/member")
-		c.repairPID = actor.NewPID(self.Address, self.Id+"/repair")
 		spawnChild(ctx, "scheduler", func() actor.Actor { return newScheduler(c) }, strategy)
 		spawnChild(ctx, "member", func() actor.Actor { return &memberActor{c: c} }, strategy)
 		spawnChild(ctx, "repair", func() actor.Actor { return &repairActor{c: c} }, strategy)

@@ -111,7 +111,11 @@ func Service() *actors.Service {
 			}
 			messages.Append(Message{User: r.User, Text: r.Text, AtMs: time.Now().UnixMilli()})
 			return Posted{Index: messages.Len() - 1}, nil
-		})
+		},
+			// The membership check must see a join acknowledged on another
+			// clone just before: hold the post until this replica is stable
+			// up to the post's arrival (bounded by its deadline).
+			actors.WithHoldBack())
 		actors.Query(b, "history", func(_ *actors.Ctx, r HistoryRequest) (History, error) {
 			if r.Limit == 0 {
 				r.Limit = 50
