@@ -1,0 +1,59 @@
+// Command tempest-bench measures Tempest subsystems and prints figures (text
+// or --json). Each subsystem is a subcommand in its own file:
+//
+//	tempest-bench ricochet [flags]   Ricochet multicast over real UDP on loopback: LEC+NAK vs NAK-only
+//	tempest-bench http [flags]       the HTTP gateway: updates/s and latency
+//
+// Progress goes to stderr; stdout carries only the results, so
+// `tempest-bench ricochet --json | jq` works.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+// subcommands maps a subcommand name to its entry point and one-line help.
+var subcommands = map[string]struct {
+	run  func(args []string, stdout, stderr io.Writer) error
+	help string
+}{
+	"ricochet": {runRicochet, "Ricochet reliable multicast over UDP loopback: LEC+NAK vs NAK-only"},
+	"http":     {runHTTP, "HTTP gateway throughput and latency"},
+}
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	sc, ok := subcommands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "tempest-bench: unknown subcommand %q\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	if err := sc.run(args[1:], stdout, stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "tempest-bench %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: tempest-bench <subcommand> [flags]   (tempest-bench <subcommand> -h for flags)")
+	for _, name := range []string{"ricochet", "http"} {
+		fmt.Fprintf(w, "  %-9s %s\n", name, subcommands[name].help)
+	}
+}

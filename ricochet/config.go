@@ -1,0 +1,235 @@
+package ricochet
+
+import (
+	"fmt"
+	"time"
+)
+
+// Config configures a Ricochet Engine (and the Node that runs it). Every
+// node of a cluster should use the same R, MaxPayload and timing values;
+// the protocol still works with mixed values, only less efficiently.
+//
+// Start from DefaultConfig (a LAN) or DefaultWANConfig and change fields;
+// the zero Config is not valid.
+type Config struct {
+	// R is the number of received data packets XORed into one repair
+	// packet (the paper's r). Larger R lowers the repair overhead (C/R)
+	// but makes each repair need more packets the receiver already has.
+	// Default 8; range [1, 255] (the wire format's entry limit).
+	R int
+	// C is the number of receivers each repair packet is sent to (the
+	// paper's c). Repair overhead is C/R repair packets per data packet
+	// received. Default 3; range [1, 64].
+	C int
+	// BinsPerRegion is the number of repair bins kept per region, filled
+	// round-robin ("staggering"): a burst of up to BinsPerRegion
+	// consecutive losses puts at most one lost packet in each repair.
+	// Default 4; range [1, 64].
+	BinsPerRegion int
+	// StaggerShuffle fills the bins of each round in a random order
+	// (drawn per round, per node) instead of a fixed one. Each round still
+	// puts one packet in every bin; the random order decorrelates the
+	// repairs different receivers build (see nextBin). Default true.
+	StaggerShuffle bool
+	// FlushInterval is how long a partly filled bin may wait for more
+	// packets before it is sent as a repair over fewer than R packets, so
+	// slow groups still get repairs. Default 20 ms; must be > 0. Every
+	// flush of a partly filled bin costs a whole repair packet, so overhead
+	// stays near C/R only while bins fill (R*BinsPerRegion packets) within
+	// this interval: at 2000 pkt/s received, 10 ms flushed most bins half
+	// full (0.51 repair packets per data packet against C/R = 0.375) for no
+	// gain in median recovery time; 20 ms gave 0.37 (tempest-bench ricochet
+	// --flush-interval, one run side by side).
+	FlushInterval time.Duration
+	// DisableLEC turns lateral error correction off: no repair bins, no
+	// repair packets (received ones are ignored); losses are recovered by
+	// NAK only. Used for comparison (the "NAK-only" baseline) and tests.
+	DisableLEC bool
+
+	// NakTimeout is how long a receiver waits, after it learned a packet
+	// is missing, for LEC to recover it before it NAKs the original
+	// sender. Default 20 ms; must be > 0.
+	NakTimeout time.Duration
+	// NakRetries is how many NAKs are sent for one missing packet before
+	// it is declared unrecoverable. Default 4; range [1, 100].
+	NakRetries int
+	// NakRetryInterval is the wait between NAKs for the same packet (and
+	// after the last one before giving up). Default 20 ms; must be > 0.
+	NakRetryInterval time.Duration
+	// MaxNakSeqs bounds the sequence numbers listed in one NAK or NakMiss
+	// packet; longer lists are split. Default 128; range [1, 1024] (wire limit).
+	MaxNakSeqs int
+	// RetransmitBuffer is the number of most recent packets (fragments)
+	// the sender keeps per group to answer NAKs. Older ones get a NakMiss
+	// and are delivered to receivers as unrecoverable. Default 1024; >= 1.
+	RetransmitBuffer int
+
+	// MaxPayload is the largest data payload per packet (fragment), in
+	// bytes; larger messages are fragmented. With the wire codec's default
+	// 1472-byte datagram, MaxPayload + WireRepairOverhead(R) must be <= 1472
+	// so repairs fit too (1200 leaves room for R <= 11). Default 1200;
+	// range [1, 65535].
+	MaxPayload int
+	// MaxMessageSize is the largest message Send accepts, in bytes.
+	// Default 1 MiB; range [1, 65535*MaxPayload].
+	MaxMessageSize int
+	// ReassemblyTimeout bounds how long a partly received message is kept
+	// waiting for its missing fragments; it is then dropped and its
+	// unresolved fragments reported unrecoverable. Default 2 s; > 0.
+	ReassemblyTimeout time.Duration
+	// MaxReassemblyBytes bounds the payload bytes held in partly received
+	// messages; the oldest partial message is dropped (as above) to stay
+	// under it. Default 16 MiB; >= MaxPayload.
+	MaxReassemblyBytes int
+
+	// SessionInterval: a sender announces its last sequence number in a
+	// group (a Session packet) once it has been idle in that group for
+	// this long after sending, so receivers detect losses at the tail of a
+	// burst. Default 20 ms; must be > 0.
+	SessionInterval time.Duration
+	// SessionRepeat: a sender re-announces its last sequence number in
+	// every group it has sent to at least this often, even when idle (in
+	// case the previous Session was lost). Default 1 s; >= SessionInterval.
+	SessionRepeat time.Duration
+
+	// MaxHeldRepairs bounds the repair packets kept because they miss more
+	// than one packet (iterative recovery); the oldest is dropped first.
+	// Default 1024; >= 0.
+	MaxHeldRepairs int
+	// RepairExpiry is how long a held repair is kept, and how long the
+	// payloads of received packets are cached to XOR them out of repairs
+	// that arrive later. Default 500 ms; must be > 0.
+	RepairExpiry time.Duration
+	// PayloadCache bounds the number of received payloads cached for
+	// repair decoding (see RepairExpiry). Default 8192; >= 0.
+	PayloadCache int
+
+	// MaxGap bounds the loss window tracked per (group, sender) stream, in
+	// sequence numbers: when a stream's highest known sequence number runs
+	// more than MaxGap ahead of its oldest unresolved one, the older
+	// unresolved packets are declared unrecoverable at once. Keeps memory
+	// bounded across long partitions. Default 4096; >= 1.
+	MaxGap int
+	// JoinWindow: when this node first hears of a (group, sender) stream
+	// at sequence number S, the packets 1..S-1 are treated as lost (and
+	// recovered) if S-1 <= JoinWindow; otherwise they are taken to predate
+	// this node's membership and are skipped (Stats.JoinSkipped). Default
+	// 1024; >= 0.
+	JoinWindow int
+
+	// StreamLinger is how long the receive state of a sender that left a
+	// group is kept after its last packet, so its late packets and
+	// duplicates are still recognised (and not delivered twice). Default
+	// 1 min; must be > 0.
+	StreamLinger time.Duration
+
+	// TickInterval is how often a Node calls Engine.Tick (the resolution
+	// of every timer above). Not used by the Engine itself. Default 1 ms; > 0.
+	TickInterval time.Duration
+}
+
+// DefaultConfig returns the LAN defaults (DefaultLANConfig).
+func DefaultConfig() Config { return DefaultLANConfig() }
+
+// DefaultLANConfig returns defaults for a LAN (sub-millisecond round trips):
+// R=8, C=3, four staggered bins per region, repairs flushed after 20 ms,
+// NAK after 20 ms.
+func DefaultLANConfig() Config {
+	return Config{
+		R:                  8,
+		C:                  3,
+		BinsPerRegion:      4,
+		StaggerShuffle:     true,
+		FlushInterval:      20 * time.Millisecond,
+		NakTimeout:         20 * time.Millisecond,
+		NakRetries:         4,
+		NakRetryInterval:   20 * time.Millisecond,
+		MaxNakSeqs:         128,
+		RetransmitBuffer:   1024,
+		MaxPayload:         1200,
+		MaxMessageSize:     1 << 20,
+		ReassemblyTimeout:  2 * time.Second,
+		MaxReassemblyBytes: 16 << 20,
+		SessionInterval:    20 * time.Millisecond,
+		SessionRepeat:      time.Second,
+		MaxHeldRepairs:     1024,
+		RepairExpiry:       500 * time.Millisecond,
+		PayloadCache:       8192,
+		MaxGap:             4096,
+		JoinWindow:         1024,
+		StreamLinger:       time.Minute,
+		TickInterval:       time.Millisecond,
+	}
+}
+
+// DefaultWANConfig returns defaults for round trips of tens of milliseconds:
+// the LAN values with longer flush, NAK, session and expiry timers.
+func DefaultWANConfig() Config {
+	c := DefaultLANConfig()
+	c.FlushInterval = 40 * time.Millisecond
+	c.NakTimeout = 150 * time.Millisecond
+	c.NakRetryInterval = 150 * time.Millisecond
+	c.SessionInterval = 100 * time.Millisecond
+	c.RepairExpiry = 2 * time.Second
+	c.ReassemblyTimeout = 5 * time.Second
+	c.TickInterval = 5 * time.Millisecond
+	return c
+}
+
+// Validate reports the first out-of-range field, wrapped in ErrInvalidConfig.
+func (c Config) Validate() error {
+	bad := func(field string, v any, want string) error {
+		return fmt.Errorf("%w: %s = %v, want %s", ErrInvalidConfig, field, v, want)
+	}
+	switch {
+	case c.R < 1 || c.R > 255:
+		return bad("R", c.R, "[1, 255]")
+	case c.C < 1 || c.C > 64:
+		return bad("C", c.C, "[1, 64]")
+	case c.BinsPerRegion < 1 || c.BinsPerRegion > 64:
+		return bad("BinsPerRegion", c.BinsPerRegion, "[1, 64]")
+	case c.FlushInterval <= 0:
+		return bad("FlushInterval", c.FlushInterval, "> 0")
+	case c.NakTimeout <= 0:
+		return bad("NakTimeout", c.NakTimeout, "> 0")
+	case c.NakRetries < 1 || c.NakRetries > 100:
+		return bad("NakRetries", c.NakRetries, "[1, 100]")
+	case c.NakRetryInterval <= 0:
+		return bad("NakRetryInterval", c.NakRetryInterval, "> 0")
+	case c.MaxNakSeqs < 1 || c.MaxNakSeqs > 1024:
+		return bad("MaxNakSeqs", c.MaxNakSeqs, "[1, 1024]")
+	case c.RetransmitBuffer < 1:
+		return bad("RetransmitBuffer", c.RetransmitBuffer, ">= 1")
+	case c.MaxPayload < 1 || c.MaxPayload > 65535:
+		return bad("MaxPayload", c.MaxPayload, "[1, 65535]")
+	case c.MaxMessageSize < 1 || c.MaxMessageSize > 65535*c.MaxPayload:
+		return bad("MaxMessageSize", c.MaxMessageSize, "[1, 65535*MaxPayload]")
+	case c.ReassemblyTimeout <= 0:
+		return bad("ReassemblyTimeout", c.ReassemblyTimeout, "> 0")
+	case c.MaxReassemblyBytes < c.MaxPayload:
+		return bad("MaxReassemblyBytes", c.MaxReassemblyBytes, ">= MaxPayload")
+	case c.SessionInterval <= 0:
+		return bad("SessionInterval", c.SessionInterval, "> 0")
+	case c.SessionRepeat < c.SessionInterval:
+		return bad("SessionRepeat", c.SessionRepeat, ">= SessionInterval")
+	case c.MaxHeldRepairs < 0:
+		return bad("MaxHeldRepairs", c.MaxHeldRepairs, ">= 0")
+	case c.RepairExpiry <= 0:
+		return bad("RepairExpiry", c.RepairExpiry, "> 0")
+	case c.PayloadCache < 0:
+		return bad("PayloadCache", c.PayloadCache, ">= 0")
+	case c.MaxGap < 1:
+		return bad("MaxGap", c.MaxGap, ">= 1")
+	case c.JoinWindow < 0:
+		return bad("JoinWindow", c.JoinWindow, ">= 0")
+	case c.StreamLinger <= 0:
+		return bad("StreamLinger", c.StreamLinger, "> 0")
+	case c.TickInterval <= 0:
+		return bad("TickInterval", c.TickInterval, "> 0")
+	}
+	return nil
+}
+
+// RepairOverhead is the expected number of repair packets sent per data
+// packet received, C/R (higher when slow groups make bins flush early).
+func (c Config) RepairOverhead() float64 { return float64(c.C) / float64(c.R) }
