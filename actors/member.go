@@ -63,14 +63,14 @@ func (a *memberActor) route(ctx actor.Context, m *inbound) {
 	}
 	switch b := msg.Body.(type) {
 	case *tempestpb.GroupMessage_Ops:
-		ctx.Send(a.c.schedulerPID, &deliverOps{ops: b.Ops.GetOps(), source: "multicast"})
+		ctx.Send(a.c.schedulerPID, &deliverOps{ops: b.Ops.GetOps(), source: sourceMulticast})
 	case *tempestpb.GroupMessage_Heartbeat:
 		ctx.Send(a.c.schedulerPID, &deliverHeartbeat{hb: b.Heartbeat})
 	case *tempestpb.GroupMessage_CatchupRequest:
 		ctx.Send(a.c.repairPID, &catchupRequest{req: b.CatchupRequest})
 	case *tempestpb.GroupMessage_CatchupReply:
 		if ops := b.CatchupReply.GetOps(); len(ops) > 0 {
-			ctx.Send(a.c.schedulerPID, &deliverOps{ops: ops, source: "catchup"})
+			ctx.Send(a.c.schedulerPID, &deliverOps{ops: ops, source: sourceCatchup})
 		}
 		if b.CatchupReply.GetMore() {
 			ctx.Send(a.c.repairPID, &repairTick{}) // keep pulling

@@ -48,8 +48,16 @@ type inbound struct {
 // deliverOps hands ops received from peers to the scheduler.
 type deliverOps struct {
 	ops    []*tempestpb.Op
-	source string // "multicast" or "catchup", for stats
+	source opSource
 }
+
+// opSource says how ops reached a clone, for status.
+type opSource int
+
+const (
+	sourceMulticast opSource = iota
+	sourceCatchup
+)
 
 // deliverHeartbeat hands a peer's heartbeat to the scheduler.
 type deliverHeartbeat struct{ hb *tempestpb.Heartbeat }

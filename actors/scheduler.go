@@ -48,6 +48,7 @@ type schedulerActor struct {
 	lastStatus    time.Time
 
 	served, misses, failed, badOps uint64
+	repaired                       uint64 // ops that arrived by catch-up, not multicast
 	applyEWMA                      time.Duration
 }
 
@@ -69,7 +70,9 @@ func (s *schedulerActor) Receive(ctx actor.Context) {
 	case *tick:
 		s.tick(ctx)
 	case *deliverOps:
-		s.deliver(ctx, m.ops)
+		if n := s.deliver(ctx, m.ops); m.source == sourceCatchup {
+			s.repaired += uint64(n)
+		}
 	case *deliverHeartbeat:
 		s.store.ObserveHeartbeat(m.hb)
 		s.kick(ctx)
@@ -342,8 +345,9 @@ func (s *schedulerActor) reply(r *callRequest, body []byte, err error) {
 	s.c.n.system.Root.Send(r.replyTo, &callResult{body: body, err: err})
 }
 
-// deliver integrates ops from peers and persists the new ones.
-func (s *schedulerActor) deliver(ctx actor.Context, ops []*tempestpb.Op) {
+// deliver integrates ops from peers, persists the new ones and returns how
+// many were new.
+func (s *schedulerActor) deliver(ctx actor.Context, ops []*tempestpb.Op) int {
 	var fresh []*tempestpb.Op
 	for _, op := range ops {
 		applied, err := s.store.Deliver(op)
@@ -378,6 +382,7 @@ func (s *schedulerActor) deliver(ctx actor.Context, ops []*tempestpb.Op) {
 		}()
 	}
 	s.kick(ctx)
+	return len(fresh)
 }
 
 // tick: heartbeat, compaction, snapshot, status.
@@ -442,6 +447,7 @@ func (s *schedulerActor) publish(now time.Time) {
 		cs.HeldBack = st.Held
 		cs.HandlerPanics = s.failed
 		cs.RejectedOps = s.badOps
+		cs.RepairedOps = s.repaired
 		ss := s.store.Stats()
 		cs.LateOps, cs.LateMisplaced, cs.RolledBack = ss.LateOps, ss.LateMisplaced, ss.RolledBack
 		cs.ApplyLatencyUs = s.applyEWMA.Microseconds()

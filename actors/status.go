@@ -27,6 +27,7 @@ type CloneStatus struct {
 	HeldBack       uint64         `json:"held_back"` // updates that waited for stability before running
 	HandlerPanics  uint64         `json:"handler_panics"`
 	RejectedOps    uint64         `json:"rejected_ops"`
+	RepairedOps    uint64         `json:"repaired_ops"`     // ops that arrived by catch-up (repair), not multicast
 	RolledBack     uint64         `json:"rolled_back_ops"`  // ops reverted to insert a late arrival before them
 	LateOps        uint64         `json:"late_ops"`         // ops that arrived after their stable point (a protocol fault)
 	LateMisplaced  uint64         `json:"late_misplaced"`   // late ops that could not be put in their place

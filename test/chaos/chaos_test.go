@@ -131,10 +131,15 @@ func TestChaosCartConvergesInOrderWithoutLoss(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	var repaired uint64
 	for _, c := range node.Status().Clones {
+		repaired += c.RepairedOps
 		if c.LateOps != 0 {
 			t.Errorf("seed %d: %s saw %d ops arrive after their stable point", seed, c.Clone, c.LateOps)
 		}
+	}
+	if repaired == 0 {
+		t.Errorf("seed %d: with 10%% loss nothing was repaired by catch-up", seed)
 	}
 	if err := checker.Err(); err != nil {
 		t.Fatalf("seed %d: per-item order violated: %v", seed, err)
