@@ -123,7 +123,7 @@ func Start(cfg Config) (*Node, error) {
 		}
 	}
 	pid, err := n.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &nodeActor{n: n} },
-		actor.WithSupervisor(n.strategy())), "node")
+		actor.WithSupervisor(n.strategy()), actor.WithGuardian(n.strategy())), "node")
 	if err != nil {
 		n.closeResources()
 		return nil, fmt.Errorf("actors: spawn node: %w", err)

@@ -307,3 +307,31 @@ func TestHoldBackSeesEarlierReservations(t *testing.T) {
 		t.Fatal("no update was held back")
 	}
 }
+
+func TestKilledNodeActorRestartsTheTree(t *testing.T) {
+	n := startNode(t, t.TempDir(), func(c *actors.Config) { c.Gateway.EnableChaos = true })
+	mustCall[cart.View](t, n, "cart", "add", cart.AddRequest{User: "eve", Item: "fig", Qty: 3})
+	waitConverged(t, n, "cart", 5*time.Second)
+	if err := n.Kill("node"); err != nil {
+		t.Fatal(err)
+	}
+	// Every clone restarts and reloads from disk; the state is intact.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		v, err := call[cart.View](t, n, "cart", "get", cart.GetRequest{User: "eve"})
+		if err == nil && v.Items["fig"] == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after killing the node actor: %+v %v", v, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	found := false
+	for _, e := range n.Status().RecentFailures {
+		found = found || e.Child == "node"
+	}
+	if !found {
+		t.Fatalf("node failure not recorded: %+v", n.Status().RecentFailures)
+	}
+}
