@@ -315,8 +315,22 @@ func TestKilledNodeActorRestartsTheTree(t *testing.T) {
 	if err := n.Kill("node"); err != nil {
 		t.Fatal(err)
 	}
-	// Every clone restarts and reloads from disk; the state is intact.
+	// Kill is asynchronous: wait for the failure to be handled.
 	deadline := time.Now().Add(5 * time.Second)
+	for {
+		found := false
+		for _, e := range n.Status().RecentFailures {
+			found = found || e.Child == "node"
+		}
+		if found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node failure not recorded: %+v", n.Status().RecentFailures)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Every clone restarts and reloads from disk; the state is intact.
 	for {
 		v, err := call[cart.View](t, n, "cart", "get", cart.GetRequest{User: "eve"})
 		if err == nil && v.Items["fig"] == 3 {
@@ -326,12 +340,5 @@ func TestKilledNodeActorRestartsTheTree(t *testing.T) {
 			t.Fatalf("after killing the node actor: %+v %v", v, err)
 		}
 		time.Sleep(10 * time.Millisecond)
-	}
-	found := false
-	for _, e := range n.Status().RecentFailures {
-		found = found || e.Child == "node"
-	}
-	if !found {
-		t.Fatalf("node failure not recorded: %+v", n.Status().RecentFailures)
 	}
 }
