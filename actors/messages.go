@@ -3,8 +3,6 @@ package actors
 import (
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-
 	"github.com/tempestrt/tempest/proto/tempestpb"
 )
 
@@ -12,14 +10,17 @@ import (
 // they are plain Go structs (protoactor requires protobuf only for remote
 // messages).
 
-// callRequest asks a scheduler to run a method. The answer (*callResult) goes
-// to replyTo, which is a future's PID when the call came from Node.Call.
+// callRequest asks a scheduler to run a method. The answer goes to reply,
+// exactly once, without blocking (the channel has room for every answer
+// the caller can get). A channel rather than a protoactor future: a future
+// cannot be cancelled, so a hedged call would leave a goroutine waiting on
+// the losing future until its timeout, past Node.Stop.
 type callRequest struct {
 	method   string
 	body     []byte
 	deadline time.Time
 	arrived  time.Time
-	replyTo  *actor.PID
+	reply    chan<- callResult
 }
 
 // callResult is the answer to a callRequest.

@@ -311,25 +311,14 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 	if len(clones) == 0 {
 		return nil, fmt.Errorf("service %q: %w", service, ErrNoClone)
 	}
-	req := &callRequest{method: method, body: body, deadline: deadline, arrived: now}
 	results := make(chan callResult, len(clones))
 	ask := func(c *cloneRuntime) {
-		// The future outlives the deadline by a hair so that an answer sent
-		// right at the deadline is not mistaken for a timeout.
-		f := n.system.Root.RequestFuture(c.schedulerPID, req, time.Until(deadline)+2*time.Millisecond)
-		go func() {
-			res, err := f.Result()
-			if err != nil {
-				results <- callResult{err: fmt.Errorf("%s on %s: %w", method, c.id, ErrDeadlineExceeded)}
-				return
-			}
-			r, ok := res.(*callResult)
-			if !ok {
-				r = &callResult{err: fmt.Errorf("unexpected answer %T", res)}
-			}
-			results <- *r
-		}()
+		n.system.Root.Send(c.schedulerPID, &callRequest{method: method, body: body, deadline: deadline, arrived: now, reply: results})
 	}
+	// The timer outlives the deadline by a hair so that an answer sent
+	// right at the deadline is not mistaken for a timeout.
+	expired := time.NewTimer(time.Until(deadline) + 2*time.Millisecond)
+	defer expired.Stop()
 	ask(clones[0])
 	next := 1
 	var hedge <-chan time.Time
@@ -363,6 +352,8 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 				next++
 				pending++
 			}
+		case <-expired.C:
+			return nil, fmt.Errorf("%s on %s: %w", method, service, ErrDeadlineExceeded)
 		case <-ctx.Done():
 			return nil, fmt.Errorf("%s: %w", method, errors.Join(ErrDeadlineExceeded, ctx.Err()))
 		}

@@ -205,7 +205,6 @@ func (s *schedulerActor) stop() {
 }
 
 func (s *schedulerActor) admit(ctx actor.Context, r *callRequest) {
-	r.replyTo = ctx.Sender()
 	m := s.methods[r.method]
 	if m == nil {
 		s.reply(r, nil, fmt.Errorf("method %q: %w", r.method, ErrUnknownMethod))
@@ -339,10 +338,10 @@ func (s *schedulerActor) observe(method string, start time.Time) {
 // reply answers a request. It may run on a persistence goroutine, so it uses
 // only immutable state.
 func (s *schedulerActor) reply(r *callRequest, body []byte, err error) {
-	if r.replyTo == nil {
-		return
+	select {
+	case r.reply <- callResult{body: body, err: err}:
+	default: // cannot happen: the caller sized the channel for every answer
 	}
-	s.c.n.system.Root.Send(r.replyTo, &callResult{body: body, err: err})
 }
 
 // deliver integrates ops from peers, persists the new ones and returns how
