@@ -111,6 +111,7 @@ func (a *repairActor) serve(ctx actor.Context, req *tempestpb.CatchupRequest) {
 			return nil
 		})
 		if errors.Is(err, persistence.ErrPruned) {
+			a.c.prunedAsks.Add(1)
 			// The requester is behind this clone's log retention: only a
 			// state transfer (not yet built) can bring it up to date.
 			a.log.Debug("catch-up request reaches behind the pruned log", zap.String("origin", origin), zap.String("peer", req.GetFrom()))

@@ -83,8 +83,9 @@ type cloneRuntime struct {
 	// number for a different op.
 	inflight sync.WaitGroup
 
-	ready       atomic.Bool  // the scheduler has loaded state and serves
-	incarnation atomic.Int64 // scheduler starts, for OnStable replica labels
+	ready       atomic.Bool   // the scheduler has loaded state and serves
+	prunedAsks  atomic.Uint64 // peers' catch-up requests that reached behind this clone's pruned log
+	incarnation atomic.Int64  // scheduler starts, for OnStable replica labels
 
 	mu     sync.Mutex
 	status CloneStatus
