@@ -328,8 +328,7 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 		hedge = t.C
 	}
 	pending := 1
-	var last callResult
-	for pending > 0 {
+	for {
 		select {
 		case r := <-results:
 			pending--
@@ -341,10 +340,10 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 				pending++
 				continue
 			}
+			// With a hedge still out, a failure waits for the other answer.
 			if r.err == nil || pending == 0 {
 				return r.body, r.err
 			}
-			last = r
 		case <-hedge:
 			hedge = nil
 			if next < len(clones) {
@@ -358,7 +357,6 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 			return nil, fmt.Errorf("%s: %w", method, errors.Join(ErrDeadlineExceeded, ctx.Err()))
 		}
 	}
-	return last.body, last.err
 }
 
 // readyClones returns the ready clones of rt, rotated round-robin.
