@@ -136,6 +136,11 @@ func TestChatListAndSet(t *testing.T) {
 		mustCall[chat.Posted](t, n, "chat", "post", chat.PostRequest{User: "bob", Text: fmt.Sprint("m", i)})
 	}
 	waitConverged(t, n, "chat", 5*time.Second)
+	for _, c := range n.Status().Clones {
+		if c.Service == "chat" && (len(c.CollectionDigests) != 2 || c.CollectionDigests["messages"] == "") {
+			t.Fatalf("%s collection digests: %v", c.Clone, c.CollectionDigests)
+		}
+	}
 	h := mustCall[chat.History](t, n, "chat", "history", chat.HistoryRequest{})
 	if h.Total != 3 || len(h.Messages) != 3 || h.Messages[2].Text != "m2" || len(h.Members) != 2 {
 		t.Fatalf("history: %+v", h)

@@ -435,6 +435,10 @@ func (s *schedulerActor) publish(now time.Time) {
 		cs.Clone = s.c.id
 		cs.Applied = s.store.Applied()
 		cs.Digest = fmt.Sprintf("%016x", s.store.Digest())
+		cs.CollectionDigests = map[string]string{}
+		for name, d := range s.store.CollectionDigests() {
+			cs.CollectionDigests[name] = fmt.Sprintf("%016x", d)
+		}
 		cs.StablePoint = stable.String()
 		cs.StableLagMs = lag
 		cs.Pending = s.store.Pending()

@@ -11,23 +11,25 @@ import (
 
 // CloneStatus is what a clone's scheduler last published about itself.
 type CloneStatus struct {
-	Service        string `json:"service"`
-	Clone          string `json:"clone"`
-	Ready          bool   `json:"ready"`
-	Applied        uint64 `json:"applied_ops"`
-	Digest         string `json:"digest"`
-	StablePoint    string `json:"stable_point"`
-	StableLagMs    int64  `json:"stable_lag_ms"` // how far the stable point trails the clock (-1: nothing stable yet)
-	Pending        int    `json:"tentative_ops"` // ops not yet stable
-	OwnSeq         uint64 `json:"own_seq"`
-	QueueLen       int    `json:"queue_len"`
-	Served         uint64 `json:"served"`
-	DeadlineMisses uint64 `json:"deadline_misses"` // requests refused or shed because their deadline could not be met
-	ShedInQueue    uint64 `json:"shed_in_queue"`
-	HeldBack       uint64 `json:"held_back"` // updates that waited for stability before running
-	HandlerPanics  uint64 `json:"handler_panics"`
-	RejectedOps    uint64 `json:"rejected_ops"`
-	RepairedOps    uint64 `json:"repaired_ops"` // ops that arrived by catch-up (repair), not multicast
+	Service string `json:"service"`
+	Clone   string `json:"clone"`
+	Ready   bool   `json:"ready"`
+	Applied uint64 `json:"applied_ops"`
+	Digest  string `json:"digest"`
+	// CollectionDigests: equal on two clones when that collection converged.
+	CollectionDigests map[string]string `json:"collection_digests"`
+	StablePoint       string            `json:"stable_point"`
+	StableLagMs       int64             `json:"stable_lag_ms"` // how far the stable point trails the clock (-1: nothing stable yet)
+	Pending           int               `json:"tentative_ops"` // ops not yet stable
+	OwnSeq            uint64            `json:"own_seq"`
+	QueueLen          int               `json:"queue_len"`
+	Served            uint64            `json:"served"`
+	DeadlineMisses    uint64            `json:"deadline_misses"` // requests refused or shed because their deadline could not be met
+	ShedInQueue       uint64            `json:"shed_in_queue"`
+	HeldBack          uint64            `json:"held_back"` // updates that waited for stability before running
+	HandlerPanics     uint64            `json:"handler_panics"`
+	RejectedOps       uint64            `json:"rejected_ops"`
+	RepairedOps       uint64            `json:"repaired_ops"` // ops that arrived by catch-up (repair), not multicast
 	// PrunedAsks counts peers' catch-up requests for ops this clone had
 	// already pruned: such a peer cannot catch up by ops and needs a state
 	// transfer (not built yet).
