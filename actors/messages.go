@@ -99,6 +99,8 @@ type chaosPanic struct{ reason string }
 
 func (c chaosPanic) String() string { return "chaos: " + c.reason }
 
-// statusRequest asks a scheduler for a fresh CloneStatus (answered with
-// *CloneStatus).
+// statusRequest asks a scheduler to publish fresh figures into its clone's
+// status; it answers *statusPublished once done.
 type statusRequest struct{}
+
+type statusPublished struct{}

@@ -80,10 +80,7 @@ func (s *schedulerActor) Receive(ctx actor.Context) {
 		s.lastPos = max(s.lastPos, m.pos)
 	case *statusRequest:
 		s.publish(time.Now())
-		s.c.mu.Lock()
-		st := s.c.status
-		s.c.mu.Unlock()
-		ctx.Respond(&st)
+		ctx.Respond(&statusPublished{})
 	case *summaryRequest:
 		ctx.Respond(&summary{have: s.store.VersionVector()})
 	case *persistFailed:

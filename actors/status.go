@@ -2,7 +2,6 @@ package actors
 
 import (
 	"github.com/asynkron/protoactor-go/actor"
-	"strings"
 	"time"
 
 	"github.com/tempestrt/tempest/persistence"
@@ -83,35 +82,24 @@ func (n *Node) Status() Status {
 		}
 	}
 	for _, a := range futures {
-		c, name := a.c, a.c.service.svc.Name()
-		{
-			var cs CloneStatus
-			fresh := false
-			if a.f != nil {
-				if res, err := a.f.Result(); err == nil {
-					if p, ok := res.(*CloneStatus); ok {
-						cs, fresh = *p, true
-					}
-				}
-			}
-			if !fresh {
-				c.mu.Lock()
-				cs = c.status
-				c.mu.Unlock()
-			}
-			cs.Service, cs.Clone = name, c.id
-			cs.Ready = c.ready.Load()
-			cs.PrunedAsks = c.prunedAsks.Load()
-			cs.ActorRestarts = map[string]int{}
-			prefix := "node/services/" + c.id
-			for _, child := range []string{"", "/scheduler", "/member", "/repair"} {
-				if r := n.sup.Restarts(prefix + child); r > 0 {
-					cs.ActorRestarts[strings.TrimPrefix(c.id+child, "")] = r
-					cs.Restarts += r
-				}
-			}
-			st.Clones = append(st.Clones, cs)
+		if a.f != nil {
+			_, _ = a.f.Result() // the scheduler has published fresh figures, or timed out
 		}
+		c := a.c
+		c.mu.Lock()
+		cs := c.status
+		c.mu.Unlock()
+		cs.Service, cs.Clone = c.service.svc.Name(), c.id
+		cs.Ready = c.ready.Load()
+		cs.PrunedAsks = c.prunedAsks.Load()
+		cs.ActorRestarts = map[string]int{}
+		for _, child := range []string{"", "/scheduler", "/member", "/repair"} {
+			if r := n.sup.Restarts("node/services/" + c.id + child); r > 0 {
+				cs.ActorRestarts[c.id+child] = r
+				cs.Restarts += r
+			}
+		}
+		st.Clones = append(st.Clones, cs)
 	}
 	return st
 }

@@ -2,6 +2,7 @@ package collections
 
 import (
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 
@@ -225,4 +226,26 @@ func describe(k kind, v *tempestpb.ItemValue) string {
 		return fmt.Sprint(v.GetCount())
 	}
 	return "?"
+}
+
+// liveItems iterates over c's existing items whose keys decode, in
+// encoded-key order. Keys are taken when iteration starts and each item is
+// looked up as iteration reaches it, so items deleted meanwhile are skipped
+// and the loop body may mutate the collection.
+func liveItems[K any](c *collection, kc Codec[K]) iter.Seq2[K, *item] {
+	return func(yield func(K, *item) bool) {
+		for _, kb := range c.keys() {
+			it := c.items[kb]
+			if it == nil || !it.cur.exists {
+				continue
+			}
+			k, err := kc.Decode([]byte(kb))
+			if err != nil {
+				continue
+			}
+			if !yield(k, it) {
+				return
+			}
+		}
+	}
 }

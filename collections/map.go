@@ -183,15 +183,7 @@ func RegisterOp[K comparable, V any, A any](m *Map[K, V], name string, fn func(c
 // deleted meanwhile are skipped, so the body may mutate the map.
 func (m *Map[K, V]) All() iter.Seq2[K, V] {
 	return func(yield func(K, V) bool) {
-		for _, kb := range m.c.keys() {
-			it := m.c.items[kb]
-			if it == nil || !it.cur.exists {
-				continue
-			}
-			k, err := m.kc.Decode([]byte(kb))
-			if err != nil {
-				continue
-			}
+		for k, it := range liveItems(m.c, m.kc) {
 			v, err := m.vc.Decode(it.cur.data)
 			if err != nil {
 				continue
@@ -206,15 +198,7 @@ func (m *Map[K, V]) All() iter.Seq2[K, V] {
 // Keys iterates over the keys in encoded-key order (see All).
 func (m *Map[K, V]) Keys() iter.Seq[K] {
 	return func(yield func(K) bool) {
-		for _, kb := range m.c.keys() {
-			it := m.c.items[kb]
-			if it == nil || !it.cur.exists {
-				continue
-			}
-			k, err := m.kc.Decode([]byte(kb))
-			if err != nil {
-				continue
-			}
+		for k := range liveItems(m.c, m.kc) {
 			if !yield(k) {
 				return
 			}

@@ -70,15 +70,7 @@ func (st *Set[T]) Stable(v T) bool {
 // iteration starts; ones removed meanwhile are skipped.
 func (st *Set[T]) All() iter.Seq[T] {
 	return func(yield func(T) bool) {
-		for _, kb := range st.c.keys() {
-			it := st.c.items[kb]
-			if it == nil || !it.cur.exists {
-				continue
-			}
-			v, err := st.kc.Decode([]byte(kb))
-			if err != nil {
-				continue
-			}
+		for v := range liveItems(st.c, st.kc) {
 			if !yield(v) {
 				return
 			}

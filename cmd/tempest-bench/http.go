@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,13 +33,10 @@ type httpResult struct {
 	Errors      map[string]int `json:"errors"`
 }
 
+// opStats is one kind of request: its latency summary and rate.
 type opStats struct {
-	Count     int     `json:"count"`
+	latencySummary
 	PerSecond float64 `json:"per_s"`
-	P50Ms     float64 `json:"p50_ms"`
-	P90Ms     float64 `json:"p90_ms"`
-	P99Ms     float64 `json:"p99_ms"`
-	MaxMs     float64 `json:"max_ms"`
 }
 
 // runHTTP measures updates/s and latency through the HTTP gateway: of a node
@@ -192,16 +188,5 @@ loop:
 }
 
 func summarize(lat []time.Duration, elapsed time.Duration) opStats {
-	if len(lat) == 0 {
-		return opStats{}
-	}
-	slices.Sort(lat)
-	pct := func(p float64) float64 {
-		i := int(p * float64(len(lat)-1))
-		return float64(lat[i].Microseconds()) / 1000
-	}
-	return opStats{
-		Count: len(lat), PerSecond: float64(len(lat)) / elapsed.Seconds(),
-		P50Ms: pct(0.50), P90Ms: pct(0.90), P99Ms: pct(0.99), MaxMs: float64(lat[len(lat)-1].Microseconds()) / 1000,
-	}
+	return opStats{latencySummary: summarizeLatency(lat), PerSecond: float64(len(lat)) / elapsed.Seconds()}
 }
