@@ -104,22 +104,79 @@ func (db *DB) submit(ctx context.Context, o *op) (uint64, error) {
 	}
 }
 
+// walNudgeDelays are, under SyncInterval, the idle times after the last
+// group commit at which the committer nudges pebble's WAL flusher (see
+// nudgeWAL). A variable so tests can change it.
+var walNudgeDelays = []time.Duration{time.Millisecond, 10 * time.Millisecond, 100 * time.Millisecond}
+
 func (db *DB) runCommitter() {
 	defer close(db.committerDone)
+	// Under SyncInterval, nudges counts the nudges sent since the last
+	// group commit; len(walNudgeDelays) means none is due.
+	nudges := len(walNudgeDelays)
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
 		g, closing := db.take()
 		if len(g) == 0 {
 			if closing {
 				return
 			}
-			<-db.wake
+			if nudges >= len(walNudgeDelays) {
+				<-db.wake
+				continue
+			}
+			if timer == nil {
+				timer = time.NewTimer(walNudgeDelays[nudges])
+			} else {
+				timer.Reset(walNudgeDelays[nudges])
+			}
+			select {
+			case <-db.wake:
+				timer.Stop()
+			case <-timer.C:
+				db.nudgeWAL()
+				nudges++
+			}
 			continue
 		}
 		if h := db.testHookCommit.Load(); h != nil {
 			(*h)()
 		}
 		db.commitGroup(g)
+		if db.opts.Sync == SyncInterval {
+			nudges = 0
+		}
 	}
+}
+
+// nudgeWAL works around a lost wake-up in pebble v2.1.7's WAL flusher under
+// WALMinSyncInterval (see the package doc, SyncInterval). While fsyncs are
+// rate-limited, the flusher's guard against missed signals sees an empty sync
+// queue, so a commit that signals it between its "any work?" check and its
+// wait leaves the commit's bytes in process memory until something signals
+// again. Any signal that arrives while the flusher waits wakes it, and it
+// then writes everything buffered; so a few signals spread over the first
+// 100 ms of idleness bound how long an acknowledged group can stay out of
+// the OS. The signal is a tiny LogData record (ignored on replay) applied
+// like a group: with a sync request, without waiting for the fsync.
+func (db *DB) nudgeWAL() {
+	b := db.pdb.NewBatch()
+	if err := b.LogData([]byte{0}, nil); err != nil {
+		_ = b.Close()
+		return
+	}
+	if err := db.pdb.ApplyNoSyncWait(b, pebble.Sync); err != nil {
+		_ = b.Close()
+		db.log.Warn("WAL nudge failed", zap.Error(err))
+		return
+	}
+	db.st.walNudges.Add(1)
+	db.reap <- reaped{b: b, nudge: true}
 }
 
 // take removes the next group from the queue: queued ops in order, up to
@@ -245,7 +302,7 @@ func (db *DB) write(b *pebble.Batch) (handedOff bool, err error) {
 		// WALMinSyncInterval allows; the reaper waits for that fsync.
 		if err = db.pdb.ApplyNoSyncWait(b, pebble.Sync); err == nil {
 			db.st.pendingSyncs.Add(1)
-			db.reap <- b
+			db.reap <- reaped{b: b}
 			handedOff = true
 		}
 	case SyncNone:
@@ -268,13 +325,22 @@ func (db *DB) write(b *pebble.Batch) (handedOff bool, err error) {
 // and then releases it (pebble requires SyncWait before Close).
 func (db *DB) runReaper() {
 	defer close(db.reaperDone)
-	for b := range db.reap {
-		if err := b.SyncWait(); err != nil {
+	for r := range db.reap {
+		if err := r.b.SyncWait(); err != nil {
 			db.log.Error("WAL fsync failed; acknowledged writes may be lost on power loss", zap.Error(err))
 		}
-		_ = b.Close()
-		db.st.pendingSyncs.Add(-1)
+		_ = r.b.Close()
+		if !r.nudge {
+			db.st.pendingSyncs.Add(-1)
+		}
 	}
+}
+
+// reaped is a batch handed to the reaper: an acknowledged group, or a WAL
+// nudge (not counted in PendingSyncs).
+type reaped struct {
+	b     *pebble.Batch
+	nudge bool
 }
 
 // clone returns the committer cache of c, loading it on first use.

@@ -52,18 +52,19 @@
 // signalled and normally write(2)s the group to the WAL file at once; the
 // fsync itself is delayed so that at most one happens per interval. Append
 // returns once the group is in the memtable and handed to the flusher, before
-// the write(2). Process crash: usually loses nothing, but the bound is the
-// Appends acknowledged in the last SyncInterval. The reason: pebble v2.1.7's
-// flusher can miss a wake-up while fsyncs are being rate-limited (its guard
-// against lost wake-ups only looks at the sync queue, which reads as empty
-// while blocked), and the group that signalled then stays in process memory
-// until the next commit or the interval timer wakes the flusher. Only the
-// most recent group(s) can be caught like this, since any later commit wakes
-// the flusher, which then writes everything buffered. The test suite
-// occasionally observes it with a 1-minute interval: 99 of 100 acknowledged
-// records after kill -9. Power loss: loses up to SyncInterval plus one fsync's
-// duration of acknowledged Appends (Stats.PendingSyncs counts the groups at
-// risk). DB.Sync waits for the next interval's fsync.
+// the write(2). pebble v2.1.7's flusher can miss wake-ups while fsyncs are
+// being rate-limited: its guard against lost signals only looks at the sync
+// queue, which reads as empty while blocked, so a commit that signals between
+// the flusher's "any work?" check and its wait leaves its bytes in process
+// memory; under a loaded race-detector run CI saw 19 consecutive groups stay
+// there until the interval ended. The committer therefore nudges the flusher
+// (a tiny LogData record with a sync request) 1, 10 and 100 ms into every
+// idle period; a signal that arrives while the flusher waits always wakes it,
+// and it then writes everything buffered (Stats.WALNudges counts them).
+// Process crash: loses at most the groups acknowledged in the last ~100 ms
+// before it, and in practice none. Power loss: loses up to SyncInterval plus
+// one fsync's duration of acknowledged Appends (Stats.PendingSyncs counts the
+// groups at risk). DB.Sync waits for the next interval's fsync.
 //
 // SyncNone: groups are applied with pebble.NoSync and nothing is fsynced
 // explicitly. Process crash: loses the acknowledged Appends whose WAL bytes

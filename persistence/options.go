@@ -21,7 +21,7 @@ const (
 	// SyncInterval hands every group commit to pebble's WAL writer at once
 	// (it normally reaches the OS page cache within microseconds) and fsyncs
 	// at most once per Options.SyncInterval. A process crash usually loses
-	// nothing and at most the last interval; a power loss loses up to one
+	// nothing and at most the last ~100 ms; a power loss loses up to one
 	// interval (plus one fsync) of acknowledged Appends.
 	SyncInterval
 	// SyncNone never fsyncs on its own and leaves recent WAL bytes in a
