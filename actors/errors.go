@@ -25,6 +25,20 @@ var (
 // restarted; they never ran, so Node.Call retries them on another clone.
 var errCloneStopping = fmt.Errorf("clone stopping before the request ran: %w", ErrNoClone)
 
+// errNotAdmitted marks a refusal by a clone's queue at admission (deadline
+// unmeetable behind its backlog, or queue full): the request never ran, so
+// Node.Call tries the next clone, whose queue may be shorter.
+var errNotAdmitted = errors.New("not admitted")
+
+// markNotAdmitted appends nothing to a message but makes errors.Is see
+// errNotAdmitted (format "%w%w" with it).
+var markNotAdmitted = silentErr{errNotAdmitted}
+
+type silentErr struct{ err error }
+
+func (e silentErr) Error() string { return "" }
+func (e silentErr) Unwrap() error { return e.err }
+
 var knownErrors = []struct {
 	err    error
 	status int

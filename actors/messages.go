@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/tempestrt/tempest/proto/tempestpb"
@@ -21,12 +22,20 @@ type callRequest struct {
 	deadline time.Time
 	arrived  time.Time
 	reply    chan<- callResult
+	// settled is set by Node.Call once it has its answer or gave up; it is
+	// shared by every copy of the request (hedge, retry). A scheduler drops
+	// a settled request instead of running it: a hedge that lost the race,
+	// or a caller that is gone, must not take capacity from live requests.
+	settled *atomic.Bool
 }
 
-// callResult is the answer to a callRequest.
+// callResult is the answer to a callRequest, or (ack) the scheduler's
+// notice that it admitted the request and expects to answer by expect.
 type callResult struct {
-	body []byte
-	err  error
+	body   []byte
+	err    error
+	ack    bool
+	expect time.Time
 }
 
 // drain tells a scheduler to run the next ready request from its queue.
@@ -73,7 +82,13 @@ type unicast struct {
 }
 
 // persisted tells a scheduler that its op log holds everything up to pos.
-type persisted struct{ pos uint64 }
+type persisted struct {
+	pos uint64
+	// method and tail, for the clone's own updates: how long the answer
+	// waited for the op log after the handler ran (schedq.ObserveTail).
+	method string
+	tail   time.Duration
+}
 
 // catchupRequest hands a peer's catch-up request to the repair agent.
 type catchupRequest struct{ req *tempestpb.CatchupRequest }

@@ -267,9 +267,23 @@ func (n *Node) Services() map[string][]MethodInfo {
 // default). Every error is an *Error, which carries an HTTP status and code
 // and unwraps to the package's sentinels (errors.Is works).
 //
-// Queries are hedged: if the first clone has not answered within a third of
-// the budget, a second clone is asked too and the first answer wins. Updates
-// are never sent twice.
+// A clone that refuses the request at admission (its backlog would not let
+// the request finish in time, or its queue is full) or stops before running
+// it never ran it; the next clone is asked, for updates too, while the budget
+// allows.
+//
+// Queries are hedged: a clone that admits a request says when it expects to
+// answer (now + the work queued ahead + the method's estimate). If no answer
+// has come when the clone is late by half its own expected wait (at least
+// the scheduler's Margin), a second clone is asked too and the first answer
+// wins; if that moment falls within Margin of the deadline, no hedge is sent
+// (it could not help). Until a clone acknowledges (its mailbox is backed up,
+// or it died), the hedge is due at a third of the budget. Hedging on the
+// clone's own promise rather than a fixed fraction of the budget keeps an
+// overloaded service from doubling its work: a deep queue promises late, so
+// its requests are not hedged merely for waiting their turn. A copy that
+// loses the race is dropped unrun if still queued. Updates are never sent
+// twice.
 func (n *Node) Call(ctx context.Context, service, method string, body []byte, timeout time.Duration) ([]byte, error) {
 	out, err := n.call(ctx, service, method, body, timeout)
 	if err != nil {
@@ -311,9 +325,12 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 	if len(clones) == 0 {
 		return nil, fmt.Errorf("service %q: %w", service, ErrNoClone)
 	}
-	results := make(chan callResult, len(clones))
+	// Each ask yields at most an admission ack and an answer.
+	results := make(chan callResult, 2*len(clones))
+	settled := new(atomic.Bool)
+	defer settled.Store(true)
 	ask := func(c *cloneRuntime) {
-		n.system.Root.Send(c.schedulerPID, &callRequest{method: method, body: body, deadline: deadline, arrived: now, reply: results})
+		n.system.Root.Send(c.schedulerPID, &callRequest{method: method, body: body, deadline: deadline, arrived: now, reply: results, settled: settled})
 	}
 	// The timer outlives the deadline by a hair so that an answer sent
 	// right at the deadline is not mistaken for a timeout.
@@ -322,19 +339,36 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 	ask(clones[0])
 	next := 1
 	var hedge <-chan time.Time
+	var hedgeTimer *time.Timer
 	if !m.Update && len(clones) > 1 {
-		t := time.NewTimer(timeout / 3)
-		defer t.Stop()
-		hedge = t.C
+		hedgeTimer = time.NewTimer(timeout / 3)
+		defer hedgeTimer.Stop()
+		hedge = hedgeTimer.C
 	}
+	margin := n.cfg.Scheduler.Margin
 	pending := 1
 	for {
 		select {
 		case r := <-results:
+			if r.ack {
+				// Only the first clone's promise moves the hedge.
+				if hedge != nil && next == 1 {
+					wait := max(r.expect.Sub(now), 0)
+					at := r.expect.Add(max(margin, wait/2))
+					if at.After(deadline.Add(-margin)) {
+						hedgeTimer.Stop()
+						hedge = nil
+					} else {
+						hedgeTimer.Reset(time.Until(at))
+					}
+				}
+				continue
+			}
 			pending--
-			// A clone that stopped before running the request never ran
-			// it: ask the next one, even for an update.
-			if errors.Is(r.err, errCloneStopping) && next < len(clones) && time.Now().Before(deadline) {
+			// A clone that stopped before running the request, or refused it
+			// at admission, never ran it: ask the next one, even for an
+			// update, while the budget allows.
+			if (errors.Is(r.err, errCloneStopping) || errors.Is(r.err, errNotAdmitted)) && next < len(clones) && time.Until(deadline) >= margin {
 				ask(clones[next])
 				next++
 				pending++
@@ -352,6 +386,19 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 				pending++
 			}
 		case <-expired.C:
+			// select picks at random among ready cases: an answer that
+			// arrived in time must win over the timer.
+			for {
+				select {
+				case r := <-results:
+					if !r.ack && r.err == nil {
+						return r.body, nil
+					}
+					continue
+				default:
+				}
+				break
+			}
 			return nil, fmt.Errorf("%s on %s: %w", method, service, ErrDeadlineExceeded)
 		case <-ctx.Done():
 			return nil, fmt.Errorf("%s: %w", method, errors.Join(ErrDeadlineExceeded, ctx.Err()))

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -345,5 +346,106 @@ func TestKilledNodeActorRestartsTheTree(t *testing.T) {
 			t.Fatalf("after killing the node actor: %+v %v", v, err)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestLoadSpikeShedsInsteadOfAnsweringLate sends a burst far beyond what the
+// clones can serve in time (a 5 ms query, 300 callers at once, 60 ms
+// deadlines: about 33 fit). What a user checks: some are served, the rest
+// are refused with 503 deadline_unmeetable before their deadline and mostly
+// at once (not left to time out, not held until hopeless), nothing succeeds
+// after its deadline, and the node keeps serving normally once the spike is
+// over.
+func TestLoadSpikeShedsInsteadOfAnsweringLate(t *testing.T) {
+	slow := actors.NewService("slow", func(b *actors.Builder) {
+		actors.Query(b, "work", func(_ *actors.Ctx, _ struct{}) (struct{}, error) {
+			time.Sleep(5 * time.Millisecond)
+			return struct{}{}, nil
+		})
+	})
+	n := startNode(t, t.TempDir(), func(c *actors.Config) { c.Services = []*actors.Service{slow} })
+	// Warm the service-time estimate, as steady traffic would.
+	for range 10 {
+		if _, err := n.Call(context.Background(), "slow", "work", []byte(`{}`), time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const callers, timeout = 300, 60 * time.Millisecond
+	type outcome struct {
+		took time.Duration
+		err  error
+	}
+	out := make(chan outcome, callers)
+	gate := make(chan struct{})
+	for range callers {
+		go func() {
+			<-gate
+			start := time.Now()
+			_, err := n.Call(context.Background(), "slow", "work", []byte(`{}`), timeout)
+			out <- outcome{time.Since(start), err}
+		}()
+	}
+	close(gate)
+	var ok, shed, late int
+	var worstOK, worstShed time.Duration
+	var refusals []time.Duration
+	for range callers {
+		o := <-out
+		switch {
+		case o.err == nil:
+			ok++
+			worstOK = max(worstOK, o.took)
+		case errors.Is(o.err, actors.ErrDeadlineUnmeet):
+			shed++
+			worstShed = max(worstShed, o.took)
+			refusals = append(refusals, o.took)
+		case errors.Is(o.err, actors.ErrDeadlineExceeded):
+			late++
+		default:
+			t.Fatalf("unexpected error: %v", o.err)
+		}
+	}
+	slices.Sort(refusals)
+	var medianShed time.Duration
+	if len(refusals) > 0 {
+		medianShed = refusals[len(refusals)/2]
+	}
+	t.Logf("%d callers, %v deadline: %d served (slowest %v), %d refused (median refusal after %v, slowest %v), %d timed out",
+		callers, timeout, ok, worstOK, shed, medianShed, worstShed, late)
+	if ok == 0 {
+		t.Fatal("nothing served during the spike")
+	}
+	if shed == 0 {
+		t.Fatal("nothing refused: the spike did not exceed capacity, or the scheduler queued everything")
+	}
+	// The node's answer timer allows 2 ms past the deadline for an answer
+	// sent right at it; beyond that an answer would be late.
+	if worstOK > timeout+2*time.Millisecond+10*time.Millisecond {
+		t.Fatalf("a request succeeded after %v, past its %v deadline", worstOK, timeout)
+	}
+	if worstShed >= timeout {
+		t.Fatalf("a refusal came after %v, not before the %v deadline", worstShed, timeout)
+	}
+	// "At once": a clone refuses what its backlog cannot fit when the
+	// request arrives, not at the request's point of no return.
+	if medianShed > timeout/2 {
+		t.Fatalf("half the refusals took more than %v: refused late, not at admission", medianShed)
+	}
+	// Refusing is the scheduler's job: requests left to time out mean it ran
+	// or kept work it should have shed.
+	if late > callers/10 {
+		t.Fatalf("%d of %d requests timed out instead of being refused", late, callers)
+	}
+	var misses uint64
+	for _, c := range n.Status().Clones {
+		misses += c.DeadlineMisses
+	}
+	if misses == 0 {
+		t.Fatal("status reports no deadline misses after the spike")
+	}
+	for range 10 {
+		if _, err := n.Call(context.Background(), "slow", "work", []byte(`{}`), time.Second); err != nil {
+			t.Fatalf("after the spike: %v", err)
+		}
 	}
 }

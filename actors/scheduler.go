@@ -48,6 +48,7 @@ type schedulerActor struct {
 	lastStatus    time.Time
 
 	served, misses, failed, badOps uint64
+	abandoned                      uint64 // settled requests dropped unrun
 	repaired                       uint64 // ops that arrived by catch-up, not multicast
 	applyEWMA                      time.Duration
 }
@@ -78,6 +79,9 @@ func (s *schedulerActor) Receive(ctx actor.Context) {
 		s.kick(ctx)
 	case *persisted:
 		s.lastPos = max(s.lastPos, m.pos)
+		if m.method != "" && s.q != nil {
+			s.q.ObserveTail(m.method, m.tail)
+		}
 	case *statusRequest:
 		s.publish(time.Now())
 		ctx.Respond(&statusPublished{})
@@ -216,17 +220,21 @@ func (s *schedulerActor) admit(ctx actor.Context, r *callRequest) {
 			req.Watermark = s.store.Now().Pack()
 		}
 	}
-	if err := s.q.Push(time.Now(), req); err != nil {
+	now := time.Now()
+	if err := s.q.Push(now, req); err != nil {
 		s.misses++
 		switch {
 		case errors.Is(err, schedq.ErrDeadlineUnmeetable):
-			err = fmt.Errorf("%s: %w", r.method, ErrDeadlineUnmeet)
+			err = fmt.Errorf("%s on %s: %w%w", r.method, s.c.id, ErrDeadlineUnmeet, markNotAdmitted)
 		case errors.Is(err, schedq.ErrQueueFull):
-			err = fmt.Errorf("%s: %w", r.method, ErrOverloaded)
+			err = fmt.Errorf("%s on %s: %w%w", r.method, s.c.id, ErrOverloaded, markNotAdmitted)
 		}
 		s.reply(r, nil, err)
 		return
 	}
+	// The backlog up to r's deadline now includes r itself: it is r's
+	// expected completion, which Node.Call uses to time its hedge.
+	s.ack(r, now.Add(s.q.Backlog(r.deadline)))
 	s.kick(ctx)
 }
 
@@ -250,7 +258,11 @@ func (s *schedulerActor) drain(ctx actor.Context) {
 		s.reply(cr, nil, fmt.Errorf("%s: %w", cr.method, ErrDeadlineUnmeet))
 	}
 	if next != nil {
-		s.run(ctx, next)
+		if cr := next.Payload.(*callRequest); cr.settled != nil && cr.settled.Load() {
+			s.abandoned++ // answered elsewhere or given up: not worth running
+		} else {
+			s.run(ctx, next)
+		}
 		s.kick(ctx)
 		return
 	}
@@ -304,6 +316,7 @@ func (s *schedulerActor) run(ctx actor.Context, r *schedq.Request) {
 	}
 	self, member, system := ctx.Self(), s.c.memberPID, ctx.ActorSystem()
 	clog := s.clog
+	ran := time.Now()
 	s.c.n.inflight.Add(1)
 	s.c.inflight.Add(1)
 	go func() {
@@ -315,7 +328,7 @@ func (s *schedulerActor) run(ctx actor.Context, r *schedq.Request) {
 			s.reply(cr, nil, fmt.Errorf("%w: %v", ErrPersistenceFailed, err))
 			return
 		}
-		system.Root.Send(self, &persisted{pos: pos})
+		system.Root.Send(self, &persisted{pos: pos, method: cr.method, tail: time.Since(ran)})
 		system.Root.Send(member, &broadcast{payload: payload})
 		s.reply(cr, out, nil)
 	}()
@@ -338,6 +351,14 @@ func (s *schedulerActor) reply(r *callRequest, body []byte, err error) {
 	select {
 	case r.reply <- callResult{body: body, err: err}:
 	default: // cannot happen: the caller sized the channel for every answer
+	}
+}
+
+// ack tells the caller that r was admitted and when it should be answered.
+func (s *schedulerActor) ack(r *callRequest, expect time.Time) {
+	select {
+	case r.reply <- callResult{ack: true, expect: expect}:
+	default:
 	}
 }
 
@@ -389,6 +410,7 @@ func (s *schedulerActor) tick(ctx actor.Context) {
 		ctx.Send(s.c.memberPID, &broadcast{payload: hb})
 	}
 	s.store.Compact()
+	s.q.Age()
 	if s.sinceSnapshot >= s.c.n.cfg.SnapshotEvery && s.lastPos > 0 {
 		s.snapshot()
 	}
@@ -444,6 +466,8 @@ func (s *schedulerActor) publish(now time.Time) {
 		cs.Served = s.served
 		cs.DeadlineMisses = s.misses
 		cs.ShedInQueue = st.ShedInQueue
+		cs.ShedBacklog = st.ShedBacklog
+		cs.Abandoned = s.abandoned
 		cs.HeldBack = st.Held
 		cs.HandlerPanics = s.failed
 		cs.RejectedOps = s.badOps

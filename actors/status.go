@@ -25,7 +25,9 @@ type CloneStatus struct {
 	Served            uint64            `json:"served"`
 	DeadlineMisses    uint64            `json:"deadline_misses"` // requests refused or shed because their deadline could not be met
 	ShedInQueue       uint64            `json:"shed_in_queue"`
-	HeldBack          uint64            `json:"held_back"` // updates that waited for stability before running
+	ShedBacklog       uint64            `json:"shed_backlog"` // refused at once because the work queued ahead would not let them finish in time
+	Abandoned         uint64            `json:"abandoned"`    // queued requests dropped unrun: a hedge answered first, or the caller gave up
+	HeldBack          uint64            `json:"held_back"`    // updates that waited for stability before running
 	HandlerPanics     uint64            `json:"handler_panics"`
 	RejectedOps       uint64            `json:"rejected_ops"`
 	RepairedOps       uint64            `json:"repaired_ops"` // ops that arrived by catch-up (repair), not multicast

@@ -15,6 +15,9 @@ type model struct {
 	stable uint64
 	est    map[string]time.Duration
 	seen   map[string]bool
+	tail   map[string]time.Duration
+	tailed map[string]bool
+	fresh  map[string]bool // "est:"+method or "tail:"+method observed since the last age
 	queued map[uint64]*modelReq
 	// outcome counts how often each admitted request left the queue.
 	outcome map[uint64]int
@@ -34,6 +37,7 @@ func (m *model) estimate(method string) time.Duration {
 }
 
 func (m *model) observe(method string, d time.Duration) {
+	m.fresh["est:"+method] = true
 	d = max(d, 0)
 	if !m.seen[method] {
 		m.est[method], m.seen[method] = d, true
@@ -44,7 +48,47 @@ func (m *model) observe(method string, d time.Duration) {
 }
 
 func (m *model) pnr(r *Request) time.Time {
-	return r.Deadline.Add(-m.estimate(r.Method) - m.cfg.Margin)
+	return r.Deadline.Add(-m.need(r.Method) - m.cfg.Margin)
+}
+
+// need is the time from start to answer: run estimate plus tail estimate.
+func (m *model) need(method string) time.Duration { return m.estimate(method) + m.tail[method] }
+
+// age mirrors Queue.Age: unobserved estimates move toward their priors.
+func (m *model) age(methods []string) {
+	a := m.cfg.EstimateAlpha
+	for _, method := range methods {
+		if e, ok := m.est[method]; ok && !m.fresh["est:"+method] && e > m.cfg.InitialEstimate {
+			m.est[method] = m.cfg.InitialEstimate + time.Duration((1-a)*float64(e-m.cfg.InitialEstimate))
+		}
+		if tl := m.tail[method]; !m.fresh["tail:"+method] && tl > 0 {
+			m.tail[method] = time.Duration((1 - a) * float64(tl))
+		}
+	}
+	clear(m.fresh)
+}
+
+func (m *model) observeTail(method string, d time.Duration) {
+	m.fresh["tail:"+method] = true
+	d = max(d, 0)
+	if !m.tailed[method] {
+		m.tail[method], m.tailed[method] = d, true
+		return
+	}
+	a := m.cfg.EstimateAlpha
+	m.tail[method] = time.Duration(a*float64(d) + (1-a)*float64(m.tail[method]))
+}
+
+// ahead is the work EDF runs before a newcomer r: every queued request with
+// an earlier deadline, or the same deadline (they were pushed earlier).
+func (m *model) ahead(r *Request) time.Duration {
+	var d time.Duration
+	for _, mr := range m.queued {
+		if !mr.r.Deadline.After(r.Deadline) {
+			d += m.estimate(mr.r.Method)
+		}
+	}
+	return d
 }
 
 func (m *model) admissible(r *Request) bool { return !m.now.After(m.pnr(r)) }
@@ -138,6 +182,7 @@ func TestPropertyQueue(t *testing.T) {
 			t.Fatal(err)
 		}
 		m := &model{cfg: cfg, now: t0, est: map[string]time.Duration{}, seen: map[string]bool{},
+			tail: map[string]time.Duration{}, tailed: map[string]bool{}, fresh: map[string]bool{},
 			queued: map[uint64]*modelReq{}, outcome: map[uint64]int{}}
 		methods := []string{"a", "b", "c"}
 		t.Repeat(map[string]func(*rapid.T){
@@ -153,9 +198,13 @@ func TestPropertyQueue(t *testing.T) {
 				r.Watermark = m.stable + uint64(rapid.IntRange(0, 10).Draw(t, "wmAhead"))
 				err := q.Push(m.now, r)
 				switch {
-				case r.Deadline.Sub(m.now) < m.estimate(r.Method)+cfg.Margin:
+				case r.Deadline.Sub(m.now) < m.need(r.Method)+cfg.Margin:
 					if !errors.Is(err, ErrDeadlineUnmeetable) {
 						t.Fatalf("push of unmeetable request: %v", err)
+					}
+				case r.Deadline.Sub(m.now) < m.ahead(r)+m.need(r.Method)+cfg.Margin:
+					if !errors.Is(err, ErrDeadlineUnmeetable) {
+						t.Fatalf("push of a request the backlog makes unmeetable (ahead %v): %v", m.ahead(r), err)
 					}
 				case len(m.queued) >= cfg.MaxQueue:
 					if !errors.Is(err, ErrQueueFull) {
@@ -179,6 +228,16 @@ func TestPropertyQueue(t *testing.T) {
 				d := time.Duration(rapid.IntRange(-100, 8_000).Draw(t, "us")) * time.Microsecond
 				q.Observe(method, d)
 				m.observe(method, d)
+			},
+			"observeTail": func(t *rapid.T) {
+				method := rapid.SampledFrom(methods).Draw(t, "method")
+				d := time.Duration(rapid.IntRange(-100, 8_000).Draw(t, "us")) * time.Microsecond
+				q.ObserveTail(method, d)
+				m.observeTail(method, d)
+			},
+			"age": func(t *rapid.T) {
+				q.Age()
+				m.age(methods)
 			},
 			"pop": func(t *rapid.T) { m.pop(t, q) },
 			"": func(t *rapid.T) {

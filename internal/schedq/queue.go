@@ -7,16 +7,25 @@
 // # Model
 //
 // A request has a method, a deadline and, for updates, a watermark. Each
-// method has a service-time estimate est (EWMA of Observe'd run times). The
-// point of no return of a request is
+// method has a service-time estimate est (EWMA of Observe'd run times: the
+// time the request occupies the scheduler) and a tail estimate (EWMA of
+// ObserveTail'd times from the end of the run to the answer, e.g. an
+// update's op-log fsync, which runs off the scheduler). The point of no
+// return of a request is
 //
-//	PNR = Deadline - est(method) - Margin
+//	PNR = Deadline - est(method) - tail(method) - Margin
 //
 // A request is admissible at now while now <= PNR: started now, it is
-// expected to finish with Margin to spare. Push refuses a request that is not
-// admissible (ErrDeadlineUnmeetable) and Pop sheds every queued request that
+// expected to be answered with Margin to spare. Push refuses a request that is not
+// admissible (ErrDeadlineUnmeetable), and also one that would be admissible
+// alone but not after the queued work EDF runs before it (backlog-aware
+// admission: the expected start is now + the estimates of the queued
+// requests with earlier deadlines), and Pop sheds every queued request that
 // stopped being admissible, so a request is answered in time or refused
-// early, never answered late. Because est changes with Observe, PNR moves;
+// early, never answered late. Under overload most refusals thus happen at
+// Push, with the client's budget nearly whole; Pop's shedding covers what
+// admission could not foresee (a more urgent request that arrived later and
+// went first, a handler slower than its estimate). Because est changes with Observe, PNR moves;
 // the queue always uses the current estimate.
 //
 // Queries are ready at once. An update is held back (optimistic apply plus
@@ -106,6 +115,7 @@ type Stats struct {
 
 	Admitted     uint64 `json:"admitted"`      // accepted by Push
 	ShedAtPush   uint64 `json:"shed_at_push"`  // refused by Push: deadline unmeetable
+	ShedBacklog  uint64 `json:"shed_backlog"`  // of ShedAtPush: because of the work queued ahead
 	RejectedFull uint64 `json:"rejected_full"` // refused by Push: queue full
 	ShedInQueue  uint64 `json:"shed_in_queue"` // shed by Pop: became unmeetable while queued
 	Popped       uint64 `json:"popped"`        // returned by Pop
@@ -128,16 +138,22 @@ type item struct {
 	dl   int
 	wm   int
 	arr  int
+	rankLinks
 }
 
 // methodQ holds one method's queued requests and its estimate.
 type methodQ struct {
 	name   string
 	est    time.Duration
-	seen   bool // est comes from an observation, not InitialEstimate
+	tail   time.Duration // run end to answer; 0 until ObserveTail
+	seen   bool          // est comes from an observation, not InitialEstimate
+	tailed bool          // tail comes from an observation
+	// fresh flags: observed since the last Age call.
+	estFresh, tailFresh bool
 	ready  ixheap
 	held   ixheap
-	active int // index in Queue.active, -1 when nothing is queued
+	all    rankSet // ready and held, for backlog-aware admission
+	active int     // index in Queue.active, -1 when nothing is queued
 }
 
 func (m *methodQ) len() int { return m.ready.Len() + m.held.Len() }
@@ -209,23 +225,39 @@ func (q *Queue) method(name string) *methodQ {
 
 // pnr is the point of no return: the last instant at which r can start and
 // still be expected to finish Margin before its deadline.
-func (q *Queue) pnr(r *Request, est time.Duration) time.Time {
-	return r.Deadline.Add(-est - q.cfg.Margin)
+func (q *Queue) pnr(r *Request, m *methodQ) time.Time {
+	return r.Deadline.Add(-m.est - m.tail - q.cfg.Margin)
 }
 
-// Push admits r at now, or refuses it: ErrDeadlineUnmeetable if
-// Deadline-now < Estimate(Method)+Margin, ErrQueueFull if MaxQueue requests
-// are queued (the newcomer is refused; nothing is evicted, see the package
-// doc). A zero Arrival is set to now.
+// Push admits r at now, or refuses it (the newcomer is refused; nothing is
+// evicted, see the package doc):
+//
+//   - ErrDeadlineUnmeetable if Deadline-now < Estimate(Method)+Margin;
+//   - ErrDeadlineUnmeetable if the queued work that EDF runs before r (see
+//     Backlog) plus r's own estimate and Margin does not fit before the
+//     deadline: under overload the client learns at once, with its budget
+//     nearly whole (a caller can try another clone), instead of at r's point
+//     of no return;
+//   - ErrQueueFull if MaxQueue requests are queued.
+//
+// A zero Arrival is set to now.
 func (q *Queue) Push(now time.Time, r *Request) error {
 	if r == nil {
 		return ErrNilRequest
 	}
-	est := q.Estimate(r.Method)
-	if left := r.Deadline.Sub(now); left < est+q.cfg.Margin {
+	need := q.Estimate(r.Method) + q.Tail(r.Method)
+	left := r.Deadline.Sub(now)
+	if left < need+q.cfg.Margin {
 		q.stats.ShedAtPush++
 		return fmt.Errorf("%w: request %d (%s) has %v left, needs %v + margin %v",
-			ErrDeadlineUnmeetable, r.ID, r.Method, left, est, q.cfg.Margin)
+			ErrDeadlineUnmeetable, r.ID, r.Method, left, need, q.cfg.Margin)
+	}
+	probe := &item{req: r, seq: q.seq + 1}
+	if ahead, n := q.backlog(probe); left < ahead+need+q.cfg.Margin {
+		q.stats.ShedAtPush++
+		q.stats.ShedBacklog++
+		return fmt.Errorf("%w: request %d (%s) has %v left, but %d queued requests with earlier deadlines need about %v, and it needs %v + margin %v",
+			ErrDeadlineUnmeetable, r.ID, r.Method, left, n, ahead, need, q.cfg.Margin)
 	}
 	if q.n >= q.cfg.MaxQueue {
 		q.stats.RejectedFull++
@@ -237,6 +269,7 @@ func (q *Queue) Push(now time.Time, r *Request) error {
 	m := q.method(r.Method)
 	q.seq++
 	it := &item{req: r, seq: q.seq, m: m, dl: -1, wm: -1, arr: -1}
+	m.all.add(it)
 	if r.Kind == Update {
 		it.held = true
 		m.held.add(it)
@@ -291,12 +324,13 @@ func (q *Queue) Pop(now time.Time, stable uint64) (next *Request, shed []*Reques
 	var best *item
 	for i := 0; i < len(q.active); {
 		m := q.active[i]
-		slackAt := m.est + q.cfg.Margin + q.cfg.HoldSlack
+		slackAt := m.est + m.tail + q.cfg.Margin + q.cfg.HoldSlack
 		for it := m.held.top(); it != nil && !now.Before(it.req.Deadline.Add(-slackAt)); it = m.held.top() {
 			q.release(it, &q.stats.ReleasedPressure)
 		}
-		for it := m.ready.top(); it != nil && now.After(q.pnr(it.req, m.est)); it = m.ready.top() {
+		for it := m.ready.top(); it != nil && now.After(q.pnr(it.req, m)); it = m.ready.top() {
 			m.ready.popTop()
+			m.all.remove(it)
 			q.n--
 			q.stats.ShedInQueue++
 			shed = append(shed, it.req)
@@ -313,6 +347,7 @@ func (q *Queue) Pop(now time.Time, stable uint64) (next *Request, shed []*Reques
 	if best != nil {
 		m := best.m
 		m.ready.popTop()
+		m.all.remove(best)
 		q.n--
 		q.stats.Popped++
 		next = best.req
@@ -340,10 +375,10 @@ func (q *Queue) wake() time.Time {
 	}
 	for _, m := range q.active {
 		if it := m.held.top(); it != nil {
-			consider(it.req.Deadline.Add(-(m.est + q.cfg.Margin + q.cfg.HoldSlack)))
+			consider(it.req.Deadline.Add(-(m.est + m.tail + q.cfg.Margin + q.cfg.HoldSlack)))
 		}
 		if it := m.ready.top(); it != nil {
-			consider(q.pnr(it.req, m.est).Add(time.Nanosecond)) // shed once strictly past PNR
+			consider(q.pnr(it.req, m).Add(time.Nanosecond)) // shed once strictly past PNR
 		}
 	}
 	return w
@@ -356,7 +391,7 @@ func (q *Queue) deactivate(m *methodQ) {
 	q.active[last] = nil
 	q.active = q.active[:last]
 	m.active = -1
-	if !m.seen {
+	if !m.seen && !m.tailed {
 		delete(q.methods, m.name) // nothing worth keeping: the map stays bounded by observed methods
 	}
 }
@@ -367,12 +402,87 @@ func (q *Queue) deactivate(m *methodQ) {
 func (q *Queue) Observe(method string, serviceTime time.Duration) {
 	serviceTime = max(serviceTime, 0)
 	m := q.method(method)
+	m.estFresh = true
 	if !m.seen {
 		m.est, m.seen = serviceTime, true
 		return
 	}
 	a := q.cfg.EstimateAlpha
 	m.est = time.Duration(a*float64(serviceTime) + (1-a)*float64(m.est))
+}
+
+// backlog returns the expected run time of the queued requests that EDF
+// runs before probe (earlier deadline, or equal and pushed earlier), ready
+// or held, and how many there are: O(M log n).
+func (q *Queue) backlog(probe *item) (time.Duration, int) {
+	var d time.Duration
+	n := 0
+	for _, m := range q.active {
+		k := m.all.countBefore(probe)
+		n += k
+		d += time.Duration(k) * m.est
+	}
+	return d, n
+}
+
+// Backlog returns the expected run time of the queued work that EDF would
+// run before a request of method with deadline pushed now, ready or held:
+// the sum over methods of (requests with an earlier or equal deadline) times
+// the method's estimate. Push refuses a request when this plus its own
+// estimate and Margin does not fit before its deadline.
+func (q *Queue) Backlog(deadline time.Time) time.Duration {
+	d, _ := q.backlog(&item{req: &Request{Deadline: deadline}, seq: q.seq + 1})
+	return d
+}
+
+// ObserveTail feeds a measured tail of method, the time from the end of a
+// request's run to its answer (an update's persistence), into the method's
+// tail estimate, like Observe. The tail does not occupy the scheduler, so
+// Backlog does not count it, but a request must be started early enough for
+// it: PNR and admission do.
+func (q *Queue) ObserveTail(method string, tail time.Duration) {
+	tail = max(tail, 0)
+	m := q.method(method)
+	m.tailFresh = true
+	if !m.tailed {
+		m.tail, m.tailed = tail, true
+		return
+	}
+	a := q.cfg.EstimateAlpha
+	m.tail = time.Duration(a*float64(tail) + (1-a)*float64(m.tail))
+}
+
+// Age lets estimates without fresh observations drift back toward their
+// priors. An estimate only changes when requests of the method run, and
+// requests are only run when the estimate says they fit: after a slow spell
+// (a GC pause, an fsync storm) a high estimate would refuse every request
+// with a tight deadline forever and never be corrected. So every method not
+// observed since the previous Age call has its run estimate moved toward
+// InitialEstimate (only downward) and its tail toward 0, each by the weight
+// EstimateAlpha, as if a prior-valued observation had been made. Under
+// steady traffic every method is observed between calls and Age changes
+// nothing. The scheduler calls it on every heartbeat tick (20 ms by
+// default): a stale estimate falls by a factor 0.8 per tick, to a tenth
+// within about 200 ms, and the first requests admitted then re-measure.
+func (q *Queue) Age() {
+	a := q.cfg.EstimateAlpha
+	for _, m := range q.methods {
+		if !m.estFresh && m.est > q.cfg.InitialEstimate {
+			m.est = q.cfg.InitialEstimate + time.Duration((1-a)*float64(m.est-q.cfg.InitialEstimate))
+		}
+		if !m.tailFresh && m.tail > 0 {
+			m.tail = time.Duration((1 - a) * float64(m.tail))
+		}
+		m.estFresh, m.tailFresh = false, false
+	}
+}
+
+// Tail returns the current tail estimate of method (0 before ObserveTail).
+func (q *Queue) Tail(method string) time.Duration {
+	if m := q.methods[method]; m != nil {
+		return m.tail
+	}
+	return 0
 }
 
 // Estimate returns the current service-time estimate of method.

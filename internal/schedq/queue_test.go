@@ -114,6 +114,174 @@ func TestPushAdmission(t *testing.T) {
 	}
 }
 
+// TestPushRefusesWhatTheBacklogCannotFit: under EDF a newcomer runs after
+// every queued request with an earlier or equal deadline, ready or held, of
+// any method; if their estimates plus its own and the margin do not fit
+// before its deadline, it is refused at once instead of at its point of no
+// return.
+func TestPushRefusesWhatTheBacklogCannotFit(t *testing.T) {
+	q := newQ(t, testConfig())
+	q.Observe("a", ms(5))
+	// Same deadline 30 ms: the k-th (from 0) expects to start at 5k ms and
+	// needs 5 + 2 ms: 5k+7 <= 30 holds for k <= 4.
+	for id := uint64(1); id <= 5; id++ {
+		mustPush(t, q, t0, query(id, "a", at(30)))
+	}
+	err := q.Push(t0, query(6, "a", at(30)))
+	if !errors.Is(err, ErrDeadlineUnmeetable) {
+		t.Fatalf("6th request behind 25 ms of work with 30 ms left: %v", err)
+	}
+	if got := q.Backlog(at(30)); got != ms(25) {
+		t.Fatalf("Backlog(30ms) = %v, want 25ms", got)
+	}
+	// An urgent newcomer runs first: the lax backlog does not count.
+	mustPush(t, q, t0, query(7, "a", at(8)))
+	// A lax one waits behind everything: 6 queued x 5 ms + 5 + 2 <= 100.
+	mustPush(t, q, t0, query(8, "a", at(100)))
+	// Held updates of another method count too, by that method's estimate.
+	q.Observe("u", ms(10))
+	mustPush(t, q, t0, update(9, "u", at(20), 99))
+	if got, want := q.Backlog(at(20)), ms(5+10); got != want { // request 7 and update 9
+		t.Fatalf("Backlog(20ms) = %v, want %v", got, want)
+	}
+	if err := q.Push(t0, query(10, "a", at(21))); !errors.Is(err, ErrDeadlineUnmeetable) {
+		t.Fatalf("behind 15 ms of work (one held update) with 21 ms left: %v", err)
+	}
+	// The estimate is read when asked: a faster "a" makes room. With
+	// 35 ms left, 6 x 5 + 10 + 5 + 2 = 47 ms does not fit; after the
+	// estimate drops to 3 ms, 6 x 3 + 10 + 3 + 2 = 33 ms does.
+	q.Observe("a", ms(1)) // EWMA 0.5: est 3 ms
+	if got, want := q.Backlog(at(35)), 6*ms(3)+ms(10); got != want {
+		t.Fatalf("Backlog(35ms) after Observe = %v, want %v", got, want)
+	}
+	mustPush(t, q, t0, query(11, "a", at(35)))
+	// Serving and shedding remove requests from the backlog.
+	next, _, _ := q.Pop(t0, 0)
+	if next.ID != 7 {
+		t.Fatalf("popped %d, want 7", next.ID)
+	}
+	if got, want := q.Backlog(at(20)), ms(10); got != want {
+		t.Fatalf("Backlog(20ms) after Pop = %v, want %v", got, want)
+	}
+	st := q.Stats()
+	if st.ShedBacklog != 2 || st.ShedAtPush != 2 {
+		t.Fatalf("stats %+v, want 2 refused for the backlog", st)
+	}
+	for q.Len() > 0 {
+		q.Pop(at(1000), ^uint64(0))
+	}
+	if got := q.Backlog(at(1e6)); got != 0 {
+		t.Fatalf("empty queue has backlog %v", got)
+	}
+}
+
+// TestTailMovesDeadlineChecksButNotBacklog: an update's answer waits for
+// its op-log write after the handler ran. That tail must fit before the
+// deadline (admission and shedding count it), but it runs off the
+// scheduler, so it does not delay the requests behind (Backlog ignores it).
+func TestTailMovesDeadlineChecksButNotBacklog(t *testing.T) {
+	q := newQ(t, testConfig()) // margin 2 ms
+	q.Observe("u", ms(1))
+	q.ObserveTail("u", ms(4))
+	if got := q.Tail("u"); got != ms(4) {
+		t.Fatalf("first tail observation: %v, want 4ms", got)
+	}
+	q.ObserveTail("u", ms(2)) // EWMA 0.5
+	if got := q.Tail("u"); got != ms(3) {
+		t.Fatalf("tail EWMA: %v, want 3ms", got)
+	}
+	// 1 + 3 + 2 = 6 ms needed.
+	if err := q.Push(t0, query(1, "u", at(5.9))); !errors.Is(err, ErrDeadlineUnmeetable) {
+		t.Fatalf("5.9 ms left for 6 ms of run, tail and margin: %v", err)
+	}
+	mustPush(t, q, t0, query(2, "u", at(6)))
+	mustPush(t, q, t0, query(3, "u", at(7)))
+	if got := q.Backlog(at(7)); got != ms(2) {
+		t.Fatalf("Backlog = %v, want 2ms (run estimates only)", got)
+	}
+	// Shedding counts the tail: request 3's PNR is 7 - 6 = 1 ms.
+	if next, shed, _ := q.Pop(at(1.5), 0); next != nil || len(shed) != 2 {
+		t.Fatalf("at 1.5 ms: next %v, shed %v; want both shed", next, ids(shed))
+	}
+	if q.Tail("never") != 0 {
+		t.Fatal("tail of an unobserved method is not 0")
+	}
+}
+
+// TestAgeUnsticksAStaleEstimate: after a slow spell every tight request is
+// refused, so nothing runs and the estimate would never come down; Age
+// brings unobserved estimates back toward their priors, and leaves observed
+// ones alone.
+func TestAgeUnsticksAStaleEstimate(t *testing.T) {
+	q := newQ(t, testConfig()) // InitialEstimate 1 ms, alpha 0.5, margin 2 ms
+	q.Observe("slow", ms(41))
+	q.ObserveTail("slow", ms(40))
+	q.Observe("busy", ms(9))
+	if err := q.Push(t0, query(1, "slow", at(10))); !errors.Is(err, ErrDeadlineUnmeetable) {
+		t.Fatalf("10 ms budget after an 81 ms spell: %v", err)
+	}
+	q.Age() // both observed since the start: nothing changes
+	if q.Estimate("slow") != ms(41) || q.Tail("slow") != ms(40) {
+		t.Fatalf("Age changed fresh estimates: %v, %v", q.Estimate("slow"), q.Tail("slow"))
+	}
+	q.Observe("busy", ms(9))
+	q.Age() // "slow" stale: 1 + 40/2 = 21 ms, tail 20 ms; "busy" fresh
+	if q.Estimate("slow") != ms(21) || q.Tail("slow") != ms(20) || q.Estimate("busy") != ms(9) {
+		t.Fatalf("after one Age: slow %v + %v, busy %v", q.Estimate("slow"), q.Tail("slow"), q.Estimate("busy"))
+	}
+	for range 6 {
+		q.Age()
+	}
+	// est 1 + 40/128 ms, tail 40/128 ms: a 10 ms budget fits again.
+	mustPush(t, q, t0, query(2, "slow", at(10)))
+	q.Observe("fast", ms(0.1))
+	for range 10 {
+		q.Age()
+	}
+	if q.Estimate("fast") != ms(0.1) {
+		t.Fatalf("Age raised an estimate below the prior: %v", q.Estimate("fast"))
+	}
+}
+
+func TestRankSetCountsAgainstASortedSlice(t *testing.T) {
+	var s rankSet
+	var items []*item
+	for i := range 500 {
+		// Many equal deadlines: ties are ordered by push sequence.
+		it := &item{req: &Request{Deadline: at(float64((i * 7919) % 37))}, seq: uint64(i + 1)}
+		items = append(items, it)
+		s.add(it)
+	}
+	check := func() {
+		t.Helper()
+		for _, p := range items {
+			want := 0
+			for _, o := range items {
+				if o != p && byDeadline(o, p) {
+					want++
+				}
+			}
+			if got := s.countBefore(p); got != want {
+				t.Fatalf("countBefore(seq %d) = %d, want %d", p.seq, got, want)
+			}
+		}
+	}
+	check()
+	kept := items[:0:0]
+	for i, it := range items {
+		if i%3 == 0 {
+			s.remove(it)
+		} else {
+			kept = append(kept, it)
+		}
+	}
+	items = kept
+	check()
+	if s.len() != len(items) {
+		t.Fatalf("len %d, want %d", s.len(), len(items))
+	}
+}
+
 func TestPushSetsZeroArrival(t *testing.T) {
 	q := newQ(t, testConfig())
 	r := &Request{ID: 1, Kind: Update, Method: "a", Deadline: at(1000), Watermark: 99}
