@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -274,11 +275,13 @@ func (n *Node) Services() map[string][]MethodInfo {
 //
 // Queries are hedged: a clone that admits a request says when it expects to
 // answer (now + the work queued ahead + the method's estimate). If no answer
-// has come when the clone is late by half its own expected wait (at least
-// the scheduler's Margin), a second clone is asked too and the first answer
-// wins; if that moment falls within Margin of the deadline, no hedge is sent
+// has come when the clone is late by its own expected wait (at least the
+// scheduler's Margin; the wait includes the request's own run, so a more
+// urgent request that arrives later and runs first does not trigger a
+// hedge by itself), a second clone is asked too and the first answer wins; if that moment falls within Margin of the deadline, no hedge is sent
 // (it could not help). Until a clone acknowledges (its mailbox is backed up,
-// or it died), the hedge is due at a third of the budget. Hedging on the
+// or it is busy in a long handler, or died), the hedge is due after
+// Config.HedgeWithoutAck or a third of the budget, whichever is first. Hedging on the
 // clone's own promise rather than a fixed fraction of the budget keeps an
 // overloaded service from doubling its work: a deep queue promises late, so
 // its requests are not hedged merely for waiting their turn. A copy that
@@ -330,6 +333,7 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 	settled := new(atomic.Bool)
 	defer settled.Store(true)
 	ask := func(c *cloneRuntime) {
+		c.outstanding.Add(1)
 		n.system.Root.Send(c.schedulerPID, &callRequest{method: method, body: body, deadline: deadline, arrived: now, reply: results, settled: settled})
 	}
 	// The timer outlives the deadline by a hair so that an answer sent
@@ -341,7 +345,7 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 	var hedge <-chan time.Time
 	var hedgeTimer *time.Timer
 	if !m.Update && len(clones) > 1 {
-		hedgeTimer = time.NewTimer(timeout / 3)
+		hedgeTimer = time.NewTimer(min(timeout/3, n.cfg.HedgeWithoutAck))
 		defer hedgeTimer.Stop()
 		hedge = hedgeTimer.C
 	}
@@ -351,10 +355,11 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 		select {
 		case r := <-results:
 			if r.ack {
-				// Only the first clone's promise moves the hedge.
-				if hedge != nil && next == 1 {
+				// Until the hedge is sent, one copy is live (a retry
+				// follows a refusal): its clone's promise sets the hedge.
+				if hedge != nil {
 					wait := max(r.expect.Sub(now), 0)
-					at := r.expect.Add(max(margin, wait/2))
+					at := r.expect.Add(max(margin, wait))
 					if at.After(deadline.Add(-margin)) {
 						hedgeTimer.Stop()
 						hedge = nil
@@ -406,15 +411,25 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 	}
 }
 
-// readyClones returns the ready clones of rt, rotated round-robin.
+// readyClones returns the ready clones of rt, fewest outstanding requests
+// first, ties in round-robin order.
 func (n *Node) readyClones(rt *serviceRuntime) []*cloneRuntime {
-	var out []*cloneRuntime
+	type cand struct {
+		c    *cloneRuntime
+		load int64
+	}
+	var cs []cand
 	start := int(n.rr.Add(1))
 	for i := range rt.clones {
 		c := rt.clones[(start+i)%len(rt.clones)]
 		if c.ready.Load() {
-			out = append(out, c)
+			cs = append(cs, cand{c, max(c.outstanding.Load(), 0)})
 		}
+	}
+	slices.SortStableFunc(cs, func(a, b cand) int { return cmp.Compare(a.load, b.load) })
+	out := make([]*cloneRuntime, len(cs))
+	for i, c := range cs {
+		out[i] = c.c
 	}
 	return out
 }

@@ -449,3 +449,40 @@ func TestLoadSpikeShedsInsteadOfAnsweringLate(t *testing.T) {
 		}
 	}
 }
+
+// TestStalledCloneIsHedgedAndAvoided: one clone of three takes 300 ms per
+// query (a GC pause, a slow disk); the others answer at once. A user sees
+// every call answered quickly: the first call that lands on the stalled
+// clone is hedged to another, and while the stalled clone is busy, calls
+// are routed away from it (least outstanding requests).
+func TestStalledCloneIsHedgedAndAvoided(t *testing.T) {
+	svc := actors.NewService("stall", func(b *actors.Builder) {
+		actors.Query(b, "get", func(c *actors.Ctx, _ struct{}) (string, error) {
+			if c.Clone == "stall/1" {
+				time.Sleep(300 * time.Millisecond)
+			}
+			return c.Clone, nil
+		})
+	})
+	n := startNode(t, t.TempDir(), func(c *actors.Config) { c.Services = []*actors.Service{svc} })
+	var slowest time.Duration
+	answered := map[string]int{}
+	for range 30 {
+		start := time.Now()
+		out, err := n.Call(context.Background(), "stall", "get", []byte(`{}`), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slowest = max(slowest, time.Since(start))
+		answered[string(out)]++
+	}
+	t.Logf("30 calls: slowest %v, answered by %v", slowest, answered)
+	// Without hedging a call on the stalled clone takes 300 ms; the hedge
+	// is due after HedgeWithoutAck (20 ms) at the latest.
+	if slowest > 150*time.Millisecond {
+		t.Fatalf("slowest call took %v: the stalled clone was not hedged", slowest)
+	}
+	if answered[`"stall/1"`] > 0 {
+		t.Fatalf("the stalled clone answered %d calls first, in 300 ms each", answered[`"stall/1"`])
+	}
+}

@@ -126,6 +126,7 @@ func (s *schedulerActor) start(ctx actor.Context) {
 	}
 	s.stopTick = every(ctx.ActorSystem(), ctx.Self(), c.n.cfg.HeartbeatInterval, &tick{})
 	s.publish(time.Now())
+	c.outstanding.Store(0)
 	c.ready.Store(true)
 	ctx.Send(c.repairPID, &repairTick{all: true}) // catch up on what was missed while down
 	s.log.Info("clone ready", zap.Uint64("applied", s.store.Applied()), zap.Int("replayed", replayed),
@@ -260,6 +261,7 @@ func (s *schedulerActor) drain(ctx actor.Context) {
 	if next != nil {
 		if cr := next.Payload.(*callRequest); cr.settled != nil && cr.settled.Load() {
 			s.abandoned++ // answered elsewhere or given up: not worth running
+			s.c.outstanding.Add(-1)
 		} else {
 			s.run(ctx, next)
 		}
@@ -348,6 +350,7 @@ func (s *schedulerActor) observe(method string, start time.Time) {
 // reply answers a request. It may run on a persistence goroutine, so it uses
 // only immutable state.
 func (s *schedulerActor) reply(r *callRequest, body []byte, err error) {
+	s.c.outstanding.Add(-1)
 	select {
 	case r.reply <- callResult{body: body, err: err}:
 	default: // cannot happen: the caller sized the channel for every answer

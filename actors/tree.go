@@ -83,7 +83,14 @@ type cloneRuntime struct {
 	// number for a different op.
 	inflight sync.WaitGroup
 
-	ready       atomic.Bool   // the scheduler has loaded state and serves
+	ready atomic.Bool // the scheduler has loaded state and serves
+	// outstanding counts requests Node.Call sent to this clone that its
+	// scheduler has not finished with (answered, or dropped unrun). Node.Call
+	// routes to the clone with the fewest (least outstanding requests), so a
+	// clone stalled in a slow handler or behind a deep mailbox gets less. A
+	// heuristic only: a new scheduler incarnation resets it, since requests
+	// lost with the old mailbox are never finished.
+	outstanding atomic.Int64
 	prunedAsks  atomic.Uint64 // peers' catch-up requests that reached behind this clone's pruned log
 	incarnation atomic.Int64  // scheduler starts, for OnStable replica labels
 

@@ -126,8 +126,17 @@ func (m *model) pop(t *rapid.T, q *Queue) *Request {
 	m.releaseHeld()
 	next, shed, wake := q.Pop(m.now, m.stable)
 	for _, r := range shed {
-		if m.admissible(r) {
-			t.Fatalf("shed request %d that could still meet its deadline (now %v, PNR %v)", r.ID, m.now, m.pnr(r))
+		// Hopeless now, or hopeless by the time next has run (Pop's
+		// look-ahead: nothing else can start before that).
+		busyUntil := m.now
+		if next != nil {
+			busyUntil = m.now.Add(m.estimate(next.Method))
+		}
+		if m.admissible(r) && !busyUntil.After(m.pnr(r)) {
+			t.Fatalf("shed request %d that could still meet its deadline (now %v, PNR %v, next runs until %v)", r.ID, m.now, m.pnr(r), busyUntil)
+		}
+		if m.queued[r.ID] != nil && !m.ready(m.queued[r.ID]) {
+			t.Fatalf("shed held update %d by look-ahead", r.ID)
 		}
 		m.leave(t, r, "shed")
 	}
@@ -150,6 +159,9 @@ func (m *model) pop(t *rapid.T, q *Queue) *Request {
 		}
 		if !m.ready(mr) {
 			continue
+		}
+		if next != nil && m.now.Add(m.estimate(next.Method)).After(m.pnr(mr.r)) {
+			t.Fatalf("ready request %d left queued although its PNR %v falls before popped %d has run", mr.r.ID, m.pnr(mr.r), next.ID)
 		}
 		if next == nil {
 			t.Fatalf("request %d ready and admissible, but Pop returned nothing", mr.r.ID)

@@ -118,6 +118,7 @@ type Stats struct {
 	ShedBacklog  uint64 `json:"shed_backlog"`  // of ShedAtPush: because of the work queued ahead
 	RejectedFull uint64 `json:"rejected_full"` // refused by Push: queue full
 	ShedInQueue  uint64 `json:"shed_in_queue"` // shed by Pop: became unmeetable while queued
+	ShedAhead    uint64 `json:"shed_ahead"`    // of ShedInQueue: would pass their point of no return while the popped request runs
 	Popped       uint64 `json:"popped"`        // returned by Pop
 	Held         uint64 `json:"held"`          // Pops after which at least one update was still held back
 
@@ -150,10 +151,10 @@ type methodQ struct {
 	tailed bool          // tail comes from an observation
 	// fresh flags: observed since the last Age call.
 	estFresh, tailFresh bool
-	ready  ixheap
-	held   ixheap
-	all    rankSet // ready and held, for backlog-aware admission
-	active int     // index in Queue.active, -1 when nothing is queued
+	ready               ixheap
+	held                ixheap
+	all                 rankSet // ready and held, for backlog-aware admission
+	active              int     // index in Queue.active, -1 when nothing is queued
 }
 
 func (m *methodQ) len() int { return m.ready.Len() + m.held.Len() }
@@ -307,7 +308,11 @@ func (q *Queue) release(it *item, counter *uint64) {
 //  2. sheds every request that is no longer admissible
 //     (now > Deadline - estimate - Margin), returned in shed, earliest
 //     deadline first within a method;
-//  3. returns the ready request with the earliest deadline (nil if none).
+//  3. returns the ready request with the earliest deadline (nil if none),
+//     and also sheds every other ready request whose point of no return
+//     falls before that one is expected to finish running (now + its
+//     estimate): the caller runs one request at a time, so they could not
+//     start in time, and refusing them now is earlier than at the next Pop.
 //
 // wake is the earliest time at which the passage of time alone changes what
 // Pop would do (a hold expiring, pressure release, a request to shed); zero
@@ -353,6 +358,26 @@ func (q *Queue) Pop(now time.Time, stable uint64) (next *Request, shed []*Reques
 		next = best.req
 		if m.len() == 0 {
 			q.deactivate(m)
+		}
+		// The scheduler does not preempt: nothing else starts before next
+		// has run. A ready request whose point of no return falls inside
+		// that run is hopeless already; refuse it now rather than after.
+		busyUntil := now.Add(m.est)
+		for i := 0; i < len(q.active); {
+			am := q.active[i]
+			for it := am.ready.top(); it != nil && busyUntil.After(q.pnr(it.req, am)); it = am.ready.top() {
+				am.ready.popTop()
+				am.all.remove(it)
+				q.n--
+				q.stats.ShedInQueue++
+				q.stats.ShedAhead++
+				shed = append(shed, it.req)
+			}
+			if am.len() == 0 {
+				q.deactivate(am)
+				continue
+			}
+			i++
 		}
 	}
 	if q.held > 0 {

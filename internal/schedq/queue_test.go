@@ -243,6 +243,43 @@ func TestAgeUnsticksAStaleEstimate(t *testing.T) {
 	}
 }
 
+// TestPopShedsWhatCannotStartAfterTheRunningOne: the scheduler runs one
+// request at a time, so a request whose point of no return falls inside the
+// popped request's run is refused at that Pop, not after the run.
+func TestPopShedsWhatCannotStartAfterTheRunningOne(t *testing.T) {
+	q := newQ(t, testConfig()) // margin 2 ms
+	q.Observe("a", ms(5))
+	q.Observe("b", ms(1))
+	mustPush(t, q, t0, query(1, "a", at(10))) // PNR 3
+	mustPush(t, q, t0, query(2, "b", at(7)))  // PNR 4, earliest deadline: runs first
+	mustPush(t, q, t0, query(3, "b", at(40))) // PNR 37
+	// EDF pops 2 first (deadline 7); it runs until 1 ms; 1's PNR is 3: fine.
+	next, shed, _ := q.Pop(t0, 0)
+	if next.ID != 2 || len(shed) != 0 {
+		t.Fatalf("first Pop: next %d shed %v", next.ID, ids(shed))
+	}
+	mustPush(t, q, at(1), query(4, "b", at(9))) // PNR 6, behind 1 (deadline 9 < 10)
+	// At 1 ms: 4 (deadline 9) runs first, until 2 ms; 1's PNR is 3: fine.
+	if next, shed, _ := q.Pop(at(1), 0); next.ID != 4 || len(shed) != 0 {
+		t.Fatalf("second Pop: next %v shed %v", next, ids(shed))
+	}
+	// At 2.5 ms, 1 runs until 7.5 ms; nothing else is hopeless by then.
+	if next, shed, _ := q.Pop(at(2.5), 0); next.ID != 1 || len(shed) != 0 {
+		t.Fatalf("third Pop: next %v shed %v", next, ids(shed))
+	}
+	mustPush(t, q, at(3), query(5, "a", at(12)))   // PNR 5
+	mustPush(t, q, at(3), query(6, "b", at(10.5))) // PNR 7.5
+	// Popped at 4.5 ms, 6 (deadline 10.5) runs until 5.5 ms, past 5's PNR
+	// (5 ms): 5 is refused now, although at 4.5 ms it is still admissible.
+	next, shed, _ = q.Pop(at(4.5), 0)
+	if next.ID != 6 || len(shed) != 1 || shed[0].ID != 5 {
+		t.Fatalf("fourth Pop: next %v shed %v, want 6 and [5]", next, ids(shed))
+	}
+	if st := q.Stats(); st.ShedAhead != 1 || st.ShedInQueue != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
 func TestRankSetCountsAgainstASortedSlice(t *testing.T) {
 	var s rankSet
 	var items []*item
