@@ -36,15 +36,25 @@ func (m *model) estimate(method string) time.Duration {
 	return m.cfg.InitialEstimate
 }
 
-func (m *model) observe(method string, d time.Duration) {
-	m.fresh["est:"+method] = true
+// blend is the contract of Observe and ObserveTail on one estimate: the
+// first sample replaces the prior, later ones are blended in.
+func (m *model) blend(vals map[string]time.Duration, seen map[string]bool, freshKey, method string, d time.Duration) {
+	m.fresh[freshKey] = true
 	d = max(d, 0)
-	if !m.seen[method] {
-		m.est[method], m.seen[method] = d, true
+	if !seen[method] {
+		vals[method], seen[method] = d, true
 		return
 	}
 	a := m.cfg.EstimateAlpha
-	m.est[method] = time.Duration(a*float64(d) + (1-a)*float64(m.est[method]))
+	vals[method] = time.Duration(a*float64(d) + (1-a)*float64(vals[method]))
+}
+
+func (m *model) observe(method string, d time.Duration) {
+	m.blend(m.est, m.seen, "est:"+method, method, d)
+}
+
+func (m *model) observeTail(method string, d time.Duration) {
+	m.blend(m.tail, m.tailed, "tail:"+method, method, d)
 }
 
 func (m *model) pnr(r *Request) time.Time {
@@ -66,17 +76,6 @@ func (m *model) age(methods []string) {
 		}
 	}
 	clear(m.fresh)
-}
-
-func (m *model) observeTail(method string, d time.Duration) {
-	m.fresh["tail:"+method] = true
-	d = max(d, 0)
-	if !m.tailed[method] {
-		m.tail[method], m.tailed[method] = d, true
-		return
-	}
-	a := m.cfg.EstimateAlpha
-	m.tail[method] = time.Duration(a*float64(d) + (1-a)*float64(m.tail[method]))
 }
 
 // ahead is the work EDF runs before a newcomer r: every queued request with

@@ -145,16 +145,40 @@ type item struct {
 // methodQ holds one method's queued requests and its estimate.
 type methodQ struct {
 	name   string
-	est    time.Duration
-	tail   time.Duration // run end to answer; 0 until ObserveTail
-	seen   bool          // est comes from an observation, not InitialEstimate
-	tailed bool          // tail comes from an observation
-	// fresh flags: observed since the last Age call.
-	estFresh, tailFresh bool
-	ready               ixheap
-	held                ixheap
-	all                 rankSet // ready and held, for backlog-aware admission
-	active              int     // index in Queue.active, -1 when nothing is queued
+	est    estimate // run time; prior InitialEstimate
+	tail   estimate // run end to answer; prior 0
+	ready  ixheap
+	held   ixheap
+	all    rankSet // ready and held, for backlog-aware admission
+	active int     // index in Queue.active, -1 when nothing is queued
+}
+
+// estimate is an EWMA of observed durations with a prior.
+type estimate struct {
+	v        time.Duration
+	observed bool // v comes from an observation, not the prior
+	fresh    bool // observed since the last Age
+}
+
+// observe replaces the prior with the first sample and blends later ones
+// in with weight alpha. Negative samples count as 0.
+func (e *estimate) observe(x time.Duration, alpha float64) {
+	x = max(x, 0)
+	e.fresh = true
+	if !e.observed {
+		e.v, e.observed = x, true
+		return
+	}
+	e.v = time.Duration(alpha*float64(x) + (1-alpha)*float64(e.v))
+}
+
+// age moves a stale estimate above prior toward it by weight alpha (see
+// Queue.Age) and starts a new freshness period.
+func (e *estimate) age(prior time.Duration, alpha float64) {
+	if !e.fresh && e.v > prior {
+		e.v = prior + time.Duration((1-alpha)*float64(e.v-prior))
+	}
+	e.fresh = false
 }
 
 func (m *methodQ) len() int { return m.ready.Len() + m.held.Len() }
@@ -214,7 +238,7 @@ func (q *Queue) method(name string) *methodQ {
 	if m == nil {
 		m = &methodQ{
 			name:   name,
-			est:    q.cfg.InitialEstimate,
+			est:    estimate{v: q.cfg.InitialEstimate},
 			ready:  ixheap{less: byDeadline, pos: func(it *item) *int { return &it.dl }},
 			held:   ixheap{less: byDeadline, pos: func(it *item) *int { return &it.dl }},
 			active: -1,
@@ -227,7 +251,7 @@ func (q *Queue) method(name string) *methodQ {
 // pnr is the point of no return: the last instant at which r can start and
 // still be expected to finish Margin before its deadline.
 func (q *Queue) pnr(r *Request, m *methodQ) time.Time {
-	return r.Deadline.Add(-m.est - m.tail - q.cfg.Margin)
+	return r.Deadline.Add(-m.est.v - m.tail.v - q.cfg.Margin)
 }
 
 // Push admits r at now, or refuses it (the newcomer is refused; nothing is
@@ -329,7 +353,7 @@ func (q *Queue) Pop(now time.Time, stable uint64) (next *Request, shed []*Reques
 	var best *item
 	for i := 0; i < len(q.active); {
 		m := q.active[i]
-		slackAt := m.est + m.tail + q.cfg.Margin + q.cfg.HoldSlack
+		slackAt := m.est.v + m.tail.v + q.cfg.Margin + q.cfg.HoldSlack
 		for it := m.held.top(); it != nil && !now.Before(it.req.Deadline.Add(-slackAt)); it = m.held.top() {
 			q.release(it, &q.stats.ReleasedPressure)
 		}
@@ -362,7 +386,7 @@ func (q *Queue) Pop(now time.Time, stable uint64) (next *Request, shed []*Reques
 		// The scheduler does not preempt: nothing else starts before next
 		// has run. A ready request whose point of no return falls inside
 		// that run is hopeless already; refuse it now rather than after.
-		busyUntil := now.Add(m.est)
+		busyUntil := now.Add(m.est.v)
 		for i := 0; i < len(q.active); {
 			am := q.active[i]
 			for it := am.ready.top(); it != nil && busyUntil.After(q.pnr(it.req, am)); it = am.ready.top() {
@@ -400,7 +424,7 @@ func (q *Queue) wake() time.Time {
 	}
 	for _, m := range q.active {
 		if it := m.held.top(); it != nil {
-			consider(it.req.Deadline.Add(-(m.est + m.tail + q.cfg.Margin + q.cfg.HoldSlack)))
+			consider(it.req.Deadline.Add(-(m.est.v + m.tail.v + q.cfg.Margin + q.cfg.HoldSlack)))
 		}
 		if it := m.ready.top(); it != nil {
 			consider(q.pnr(it.req, m).Add(time.Nanosecond)) // shed once strictly past PNR
@@ -416,7 +440,7 @@ func (q *Queue) deactivate(m *methodQ) {
 	q.active[last] = nil
 	q.active = q.active[:last]
 	m.active = -1
-	if !m.seen && !m.tailed {
+	if !m.est.observed && !m.tail.observed {
 		delete(q.methods, m.name) // nothing worth keeping: the map stays bounded by observed methods
 	}
 }
@@ -425,15 +449,7 @@ func (q *Queue) deactivate(m *methodQ) {
 // first observation replaces InitialEstimate (a guess), later ones are
 // blended in with weight EstimateAlpha. Negative times count as 0.
 func (q *Queue) Observe(method string, serviceTime time.Duration) {
-	serviceTime = max(serviceTime, 0)
-	m := q.method(method)
-	m.estFresh = true
-	if !m.seen {
-		m.est, m.seen = serviceTime, true
-		return
-	}
-	a := q.cfg.EstimateAlpha
-	m.est = time.Duration(a*float64(serviceTime) + (1-a)*float64(m.est))
+	q.method(method).est.observe(serviceTime, q.cfg.EstimateAlpha)
 }
 
 // backlog returns the expected run time of the queued requests that EDF
@@ -445,13 +461,13 @@ func (q *Queue) backlog(probe *item) (time.Duration, int) {
 	for _, m := range q.active {
 		k := m.all.countBefore(probe)
 		n += k
-		d += time.Duration(k) * m.est
+		d += time.Duration(k) * m.est.v
 	}
 	return d, n
 }
 
 // Backlog returns the expected run time of the queued work that EDF would
-// run before a request of method with deadline pushed now, ready or held:
+// run before a request with this deadline pushed now, ready or held:
 // the sum over methods of (requests with an earlier or equal deadline) times
 // the method's estimate. Push refuses a request when this plus its own
 // estimate and Margin does not fit before its deadline.
@@ -466,15 +482,7 @@ func (q *Queue) Backlog(deadline time.Time) time.Duration {
 // Backlog does not count it, but a request must be started early enough for
 // it: PNR and admission do.
 func (q *Queue) ObserveTail(method string, tail time.Duration) {
-	tail = max(tail, 0)
-	m := q.method(method)
-	m.tailFresh = true
-	if !m.tailed {
-		m.tail, m.tailed = tail, true
-		return
-	}
-	a := q.cfg.EstimateAlpha
-	m.tail = time.Duration(a*float64(tail) + (1-a)*float64(m.tail))
+	q.method(method).tail.observe(tail, q.cfg.EstimateAlpha)
 }
 
 // Age lets estimates without fresh observations drift back toward their
@@ -490,22 +498,16 @@ func (q *Queue) ObserveTail(method string, tail time.Duration) {
 // default): a stale estimate falls by a factor 0.8 per tick, to a tenth
 // within about 200 ms, and the first requests admitted then re-measure.
 func (q *Queue) Age() {
-	a := q.cfg.EstimateAlpha
 	for _, m := range q.methods {
-		if !m.estFresh && m.est > q.cfg.InitialEstimate {
-			m.est = q.cfg.InitialEstimate + time.Duration((1-a)*float64(m.est-q.cfg.InitialEstimate))
-		}
-		if !m.tailFresh && m.tail > 0 {
-			m.tail = time.Duration((1 - a) * float64(m.tail))
-		}
-		m.estFresh, m.tailFresh = false, false
+		m.est.age(q.cfg.InitialEstimate, q.cfg.EstimateAlpha)
+		m.tail.age(0, q.cfg.EstimateAlpha)
 	}
 }
 
 // Tail returns the current tail estimate of method (0 before ObserveTail).
 func (q *Queue) Tail(method string) time.Duration {
 	if m := q.methods[method]; m != nil {
-		return m.tail
+		return m.tail.v
 	}
 	return 0
 }
@@ -513,7 +515,7 @@ func (q *Queue) Tail(method string) time.Duration {
 // Estimate returns the current service-time estimate of method.
 func (q *Queue) Estimate(method string) time.Duration {
 	if m := q.methods[method]; m != nil {
-		return m.est
+		return m.est.v
 	}
 	return q.cfg.InitialEstimate
 }
