@@ -277,16 +277,16 @@ func (n *Node) Services() map[string][]MethodInfo {
 // answer (now + the work queued ahead + the method's estimate). If no answer
 // has come when the clone is late by its own expected wait (at least the
 // scheduler's Margin; the wait includes the request's own run, so a more
-// urgent request that arrives later and runs first does not trigger a
-// hedge by itself), a second clone is asked too and the first answer wins; if that moment falls within Margin of the deadline, no hedge is sent
-// (it could not help). Until a clone acknowledges (its mailbox is backed up,
-// or it is busy in a long handler, or died), the hedge is due after
-// Config.HedgeWithoutAck or a third of the budget, whichever is first. Hedging on the
-// clone's own promise rather than a fixed fraction of the budget keeps an
-// overloaded service from doubling its work: a deep queue promises late, so
-// its requests are not hedged merely for waiting their turn. A copy that
-// loses the race is dropped unrun if still queued. Updates are never sent
-// twice.
+// urgent request that arrives later and runs first does not trigger a hedge
+// by itself), a second clone is asked too and the first answer wins; if that
+// moment falls within Margin of the deadline, no hedge is sent (it could not
+// help). Until a clone acknowledges (its mailbox is backed up, it is busy in
+// a long handler, or it died), the hedge is due after Config.HedgeWithoutAck
+// or a third of the budget, whichever is first. Hedging on the clone's own
+// promise rather than a fixed fraction of the budget keeps an overloaded
+// service from doubling its work: a deep queue promises late, so its
+// requests are not hedged merely for waiting their turn. A copy that loses
+// the race is dropped unrun if still queued. Updates are never sent twice.
 func (n *Node) Call(ctx context.Context, service, method string, body []byte, timeout time.Duration) ([]byte, error) {
 	out, err := n.call(ctx, service, method, body, timeout)
 	if err != nil {

@@ -16,17 +16,19 @@
 //	PNR = Deadline - est(method) - tail(method) - Margin
 //
 // A request is admissible at now while now <= PNR: started now, it is
-// expected to be answered with Margin to spare. Push refuses a request that is not
-// admissible (ErrDeadlineUnmeetable), and also one that would be admissible
-// alone but not after the queued work EDF runs before it (backlog-aware
-// admission: the expected start is now + the estimates of the queued
-// requests with earlier deadlines), and Pop sheds every queued request that
-// stopped being admissible, so a request is answered in time or refused
+// expected to be answered with Margin to spare. Push refuses a request that
+// is not admissible (ErrDeadlineUnmeetable), and also one that would be
+// admissible alone but not after the queued work EDF runs before it
+// (backlog-aware admission: the expected start is now + the run estimates of
+// the queued requests with earlier deadlines), and Pop sheds every queued
+// request that stopped being admissible, or will have by the time the
+// request it pops has run, so a request is answered in time or refused
 // early, never answered late. Under overload most refusals thus happen at
 // Push, with the client's budget nearly whole; Pop's shedding covers what
 // admission could not foresee (a more urgent request that arrived later and
-// went first, a handler slower than its estimate). Because est changes with Observe, PNR moves;
-// the queue always uses the current estimate.
+// went first, a handler slower than its estimate). Because the estimates
+// change with Observe, ObserveTail and Age, PNR moves; the queue always uses
+// the current estimates.
 //
 // Queries are ready at once. An update is held back (optimistic apply plus
 // rollback would cover a later-arriving earlier op, but holding until the
@@ -52,6 +54,12 @@
 // request moves between heaps by index (O(log n)). Pop looks at the front of
 // each active method: O(M + k log n) for M methods with queued work and k
 // requests released or shed; M is the number of a service's handlers, small.
+// For admission, each method also keeps its queued requests (ready and
+// held) in an order-statistics treap by deadline (rank.go), which counts
+// the requests ahead of a newcomer in O(log n); the backlog is the sum over
+// active methods of count times estimate. A running sum of estimates was
+// rejected: it could not answer "ahead of this deadline", and would go
+// stale when Observe changes an estimate.
 // A single global heap keyed by PNR was rejected: PNR depends on the
 // method's estimate, which Observe changes, and re-keying would cost O(n).
 //
@@ -249,7 +257,7 @@ func (q *Queue) method(name string) *methodQ {
 }
 
 // pnr is the point of no return: the last instant at which r can start and
-// still be expected to finish Margin before its deadline.
+// still be expected to be answered Margin before its deadline.
 func (q *Queue) pnr(r *Request, m *methodQ) time.Time {
 	return r.Deadline.Add(-m.est.v - m.tail.v - q.cfg.Margin)
 }
@@ -257,7 +265,7 @@ func (q *Queue) pnr(r *Request, m *methodQ) time.Time {
 // Push admits r at now, or refuses it (the newcomer is refused; nothing is
 // evicted, see the package doc):
 //
-//   - ErrDeadlineUnmeetable if Deadline-now < Estimate(Method)+Margin;
+//   - ErrDeadlineUnmeetable if Deadline-now < Estimate+Tail+Margin;
 //   - ErrDeadlineUnmeetable if the queued work that EDF runs before r (see
 //     Backlog) plus r's own estimate and Margin does not fit before the
 //     deadline: under overload the client learns at once, with its budget
