@@ -54,14 +54,15 @@
 // request moves between heaps by index (O(log n)). Pop looks at the front of
 // each active method: O(M + k log n) for M methods with queued work and k
 // requests released or shed; M is the number of a service's handlers, small.
+// A single global heap keyed by PNR was rejected: PNR depends on the
+// method's estimate, which Observe changes, and re-keying would cost O(n).
+//
 // For admission, each method also keeps its queued requests (ready and
 // held) in an order-statistics treap by deadline (rank.go), which counts
 // the requests ahead of a newcomer in O(log n); the backlog is the sum over
-// active methods of count times estimate. A running sum of estimates was
-// rejected: it could not answer "ahead of this deadline", and would go
-// stale when Observe changes an estimate.
-// A single global heap keyed by PNR was rejected: PNR depends on the
-// method's estimate, which Observe changes, and re-keying would cost O(n).
+// active methods of count times estimate: O(M log n) per Push. A running
+// sum of estimates was rejected: it cannot answer "ahead of this deadline",
+// and goes stale when Observe changes an estimate.
 //
 // # Overload
 //
