@@ -3,6 +3,7 @@ package actors_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,15 +18,16 @@ import (
 // for queries and updates, from one caller and from many. "add-hot" sends
 // every update to one cart (one item: concurrent ops from the three clones
 // arrive out of order and are rolled back and replayed); "add" spreads them
-// over 1000 carts. Persistence is
-// pebble on an in-memory FS, so the figure is the runtime's own cost, not
-// the disk's (go run ./cmd/tempest-bench http measures with a real disk).
+// over 1000 carts. callers is the number of calling goroutines
+// (parallelism times GOMAXPROCS). Persistence is pebble on an in-memory FS,
+// so the figure is the runtime's own cost, not the disk's (go run
+// ./cmd/tempest-bench http measures with a real disk).
 //
 //	go test -run '^$' -bench SchedulerCall ./actors
 func BenchmarkSchedulerCall(b *testing.B) {
 	for _, method := range []string{"get", "add", "add-hot"} {
 		for _, par := range []int{1, 32} {
-			b.Run(fmt.Sprintf("%s/callers=%d", method, par), func(b *testing.B) {
+			b.Run(fmt.Sprintf("%s/callers=%d", method, par*runtime.GOMAXPROCS(0)), func(b *testing.B) {
 				cfg := actors.TestConfig(b.TempDir())
 				cfg.Services = []*actors.Service{cart.Service()}
 				cfg.Persistence = persistence.InMemoryOptions()
@@ -49,7 +51,7 @@ func BenchmarkSchedulerCall(b *testing.B) {
 				if m == "add-hot" {
 					m = "add"
 				}
-				b.SetParallelism(par) // par * GOMAXPROCS goroutines
+				b.SetParallelism(par)
 				b.ResetTimer()
 				start := time.Now()
 				var next atomic.Uint64

@@ -392,17 +392,12 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 			}
 		case <-expired.C:
 			// select picks at random among ready cases: an answer that
-			// arrived in time must win over the timer.
-			for {
-				select {
-				case r := <-results:
-					if !r.ack && r.err == nil {
-						return r.body, nil
-					}
-					continue
-				default:
+			// arrived in time must win over the timer. Only this goroutine
+			// receives, so len is exact.
+			for len(results) > 0 {
+				if r := <-results; !r.ack && r.err == nil {
+					return r.body, nil
 				}
-				break
 			}
 			return nil, fmt.Errorf("%s on %s: %w", method, service, ErrDeadlineExceeded)
 		case <-ctx.Done():

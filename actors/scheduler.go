@@ -233,9 +233,7 @@ func (s *schedulerActor) admit(ctx actor.Context, r *callRequest) {
 		s.reply(r, nil, err)
 		return
 	}
-	// The backlog up to r's deadline now includes r itself: it is r's
-	// expected completion, which Node.Call uses to time its hedge.
-	s.ack(r, now.Add(s.q.Backlog(r.deadline)))
+	s.ack(r, req.RunsUntil) // Node.Call times its hedge by it
 	s.kick(ctx)
 }
 

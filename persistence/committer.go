@@ -106,7 +106,7 @@ func (db *DB) submit(ctx context.Context, o *op) (uint64, error) {
 
 // walNudgeDelays are, under SyncInterval, the idle times after the last
 // group commit at which the committer nudges pebble's WAL flusher (see
-// nudgeWAL). A variable so tests can change it.
+// nudgeWAL).
 var walNudgeDelays = []time.Duration{time.Millisecond, 10 * time.Millisecond, 100 * time.Millisecond}
 
 func (db *DB) runCommitter() {

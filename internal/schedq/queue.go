@@ -102,7 +102,8 @@ func (k Kind) String() string {
 }
 
 // Request is one unit of work. The queue reads its fields and never
-// changes them, except that Push sets a zero Arrival to now.
+// changes them, except that Push sets a zero Arrival to now and sets
+// RunsUntil.
 type Request struct {
 	ID       uint64
 	Kind     Kind
@@ -114,6 +115,10 @@ type Request struct {
 	Watermark uint64
 	// Payload is opaque to the queue.
 	Payload any
+	// RunsUntil is set by a successful Push: when the request is expected
+	// to have run, now + the run estimates of the queued work ahead of it
+	// and its own (its tail not included).
+	RunsUntil time.Time
 }
 
 // Stats counts what the queue did. Counters only grow.
@@ -274,7 +279,7 @@ func (q *Queue) pnr(r *Request, m *methodQ) time.Time {
 //     of no return;
 //   - ErrQueueFull if MaxQueue requests are queued.
 //
-// A zero Arrival is set to now.
+// A zero Arrival is set to now; RunsUntil is set on success.
 func (q *Queue) Push(now time.Time, r *Request) error {
 	if r == nil {
 		return ErrNilRequest
@@ -287,7 +292,8 @@ func (q *Queue) Push(now time.Time, r *Request) error {
 			ErrDeadlineUnmeetable, r.ID, r.Method, left, need, q.cfg.Margin)
 	}
 	probe := &item{req: r, seq: q.seq + 1}
-	if ahead, n := q.backlog(probe); left < ahead+need+q.cfg.Margin {
+	ahead, n := q.backlog(probe)
+	if left < ahead+need+q.cfg.Margin {
 		q.stats.ShedAtPush++
 		q.stats.ShedBacklog++
 		return fmt.Errorf("%w: request %d (%s) has %v left, but %d queued requests with earlier deadlines need about %v, and it needs %v + margin %v",
@@ -300,6 +306,7 @@ func (q *Queue) Push(now time.Time, r *Request) error {
 	if r.Arrival.IsZero() {
 		r.Arrival = now
 	}
+	r.RunsUntil = now.Add(ahead + q.Estimate(r.Method))
 	m := q.method(r.Method)
 	q.seq++
 	it := &item{req: r, seq: q.seq, m: m, dl: -1, wm: -1, arr: -1}
@@ -366,13 +373,7 @@ func (q *Queue) Pop(now time.Time, stable uint64) (next *Request, shed []*Reques
 		for it := m.held.top(); it != nil && !now.Before(it.req.Deadline.Add(-slackAt)); it = m.held.top() {
 			q.release(it, &q.stats.ReleasedPressure)
 		}
-		for it := m.ready.top(); it != nil && now.After(q.pnr(it.req, m)); it = m.ready.top() {
-			m.ready.popTop()
-			m.all.remove(it)
-			q.n--
-			q.stats.ShedInQueue++
-			shed = append(shed, it.req)
-		}
+		shed = q.shedReady(m, now, shed)
 		if m.len() == 0 {
 			q.deactivate(m) // swaps another method into position i
 			continue
@@ -384,9 +385,7 @@ func (q *Queue) Pop(now time.Time, stable uint64) (next *Request, shed []*Reques
 	}
 	if best != nil {
 		m := best.m
-		m.ready.popTop()
-		m.all.remove(best)
-		q.n--
+		q.removeReadyTop(m)
 		q.stats.Popped++
 		next = best.req
 		if m.len() == 0 {
@@ -398,14 +397,9 @@ func (q *Queue) Pop(now time.Time, stable uint64) (next *Request, shed []*Reques
 		busyUntil := now.Add(m.est.v)
 		for i := 0; i < len(q.active); {
 			am := q.active[i]
-			for it := am.ready.top(); it != nil && busyUntil.After(q.pnr(it.req, am)); it = am.ready.top() {
-				am.ready.popTop()
-				am.all.remove(it)
-				q.n--
-				q.stats.ShedInQueue++
-				q.stats.ShedAhead++
-				shed = append(shed, it.req)
-			}
+			before := len(shed)
+			shed = q.shedReady(am, busyUntil, shed)
+			q.stats.ShedAhead += uint64(len(shed) - before)
 			if am.len() == 0 {
 				q.deactivate(am)
 				continue
@@ -417,6 +411,23 @@ func (q *Queue) Pop(now time.Time, stable uint64) (next *Request, shed []*Reques
 		q.stats.Held++
 	}
 	return next, shed, q.wake()
+}
+
+// shedReady sheds, in deadline order, the ready requests of m whose point of
+// no return is before t, appending them to shed.
+func (q *Queue) shedReady(m *methodQ, t time.Time, shed []*Request) []*Request {
+	for it := m.ready.top(); it != nil && t.After(q.pnr(it.req, m)); it = m.ready.top() {
+		q.removeReadyTop(m)
+		q.stats.ShedInQueue++
+		shed = append(shed, it.req)
+	}
+	return shed
+}
+
+// removeReadyTop takes the front of m's ready heap out of the queue.
+func (q *Queue) removeReadyTop(m *methodQ) {
+	m.all.remove(m.ready.popTop())
+	q.n--
 }
 
 // wake computes Pop's wake time: the earliest MaxHold expiry, pressure

@@ -125,7 +125,11 @@ func TestPushRefusesWhatTheBacklogCannotFit(t *testing.T) {
 	// Same deadline 30 ms: the k-th (from 0) expects to start at 5k ms and
 	// needs 5 + 2 ms: 5k+7 <= 30 holds for k <= 4.
 	for id := uint64(1); id <= 5; id++ {
-		mustPush(t, q, t0, query(id, "a", at(30)))
+		r := query(id, "a", at(30))
+		mustPush(t, q, t0, r)
+		if want := at(float64(5 * id)); !r.RunsUntil.Equal(want) {
+			t.Fatalf("request %d RunsUntil %v, want %v", id, r.RunsUntil, want)
+		}
 	}
 	err := q.Push(t0, query(6, "a", at(30)))
 	if !errors.Is(err, ErrDeadlineUnmeetable) {
