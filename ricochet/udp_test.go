@@ -458,7 +458,11 @@ func TestUDPInboundOverflowDropsWithoutBlocking(t *testing.T) {
 		}
 	}
 	// Nobody reads Inbound: the reader must keep draining the socket and count.
-	s := waitStat(t, ts[1], "all datagrams read", func(s UDPStats) bool { return s.DatagramsReceived == sent })
+	// The reader counts a datagram as received when it reads it and as
+	// delivered or overflowed a moment later: wait for both.
+	s := waitStat(t, ts[1], "all datagrams read and handled", func(s UDPStats) bool {
+		return s.DatagramsReceived == sent && s.Delivered+s.Dropped[WireDropOverflow] == sent
+	})
 	if s.Delivered != 4 || s.Dropped[WireDropOverflow] != sent-4 {
 		t.Fatalf("delivered %d, overflow %d; want 4 and %d", s.Delivered, s.Dropped[WireDropOverflow], sent-4)
 	}
