@@ -18,9 +18,13 @@ func NewCounter(s *Store, name string) *Counter {
 // Name returns the collection's name.
 func (c *Counter) Name() string { return c.c.name }
 
-// Incr adds delta (may be negative). Only inside Store.Update.
-func (c *Counter) Incr(delta int64) {
-	c.s.mutate(c.c, nil, &tempestpb.Op{Kind: tempestpb.OpKind_OP_COUNTER_ADD, Delta: delta})
+// Incr adds delta (may be negative). Only inside Store.Update. It fails
+// only if a mutation of the same update failed before (see Store.Update).
+func (c *Counter) Incr(delta int64) error {
+	if err := c.s.writable(c.c); err != nil {
+		return err
+	}
+	return c.s.mutate(c.c, nil, &tempestpb.Op{Kind: tempestpb.OpKind_OP_COUNTER_ADD, Delta: delta})
 }
 
 // Value returns the counter's value (tentative ops included).

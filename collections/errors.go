@@ -7,7 +7,9 @@ import "errors"
 var (
 	// ErrReadOnly is raised (as a panic) when a collection is mutated
 	// outside Store.Update, or from inside a registered user op while it
-	// runs. It is a programming error, not a runtime condition.
+	// runs. It is a programming error, not a runtime condition: unlike the
+	// errors a mutator returns (ErrCodec, ErrUnknownOp, ErrUserOpPanic),
+	// no request can cause it in a correct service.
 	ErrReadOnly = errors.New("collections: mutation outside Store.Update")
 
 	// ErrUnknownCollection: an op or snapshot names a collection this store
@@ -15,7 +17,8 @@ var (
 	ErrUnknownCollection = errors.New("collections: unknown collection")
 
 	// ErrUnknownOp: an OP_USER op names a user op that was not registered
-	// on its map, or Map.Do was called with an unregistered name (panic).
+	// on its map, or Map.Do was called with an unregistered name (returned
+	// by Do; the Update fails).
 	ErrUnknownOp = errors.New("collections: unknown user op")
 
 	// ErrBadOp: an op is malformed or does not fit its collection (wrong
@@ -42,7 +45,12 @@ var (
 	// is running (the store is driven by one goroutine at a time).
 	ErrInUpdate = errors.New("collections: store is inside Update")
 
-	// ErrCodec is raised (as a panic, inside Update) when a key, value or
-	// user-op argument cannot be encoded, e.g. a NaN float under JSON.
+	// ErrCodec is returned by a mutator (and fails its Update) when a key,
+	// value or user-op argument cannot be encoded, e.g. a NaN float under
+	// JSON, or a user op's result cannot be.
 	ErrCodec = errors.New("collections: cannot encode")
+
+	// ErrUserOpPanic is returned by Map.Do (and fails its Update) when the
+	// user op's function panicked as Do applied it.
+	ErrUserOpPanic = errors.New("collections: user op panicked")
 )

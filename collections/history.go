@@ -3,6 +3,8 @@ package collections
 import (
 	"cmp"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"slices"
 
 	"github.com/tempestrt/tempest/proto/tempestpb"
@@ -302,6 +304,10 @@ func (s *Store) apply(c *collection, v *value, op *tempestpb.Op) (u undoRec) {
 	return u
 }
 
+// applyUser applies a user op. A failure (panic, or a value or argument
+// that does not decode or encode) leaves v unchanged; when the op is the
+// one Store.mutate is making, the failure is reported to it (madeErr) so
+// that Map.Do returns it and the Update fails.
 func (s *Store) applyUser(c *collection, v *value, op *tempestpb.Op) {
 	uo := c.userOps[op.GetUserOp()]
 	s.applying++
@@ -309,12 +315,23 @@ func (s *Store) applyUser(c *collection, v *value, op *tempestpb.Op) {
 		s.applying--
 		if r := recover(); r != nil {
 			s.stats.UserOpPanics++
-			s.panicOp, s.panicVal = op, r
+			if op != s.making || s.madeErr != nil {
+				return
+			}
+			if e, ok := r.(error); ok && errors.Is(e, ErrReadOnly) {
+				// The function mutated a collection: a programming error,
+				// which mutate re-raises as a panic once the op is in place.
+				s.madePanic = fmt.Errorf("collections: user op %q on map %q: %w", op.GetUserOp(), c.name, e)
+			}
+			s.madeErr = fmt.Errorf("%w: %q on map %q: %v", ErrUserOpPanic, op.GetUserOp(), c.name, r)
 		}
 	}()
 	next, err := uo.apply(*v, op.GetValue())
 	if err != nil {
 		s.stats.UserOpErrors++
+		if op == s.making && s.madeErr == nil {
+			s.madeErr = fmt.Errorf("%w: user op %q on map %q: %v", ErrCodec, op.GetUserOp(), c.name, err)
+		}
 		return
 	}
 	*v = next

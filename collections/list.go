@@ -44,12 +44,19 @@ func (l *List[T]) elems() [][]byte {
 	return nil
 }
 
-func (l *List[T]) enc(v T) []byte {
-	b, err := l.vc.Encode(v)
-	if err != nil {
-		panic(fmt.Errorf("%w: list %q element: %v", ErrCodec, l.c.name, err))
+// mutate makes a list op; v, if not nil, is the element to encode into it.
+func (l *List[T]) mutate(op *tempestpb.Op, v *T) error {
+	if err := l.s.writable(l.c); err != nil {
+		return err
 	}
-	return b
+	if v != nil {
+		b, err := l.vc.Encode(*v)
+		if err != nil {
+			return l.s.fail(fmt.Errorf("%w: list %q element: %v", ErrCodec, l.c.name, err))
+		}
+		op.Value = b
+	}
+	return l.s.mutate(l.c, nil, op)
 }
 
 // Get returns element i and whether i is in range.
@@ -72,27 +79,31 @@ func (l *List[T]) Len() int { return len(l.elems()) }
 // Stable reports whether the list has no tentative ops.
 func (l *List[T]) Stable() bool { return l.s.itemStable(l.c, nil) }
 
-// Append adds v at the end. Only inside Store.Update.
-func (l *List[T]) Append(v T) {
-	l.s.mutate(l.c, nil, &tempestpb.Op{Kind: tempestpb.OpKind_OP_LIST_APPEND, Value: l.enc(v)})
+// Append adds v at the end. Only inside Store.Update. It returns an
+// error wrapping ErrCodec if v cannot be encoded (see Store.Update).
+func (l *List[T]) Append(v T) error {
+	return l.mutate(&tempestpb.Op{Kind: tempestpb.OpKind_OP_LIST_APPEND}, &v)
 }
 
 // Insert puts v at index i (clamped into [0, Len] when applied). Only
-// inside Store.Update.
-func (l *List[T]) Insert(i int, v T) {
-	l.s.mutate(l.c, nil, &tempestpb.Op{Kind: tempestpb.OpKind_OP_LIST_INSERT, Index: int64(i), Value: l.enc(v)})
+// inside Store.Update. It returns an error wrapping ErrCodec if v cannot
+// be encoded.
+func (l *List[T]) Insert(i int, v T) error {
+	return l.mutate(&tempestpb.Op{Kind: tempestpb.OpKind_OP_LIST_INSERT, Index: int64(i)}, &v)
 }
 
 // RemoveAt removes element i (nothing if out of range when applied). Only
-// inside Store.Update.
-func (l *List[T]) RemoveAt(i int) {
-	l.s.mutate(l.c, nil, &tempestpb.Op{Kind: tempestpb.OpKind_OP_LIST_REMOVE_AT, Index: int64(i)})
+// inside Store.Update. It fails only if a mutation of the same update
+// failed before (see Store.Update).
+func (l *List[T]) RemoveAt(i int) error {
+	return l.mutate(&tempestpb.Op{Kind: tempestpb.OpKind_OP_LIST_REMOVE_AT, Index: int64(i)}, nil)
 }
 
 // Set replaces element i (nothing if out of range when applied). Only
-// inside Store.Update.
-func (l *List[T]) Set(i int, v T) {
-	l.s.mutate(l.c, nil, &tempestpb.Op{Kind: tempestpb.OpKind_OP_LIST_SET, Index: int64(i), Value: l.enc(v)})
+// inside Store.Update. It returns an error wrapping ErrCodec if v cannot
+// be encoded.
+func (l *List[T]) Set(i int, v T) error {
+	return l.mutate(&tempestpb.Op{Kind: tempestpb.OpKind_OP_LIST_SET, Index: int64(i)}, &v)
 }
 
 // All iterates over (index, element) of the list as it is when iteration

@@ -42,12 +42,13 @@ func NewMap[K comparable, V any](s *Store, name string, opts ...Option) *Map[K, 
 // Name returns the collection's name.
 func (m *Map[K, V]) Name() string { return m.c.name }
 
-func (m *Map[K, V]) key(k K) []byte {
+// key encodes k for a mutation.
+func (m *Map[K, V]) key(k K) ([]byte, error) {
 	b, err := m.kc.Encode(k)
 	if err != nil {
-		panic(fmt.Errorf("%w: map %q key %v: %v", ErrCodec, m.c.name, k, err))
+		return nil, fmt.Errorf("%w: map %q key %v: %v", ErrCodec, m.c.name, k, err)
 	}
-	return b
+	return b, nil
 }
 
 // readKey encodes k for a read; a key that cannot be encoded is in no map.
@@ -95,37 +96,62 @@ func (m *Map[K, V]) Stable(k K) bool {
 }
 
 // Put sets k to v. Only inside Store.Update (else it panics with
-// ErrReadOnly); it panics with ErrCodec if k or v cannot be encoded.
-func (m *Map[K, V]) Put(k K, v V) {
+// ErrReadOnly). It returns an error wrapping ErrCodec if k or v cannot be
+// encoded; see Store.Update for what a failed mutation does to the update.
+func (m *Map[K, V]) Put(k K, v V) error {
+	if err := m.s.writable(m.c); err != nil {
+		return err
+	}
+	key, err := m.key(k)
+	if err != nil {
+		return m.s.fail(err)
+	}
 	data, err := m.vc.Encode(v)
 	if err != nil {
-		panic(fmt.Errorf("%w: map %q value for key %v: %v", ErrCodec, m.c.name, k, err))
+		return m.s.fail(fmt.Errorf("%w: map %q value for key %v: %v", ErrCodec, m.c.name, k, err))
 	}
-	m.s.mutate(m.c, m.key(k), &tempestpb.Op{Kind: tempestpb.OpKind_OP_PUT, Value: data})
+	return m.s.mutate(m.c, key, &tempestpb.Op{Kind: tempestpb.OpKind_OP_PUT, Value: data})
 }
 
-// Delete removes k (a no-op op if absent). Only inside Store.Update.
-func (m *Map[K, V]) Delete(k K) {
-	m.s.mutate(m.c, m.key(k), &tempestpb.Op{Kind: tempestpb.OpKind_OP_DELETE})
+// Delete removes k (a no-op op if absent). Only inside Store.Update. It
+// returns an error wrapping ErrCodec if k cannot be encoded.
+func (m *Map[K, V]) Delete(k K) error {
+	if err := m.s.writable(m.c); err != nil {
+		return err
+	}
+	key, err := m.key(k)
+	if err != nil {
+		return m.s.fail(err)
+	}
+	return m.s.mutate(m.c, key, &tempestpb.Op{Kind: tempestpb.OpKind_OP_DELETE})
 }
 
 // Do applies the user op registered as name to k with args (JSON-encoded
-// into the op). Only inside Store.Update. It panics with ErrUnknownOp if
-// name is not registered, with ErrCodec if args cannot be encoded, and
-// re-raises (wrapped) a panic of the op's function.
-func (m *Map[K, V]) Do(k K, name string, args any) {
+// into the op). Only inside Store.Update. It returns an error wrapping
+// ErrUnknownOp if name is not registered, ErrCodec if k or args cannot be
+// encoded (or args do not decode as the op's argument type) or if the op's
+// result cannot be encoded, and ErrUserOpPanic if the op's function
+// panicked. A function that mutates a collection panics with ErrReadOnly.
+func (m *Map[K, V]) Do(k K, name string, args any) error {
+	if err := m.s.writable(m.c); err != nil {
+		return err
+	}
 	uo := m.c.userOps[name]
 	if uo == nil {
-		panic(fmt.Errorf("%w: %q on map %q", ErrUnknownOp, name, m.c.name))
+		return m.s.fail(fmt.Errorf("%w: %q on map %q", ErrUnknownOp, name, m.c.name))
 	}
 	data, err := json.Marshal(args)
 	if err != nil {
-		panic(fmt.Errorf("%w: args of user op %q on map %q: %v", ErrCodec, name, m.c.name, err))
+		return m.s.fail(fmt.Errorf("%w: args of user op %q on map %q: %v", ErrCodec, name, m.c.name, err))
 	}
 	if err := uo.validate(data); err != nil {
-		panic(fmt.Errorf("%w: args of user op %q on map %q do not decode as its argument type: %v", ErrCodec, name, m.c.name, err))
+		return m.s.fail(fmt.Errorf("%w: args of user op %q on map %q do not decode as its argument type: %v", ErrCodec, name, m.c.name, err))
 	}
-	m.s.mutate(m.c, m.key(k), &tempestpb.Op{Kind: tempestpb.OpKind_OP_USER, UserOp: name, Value: data})
+	key, err := m.key(k)
+	if err != nil {
+		return m.s.fail(err)
+	}
+	return m.s.mutate(m.c, key, &tempestpb.Op{Kind: tempestpb.OpKind_OP_USER, UserOp: name, Value: data})
 }
 
 // RegisterOp registers a deterministic user op on m's items under name.

@@ -111,9 +111,10 @@ func TestMapUserOp(t *testing.T) {
 	if f.m.Contains("n") {
 		t.Fatal("user op returning keep=false did not delete")
 	}
-	mustPanicWith(t, collections.ErrUnknownOp, func() {
-		_, _ = f.s.Update(func() error { f.m.Do("n", "nope", nil); return nil })
-	})
+	var doErr error
+	if _, err := f.s.Update(func() error { doErr = f.m.Do("n", "nope", nil); return nil }); !errors.Is(err, collections.ErrUnknownOp) || !errors.Is(doErr, collections.ErrUnknownOp) {
+		t.Fatalf("unknown user op: Do returned %v, Update %v", doErr, err)
+	}
 	mustPanicWith(t, collections.ErrDuplicateOp, func() {
 		collections.RegisterOp(f.m, "add", func(cur int, _ bool, a addArgs) (int, bool) { return cur, true })
 	})
@@ -123,18 +124,15 @@ func TestMapUserOpPanicRetractsUpdate(t *testing.T) {
 	f := newFixture(t, "a/1", nil)
 	f.update(t, func() { f.m.Put("keep", 1) })
 	before, seq, applied := f.s.Digest(), f.s.OwnSeq(), f.s.Applied()
-	func() {
-		defer func() {
-			if r := recover(); r == nil {
-				t.Fatal("user op panic did not surface from Do")
-			}
-		}()
-		_, _ = f.s.Update(func() error {
-			f.m.Put("other", 2)
-			f.m.Do("keep", "boom", boomArgs{Boom: true})
-			return nil
-		})
-	}()
+	var doErr error
+	_, err := f.s.Update(func() error {
+		f.m.Put("other", 2)
+		doErr = f.m.Do("keep", "boom", boomArgs{Boom: true})
+		return doErr
+	})
+	if !errors.Is(doErr, collections.ErrUserOpPanic) || err != doErr {
+		t.Fatalf("user op panic: Do returned %v, Update %v", doErr, err)
+	}
 	if f.s.Digest() != before || f.s.OwnSeq() != seq || f.s.Applied() != applied || f.m.Contains("other") {
 		t.Fatal("update whose user op panicked left a trace")
 	}
@@ -267,14 +265,22 @@ func TestCustomCodecs(t *testing.T) {
 	collections.NewMap[int, string](f.s, "wrong", collections.WithKeyCodec[string](upperCodec{}))
 }
 
-func TestEncodeFailurePanicsWithErrCodec(t *testing.T) {
+func TestEncodeFailureReturnsErrCodec(t *testing.T) {
 	f := newFixture(t, "a/1", nil)
 	fm := collections.NewMap[string, float64](f.s, "floats")
 	nan := 0.0
 	nan /= nan
-	mustPanicWith(t, collections.ErrCodec, func() {
-		_, _ = f.s.Update(func() error { fm.Put("x", nan); return nil })
+	var putErr error
+	_, err := f.s.Update(func() error {
+		if putErr = fm.Put("x", nan); putErr != nil {
+			return putErr
+		}
+		t.Error("Put of NaN returned nil")
+		return nil
 	})
+	if !errors.Is(putErr, collections.ErrCodec) || err != putErr {
+		t.Fatalf("Put returned %v, Update %v", putErr, err)
+	}
 	if fm.Len() != 0 || f.s.OwnSeq() != 0 {
 		t.Fatal("failed encode left a trace")
 	}

@@ -29,23 +29,33 @@ func NewSet[T comparable](s *Store, name string, opts ...Option) *Set[T] {
 // Name returns the collection's name.
 func (st *Set[T]) Name() string { return st.c.name }
 
-func (st *Set[T]) key(v T) []byte {
+// key encodes v for a mutation.
+func (st *Set[T]) key(v T) ([]byte, error) {
 	b, err := st.kc.Encode(v)
 	if err != nil {
-		panic(fmt.Errorf("%w: set %q element %v: %v", ErrCodec, st.c.name, v, err))
+		return nil, fmt.Errorf("%w: set %q element %v: %v", ErrCodec, st.c.name, v, err)
 	}
-	return b
+	return b, nil
 }
 
-// Add makes v present. Only inside Store.Update.
-func (st *Set[T]) Add(v T) {
-	st.s.mutate(st.c, st.key(v), &tempestpb.Op{Kind: tempestpb.OpKind_OP_SET_ADD})
+func (st *Set[T]) mutate(v T, k tempestpb.OpKind) error {
+	if err := st.s.writable(st.c); err != nil {
+		return err
+	}
+	key, err := st.key(v)
+	if err != nil {
+		return st.s.fail(err)
+	}
+	return st.s.mutate(st.c, key, &tempestpb.Op{Kind: k})
 }
 
-// Remove makes v absent. Only inside Store.Update.
-func (st *Set[T]) Remove(v T) {
-	st.s.mutate(st.c, st.key(v), &tempestpb.Op{Kind: tempestpb.OpKind_OP_SET_REMOVE})
-}
+// Add makes v present. Only inside Store.Update. It returns an error
+// wrapping ErrCodec if v cannot be encoded (see Store.Update).
+func (st *Set[T]) Add(v T) error { return st.mutate(v, tempestpb.OpKind_OP_SET_ADD) }
+
+// Remove makes v absent. Only inside Store.Update. It returns an error
+// wrapping ErrCodec if v cannot be encoded (see Store.Update).
+func (st *Set[T]) Remove(v T) error { return st.mutate(v, tempestpb.OpKind_OP_SET_REMOVE) }
 
 // Contains reports whether v is present (tentative ops included).
 func (st *Set[T]) Contains(v T) bool {

@@ -67,9 +67,11 @@ type Store struct {
 	updateOps []*tempestpb.Op
 	saved     savedState
 
-	applying int // > 0 while a user op's function runs
-	panicOp  *tempestpb.Op
-	panicVal any
+	updateErr error         // first failed mutation of the running Update (sticky)
+	making    *tempestpb.Op // the op mutate is applying, while it does
+	madeErr   error         // why applying making failed (user op panic or codec error)
+	madePanic error         // a user op's ErrReadOnly panic, re-raised by mutate
+	applying  int           // > 0 while a user op's function runs
 
 	stats Stats
 }
@@ -152,13 +154,25 @@ func (s *Store) origin(name string) *originState {
 // applied counters rewound) as if fn had never run, and the error is
 // returned unchanged or the panic continues.
 //
-// Mutations are only allowed inside Update; Update may not be nested.
+// A mutation that cannot be made (a key, value or argument that does not
+// encode, an unknown user op, a user op that panics or whose result does
+// not encode) returns its error to fn and fails the whole Update, even if
+// fn ignores that error: the failure is sticky, later mutations of the
+// same Update are not made (they return the same error), and when fn
+// returns nil Update retracts every op and returns the failure, wrapped
+// (errors.Is finds ErrCodec, ErrUnknownOp, ErrUserOpPanic). An error fn
+// returns itself takes precedence. So one bad request fails its own
+// update and nothing else.
+//
+// Mutations are only allowed inside Update (elsewhere they panic with
+// ErrReadOnly: a programming error, not a bad request); Update may not be
+// nested.
 func (s *Store) Update(fn func() error) (ops []*tempestpb.Op, err error) {
 	if s.inUpdate {
 		return nil, fmt.Errorf("%w: nested Update", ErrInUpdate)
 	}
 	s.inUpdate = true
-	s.updateOps = nil
+	s.updateOps, s.updateErr = nil, nil
 	s.saved = savedState{ownSeq: s.ownSeq, applied: s.applied, self: s.self.clone()}
 	done := false
 	defer func() {
@@ -169,6 +183,9 @@ func (s *Store) Update(fn func() error) (ops []*tempestpb.Op, err error) {
 	}()
 	err = fn()
 	done = true
+	if err == nil && s.updateErr != nil {
+		err = fmt.Errorf("update retracted, a mutation failed: %w", s.updateErr)
+	}
 	if err != nil {
 		s.retract()
 		s.inUpdate = false
@@ -202,35 +219,53 @@ func (s *Store) retract() {
 		c.maybeDrop(it)
 		s.stats.Retracted++
 	}
-	s.updateOps = nil
+	s.updateOps, s.updateErr = nil, nil
 	s.ownSeq, s.applied = s.saved.ownSeq, s.saved.applied
 	*s.self = s.saved.self
-	s.panicOp, s.panicVal = nil, nil
+	s.making, s.madeErr, s.madePanic = nil, nil, nil
 }
 
-// mutate makes a local op on item key of c (fields other than the
-// envelope already set in op) and applies it.
-func (s *Store) mutate(c *collection, key []byte, op *tempestpb.Op) {
+// writable panics with ErrReadOnly unless collection c may be mutated
+// now (inside Update, outside a user op's function); it returns the
+// running Update's sticky error, if a mutation of it already failed.
+func (s *Store) writable(c *collection) error {
 	if !s.inUpdate || s.applying > 0 {
 		panic(fmt.Errorf("%w: %s %q", ErrReadOnly, c.kind, c.name))
 	}
+	return s.updateErr
+}
+
+// fail records err as the running Update's failure (the first one wins)
+// and returns it.
+func (s *Store) fail(err error) error {
+	if s.updateErr == nil {
+		s.updateErr = err
+	}
+	return err
+}
+
+// mutate makes a local op on item key of c (fields other than the
+// envelope already set in op) and applies it. The caller has checked
+// writable. It returns (and records with fail) an error if op is a user
+// op whose function panicked or whose result could not be encoded; the
+// op stays in the history until Update retracts it.
+func (s *Store) mutate(c *collection, key []byte, op *tempestpb.Op) error {
 	ts := s.hlc.Now()
 	s.ownSeq++
 	op.Service, op.Collection, op.Item = s.cfg.Service, c.name, key
 	op.WallMs, op.Logical, op.Origin, op.Seq = ts.WallMs, ts.Logical, s.cfg.Replica, s.ownSeq
 	s.updateOps = append(s.updateOps, op)
-	s.panicOp, s.panicVal = nil, nil
+	s.making, s.madeErr = op, nil
 	s.integrate(c, s.self, op)
-	if s.panicOp == op {
-		// The user op itself panicked: surface it to the handler, whose
-		// Update retracts everything it did.
-		v := s.panicVal
-		s.panicOp, s.panicVal = nil, nil
-		if e, ok := v.(error); ok {
-			panic(fmt.Errorf("collections: user op %q on map %q panicked: %w", op.GetUserOp(), c.name, e))
-		}
-		panic(fmt.Sprintf("collections: user op %q on map %q panicked: %v", op.GetUserOp(), c.name, v))
+	err, p := s.madeErr, s.madePanic
+	s.making, s.madeErr, s.madePanic = nil, nil, nil
+	if p != nil {
+		panic(p)
 	}
+	if err != nil {
+		return s.fail(err)
+	}
+	return nil
 }
 
 // integrate records op as delivered and puts it into its item's history.
