@@ -63,31 +63,73 @@ func mustCall[T any](t *testing.T, n *actors.Node, service, method string, req a
 	return out
 }
 
-// waitConverged waits until every clone of service reports the same digest
-// and applied count, and returns the digest.
+// waitConverged waits until every clone of service is ready and reports
+// the same digest and applied count (see converged), and returns the digest.
 func waitConverged(t *testing.T, n *actors.Node, service string, within time.Duration) string {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		var digests []string
-		var applied []uint64
-		for _, c := range n.Status().Clones {
-			if c.Service == service && c.Ready {
-				digests = append(digests, c.Digest)
-				applied = append(applied, c.Applied)
-			}
-		}
-		same := len(digests) > 0
-		for i := range digests {
-			same = same && digests[i] == digests[0] && applied[i] == applied[0]
-		}
-		if same {
-			return digests[0]
+		clones := n.Status().Clones
+		if digest, ok := converged(clones, service); ok {
+			return digest
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s clones did not converge in %v: digests %v applied %v", service, within, digests, applied)
+			var got []string
+			for _, c := range clones {
+				if c.Service == service {
+					got = append(got, fmt.Sprintf("%s ready=%v digest=%s applied=%d", c.Clone, c.Ready, c.Digest, c.Applied))
+				}
+			}
+			t.Fatalf("%s clones did not converge in %v: %v", service, within, got)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// converged reports whether every clone of service in clones is ready and
+// has the same non-empty digest and applied count, and that digest. A clone
+// that is restarting or behind means not converged: one ready clone
+// agreeing with itself is not convergence.
+func converged(clones []actors.CloneStatus, service string) (string, bool) {
+	var of []actors.CloneStatus
+	for _, c := range clones {
+		if c.Service == service {
+			of = append(of, c)
+		}
+	}
+	if len(of) == 0 {
+		return "", false
+	}
+	for _, c := range of {
+		if !c.Ready || c.Digest == "" || c.Digest != of[0].Digest || c.Applied != of[0].Applied {
+			return "", false
+		}
+	}
+	return of[0].Digest, true
+}
+
+// TestConvergedRequiresEveryClone: the oracle the other tests wait on says
+// "not converged" whenever any clone of the service is not ready or differs.
+func TestConvergedRequiresEveryClone(t *testing.T) {
+	c := func(clone string, ready bool, digest string, applied uint64) actors.CloneStatus {
+		return actors.CloneStatus{Service: "cart", Clone: clone, Ready: ready, Digest: digest, Applied: applied}
+	}
+	other := actors.CloneStatus{Service: "chat", Clone: "chat/1", Ready: false, Digest: "ff", Applied: 9}
+	for name, tc := range map[string]struct {
+		clones []actors.CloneStatus
+		want   bool
+	}{
+		"all equal":                 {[]actors.CloneStatus{c("cart/1", true, "aa", 3), c("cart/2", true, "aa", 3), other}, true},
+		"one ready, one restarting": {[]actors.CloneStatus{c("cart/1", true, "aa", 3), c("cart/2", false, "aa", 3)}, false},
+		"one ready, one behind":     {[]actors.CloneStatus{c("cart/1", false, "", 0), c("cart/2", true, "aa", 3)}, false},
+		"digests differ":            {[]actors.CloneStatus{c("cart/1", true, "aa", 3), c("cart/2", true, "bb", 3)}, false},
+		"applied differ":            {[]actors.CloneStatus{c("cart/1", true, "aa", 3), c("cart/2", true, "aa", 4)}, false},
+		"no digest published":       {[]actors.CloneStatus{c("cart/1", true, "", 0), c("cart/2", true, "", 0)}, false},
+		"no clone of the service":   {[]actors.CloneStatus{other}, false},
+	} {
+		if digest, ok := converged(tc.clones, "cart"); ok != tc.want || ok && digest != "aa" {
+			t.Errorf("%s: converged = %q, %v; want %v", name, digest, ok, tc.want)
+		}
 	}
 }
 
