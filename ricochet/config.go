@@ -59,10 +59,23 @@ type Config struct {
 	// MaxNakSeqs bounds the sequence numbers listed in one NAK or NakMiss
 	// packet; longer lists are split. Default 128; range [1, 1024] (wire limit).
 	MaxNakSeqs int
-	// RetransmitBuffer is the number of most recent packets (fragments)
-	// the sender keeps per group to answer NAKs. Older ones get a NakMiss
-	// and are delivered to receivers as unrecoverable. Default 1024; >= 1.
-	RetransmitBuffer int
+	// RetransmitWindow is how long the sender keeps each packet (fragment)
+	// it sent, to answer NAKs: a packet is kept at least this long unless
+	// RetransmitBytes forces it out earlier. A NAK for a packet no longer
+	// kept is answered by NakMiss and the packet is delivered to the
+	// receiver as unrecoverable. Sized by time, not by a count of packets,
+	// because what must be survived is a pause (a receiver or its machine
+	// stalling for tens of ms, then NAKing) whatever the send rate.
+	// Default 2 s (LAN and WAN); must be > 0.
+	RetransmitWindow time.Duration
+	// RetransmitBytes caps the retransmission buffer of the whole engine
+	// (all groups together), in bytes: each kept packet counts its payload
+	// plus RetransmitPacketOverhead. When sending would exceed the cap, the
+	// oldest packets (of any group) are dropped first, even if younger
+	// than RetransmitWindow. Default 64 MiB, which keeps the full 2 s
+	// window up to about 30 MiB/s sent (e.g. 25,000 packets/s of 1200
+	// bytes); must be >= MaxPayload + RetransmitPacketOverhead.
+	RetransmitBytes int
 
 	// MaxPayload is the largest data payload per packet (fragment), in
 	// bytes; larger messages are fragmented. With the wire codec's default
@@ -128,6 +141,11 @@ type Config struct {
 	TickInterval time.Duration
 }
 
+// RetransmitPacketOverhead is what each packet kept for retransmission
+// counts against Config.RetransmitBytes on top of its payload, in bytes (the
+// packet's own bookkeeping), so a stream of tiny packets is bounded too.
+const RetransmitPacketOverhead = 64
+
 // DefaultConfig returns the LAN defaults (DefaultLANConfig).
 func DefaultConfig() Config { return DefaultLANConfig() }
 
@@ -145,7 +163,8 @@ func DefaultLANConfig() Config {
 		NakRetries:         4,
 		NakRetryInterval:   20 * time.Millisecond,
 		MaxNakSeqs:         128,
-		RetransmitBuffer:   1024,
+		RetransmitWindow:   2 * time.Second,
+		RetransmitBytes:    64 << 20,
 		MaxPayload:         1200,
 		MaxMessageSize:     1 << 20,
 		ReassemblyTimeout:  2 * time.Second,
@@ -198,10 +217,12 @@ func (c Config) Validate() error {
 		return bad("NakRetryInterval", c.NakRetryInterval, "> 0")
 	case c.MaxNakSeqs < 1 || c.MaxNakSeqs > 1024:
 		return bad("MaxNakSeqs", c.MaxNakSeqs, "[1, 1024]")
-	case c.RetransmitBuffer < 1:
-		return bad("RetransmitBuffer", c.RetransmitBuffer, ">= 1")
+	case c.RetransmitWindow <= 0:
+		return bad("RetransmitWindow", c.RetransmitWindow, "> 0")
 	case c.MaxPayload < 1 || c.MaxPayload > 65535:
 		return bad("MaxPayload", c.MaxPayload, "[1, 65535]")
+	case c.RetransmitBytes < c.MaxPayload+RetransmitPacketOverhead:
+		return bad("RetransmitBytes", c.RetransmitBytes, ">= MaxPayload + RetransmitPacketOverhead")
 	case c.MaxMessageSize < 1 || c.MaxMessageSize > 65535*c.MaxPayload:
 		return bad("MaxMessageSize", c.MaxMessageSize, "[1, 65535*MaxPayload]")
 	case c.ReassemblyTimeout <= 0:

@@ -18,8 +18,9 @@ import (
 // of (config, seed, inputs): tests replay it exactly.
 //
 // Sender. Each (group, sender) pair numbers its packets 1, 2, 3, ... (a
-// "stream"). The sender multicasts each packet once, keeps the last
-// Config.RetransmitBuffer of them per group to answer NAKs, and announces
+// "stream"). The sender multicasts each packet once, keeps it for
+// Config.RetransmitWindow (within Config.RetransmitBytes for all groups
+// together) to answer NAKs, and announces
 // its last sequence number (Session) when it goes idle, so receivers see
 // losses at the tail of a burst.
 //
@@ -56,8 +57,10 @@ type Engine struct {
 	cache    payloadCache
 	held     heldRepairs
 	partials partialQueue
-	recoverQ []*Data    // LEC recoveries waiting to be processed (iterative recovery)
-	killQ    []*partial // partial messages to drop (see settle)
+	rtx      fifo[rtxEntry] // every packet kept for retransmission, oldest first (all groups)
+	rtxBytes int            // what rtx counts against RetransmitBytes
+	recoverQ []*Data        // LEC recoveries waiting to be processed (iterative recovery)
+	killQ    []*partial     // partial messages to drop (see settle)
 
 	membershipChanged bool
 	stats             Stats
@@ -170,6 +173,8 @@ type Stats struct {
 	DataBytesSent   uint64
 	Retransmissions uint64 // data packets re-sent in answer to NAKs
 	NakMissSent     uint64 // NakMiss packets sent (packets gone from the buffer)
+	NakMisses       uint64 // NAKed seqs the sender could not serve (gone from the buffer), listed in those NakMiss packets
+	RetransmitHeld  uint64 // packets currently kept for retransmission (gauge)
 	SessionsSent    uint64
 
 	// Receiver side.
@@ -241,6 +246,7 @@ func (e *Engine) Stats() Stats {
 	}
 	s.PendingMissing = uint64(n)
 	s.PendingHeldRepairs = uint64(e.held.live)
+	s.RetransmitHeld = uint64(e.rtx.len())
 	return s
 }
 
@@ -259,18 +265,54 @@ type sendStream struct {
 	announced   uint64    // LastSeq of the last Session sent
 	lastSend    time.Time // time of the last original send
 	lastSession time.Time
-	buf         []*Data // ring: seq s at buf[s % len]
+	// buf holds the packets kept for retransmission: seqs first..last,
+	// consecutive (the engine drops them oldest first, see evictRetransmit).
+	buf   fifo[*Data]
+	first uint64
 }
 
 func (s *sendStream) lookup(seq uint64) *Data {
-	if len(s.buf) == 0 || seq == 0 || seq > s.last {
+	if seq < s.first || seq > s.last || s.buf.len() == 0 {
 		return nil
 	}
-	d := s.buf[seq%uint64(len(s.buf))]
-	if d == nil || d.ID.Seq != seq {
-		return nil
+	return s.buf.at(int(seq - s.first))
+}
+
+// rtxEntry is one packet in the engine-wide retransmission queue.
+type rtxEntry struct {
+	g    GroupID
+	at   time.Time // when it was sent
+	size int       // payload + RetransmitPacketOverhead
+}
+
+// keepForRetransmit adds a packet just sent to the retransmission buffer.
+func (e *Engine) keepForRetransmit(now time.Time, ss *sendStream, d *Data) {
+	if ss.buf.len() == 0 {
+		ss.first = d.ID.Seq
 	}
-	return d
+	ss.buf.push(d)
+	size := len(d.Payload) + RetransmitPacketOverhead
+	e.rtx.push(rtxEntry{g: d.ID.Group, at: now, size: size})
+	e.rtxBytes += size
+}
+
+// evictRetransmit drops the oldest kept packets while the buffer is over
+// RetransmitBytes or they were sent more than RetransmitWindow ago. The
+// engine-wide queue is in send order, so its front is also the front of
+// its group's buffer.
+func (e *Engine) evictRetransmit(now time.Time) {
+	horizon := now.Add(-e.cfg.RetransmitWindow)
+	for e.rtx.len() > 0 {
+		old := e.rtx.front()
+		if e.rtxBytes <= e.cfg.RetransmitBytes && !old.at.Before(horizon) {
+			return
+		}
+		e.rtx.pop()
+		e.rtxBytes -= old.size
+		ss := e.senders[old.g]
+		ss.buf.pop()
+		ss.first++
+	}
 }
 
 // SetGroup sets the members of group g (self included when this node is a
@@ -355,7 +397,7 @@ func (e *Engine) Send(now time.Time, g GroupID, payload []byte) (Output, error) 
 		if d.Payload == nil {
 			d.Payload = []byte{}
 		}
-		ss.buf[ss.last%uint64(len(ss.buf))] = d
+		e.keepForRetransmit(now, ss, d)
 		e.stats.DataSent++
 		e.stats.DataBytesSent += uint64(len(d.Payload))
 		if len(grp.others) > 0 {
@@ -364,13 +406,14 @@ func (e *Engine) Send(now time.Time, g GroupID, payload []byte) (Output, error) 
 		}
 	}
 	ss.lastSend = now
+	e.evictRetransmit(now)
 	return e.flushOutput(), nil
 }
 
 func (e *Engine) sendStream(g GroupID) *sendStream {
 	ss := e.senders[g]
 	if ss == nil {
-		ss = &sendStream{buf: make([]*Data, e.cfg.RetransmitBuffer)}
+		ss = &sendStream{first: 1}
 		e.senders[g] = ss
 	}
 	return ss
@@ -410,6 +453,7 @@ func (e *Engine) Step(now time.Time, p *Packet) Output {
 // Config.TickInterval or so; now must not go backwards.
 func (e *Engine) Tick(now time.Time) Output {
 	e.flushBins(now)
+	e.evictRetransmit(now)
 	e.tickNaks(now)
 	e.tickSessions(now)
 	e.held.expire(e, now)
@@ -475,6 +519,7 @@ func (e *Engine) onNak(from NodeID, nk *Nak) {
 	for len(miss) > 0 {
 		n := min(len(miss), e.cfg.MaxNakSeqs)
 		e.stats.NakMissSent++
+		e.stats.NakMisses += uint64(n)
 		e.out.Unicasts = append(e.out.Unicasts, Unicast{To: from, Packet: &Packet{Kind: KindNakMiss, From: e.self,
 			NakMiss: &NakMiss{Group: nk.Group, Sender: e.self, Seqs: slices.Clone(miss[:n])}}})
 		miss = miss[n:]
@@ -506,4 +551,33 @@ func mergeRanges(rs []PacketRange) []PacketRange {
 		out = append(out, r)
 	}
 	return out
+}
+
+// fifo is a queue on a slice: push at the back, pop at the front, indexed
+// access from the front. Amortized O(1); the slice is compacted when more
+// than half of it is popped space.
+type fifo[T any] struct {
+	buf  []T
+	head int
+}
+
+func (q *fifo[T]) len() int   { return len(q.buf) - q.head }
+func (q *fifo[T]) push(v T)   { q.buf = append(q.buf, v) }
+func (q *fifo[T]) front() T   { return q.buf[q.head] }
+func (q *fifo[T]) at(i int) T { return q.buf[q.head+i] }
+
+func (q *fifo[T]) pop() T {
+	v := q.buf[q.head]
+	var zero T
+	q.buf[q.head] = zero
+	q.head++
+	switch {
+	case q.head == len(q.buf):
+		q.buf, q.head = q.buf[:0], 0
+	case q.head >= 256 && 2*q.head >= len(q.buf):
+		n := copy(q.buf, q.buf[q.head:])
+		clear(q.buf[n:])
+		q.buf, q.head = q.buf[:n], 0
+	}
+	return v
 }

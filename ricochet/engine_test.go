@@ -29,7 +29,8 @@ func TestConfigValidate(t *testing.T) {
 		"NakRetries=0":          func(c *Config) { c.NakRetries = 0 },
 		"NakRetryInterval<0":    func(c *Config) { c.NakRetryInterval = -1 },
 		"MaxNakSeqs=2000":       func(c *Config) { c.MaxNakSeqs = 2000 },
-		"RetransmitBuffer=0":    func(c *Config) { c.RetransmitBuffer = 0 },
+		"RetransmitWindow=0":    func(c *Config) { c.RetransmitWindow = 0 },
+		"RetransmitBytes<1pkt":  func(c *Config) { c.RetransmitBytes = c.MaxPayload + RetransmitPacketOverhead - 1 },
 		"MaxPayload=0":          func(c *Config) { c.MaxPayload = 0 },
 		"MaxPayload=70000":      func(c *Config) { c.MaxPayload = 70000 },
 		"MaxMessageSize=0":      func(c *Config) { c.MaxMessageSize = 0 },
@@ -317,7 +318,8 @@ func TestHeldRepairsBounded(t *testing.T) {
 func TestNakAnsweredFromBufferOrNakMiss(t *testing.T) {
 	seed := engSeed(t, 8)
 	cfg := DefaultConfig()
-	cfg.RetransmitBuffer = 4
+	cfg.MaxPayload, cfg.MaxMessageSize = 16, 16
+	cfg.RetransmitBytes = 4 * (1 + RetransmitPacketOverhead) // four 1-byte packets
 	a := engNew(t, cfg, 1, seed)
 	b := engNew(t, cfg, 2, seed)
 	a.SetGroup(1, []NodeID{1, 2})

@@ -350,7 +350,8 @@ func addStats(a, b Stats) Stats {
 	return Stats{
 		MessagesSent: a.MessagesSent + b.MessagesSent, DataSent: a.DataSent + b.DataSent,
 		DataBytesSent: a.DataBytesSent + b.DataBytesSent, Retransmissions: a.Retransmissions + b.Retransmissions,
-		NakMissSent: a.NakMissSent + b.NakMissSent, SessionsSent: a.SessionsSent + b.SessionsSent,
+		NakMissSent: a.NakMissSent + b.NakMissSent, NakMisses: a.NakMisses + b.NakMisses,
+		RetransmitHeld: a.RetransmitHeld + b.RetransmitHeld, SessionsSent: a.SessionsSent + b.SessionsSent,
 		DataReceived: a.DataReceived + b.DataReceived, DataBytesReceived: a.DataBytesReceived + b.DataBytesReceived,
 		Duplicates: a.Duplicates + b.Duplicates, MessagesDelivered: a.MessagesDelivered + b.MessagesDelivered,
 		LossesDetected: a.LossesDetected + b.LossesDetected, RecoveredLEC: a.RecoveredLEC + b.RecoveredLEC,

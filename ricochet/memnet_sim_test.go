@@ -227,10 +227,10 @@ func TestSimUnrecoverableWhenBufferDropped(t *testing.T) {
 	seed := engSeed(t, 26)
 	cfg := DefaultConfig()
 	cfg.DisableLEC = true
-	cfg.RetransmitBuffer = 8
+	cfg.RetransmitWindow = engMs(8) // 8 packets at one per ms
 	lost := PacketID{1, 1, 2}
 	// Node 2's first NAKs are lost too: by the time one gets through, the
-	// sender has sent 20 more packets and its 8-packet buffer no longer
+	// sender has sent 20 more packets and its 8 ms buffer no longer
 	// holds packet 2.
 	drop := func(from, to NodeID, p *Packet) bool {
 		if from == 2 && p.Kind == KindNak && p.Nak != nil && slices.Contains(p.Nak.Seqs, lost.Seq) {
@@ -382,7 +382,8 @@ func TestSimExactlyOnceProperty(t *testing.T) {
 		cfg.StaggerShuffle = rapid.Bool().Draw(rt, "shuffle")
 		cfg.DisableLEC = rapid.IntRange(0, 4).Draw(rt, "lec") == 0
 		cfg.MaxPayload = rapid.SampledFrom([]int{64, 300, 1200}).Draw(rt, "maxPayload")
-		cfg.RetransmitBuffer = rapid.SampledFrom([]int{16, 1024}).Draw(rt, "rtxBuffer")
+		cfg.RetransmitWindow = rapid.SampledFrom([]time.Duration{engMs(5), 2 * time.Second}).Draw(rt, "rtxWindow")
+		cfg.RetransmitBytes = rapid.SampledFrom([]int{cfg.MaxPayload + RetransmitPacketOverhead, 64 << 20}).Draw(rt, "rtxBytes")
 		cfg.NakRetries = rapid.IntRange(1, 4).Draw(rt, "nakRetries")
 		// A loss at the tail of a stream is revealed only by a Session; on
 		// this very lossy network several may be lost in a row, so repeat

@@ -566,6 +566,7 @@ func runMode(cfg benchConfig, lec bool, stderr io.Writer) (modeResult, error) {
 	r.RecoveredNAK = uint64(len(t.nak))
 	r.Lost = t.lost
 	r.Unrecovered = t.unrecovered
+	r.NakMisses = es.NakMisses
 	r.EarlyLEC, r.EarlyNAK, r.ArrivedUndelivered = t.lecEarly, t.nakEarly, t.undelivered
 	if r.Lost > 0 {
 		r.LECShare = float64(r.RecoveredLEC) / float64(r.Lost)
@@ -607,7 +608,7 @@ func runMode(cfg benchConfig, lec bool, stderr io.Writer) (modeResult, error) {
 	r.Engine = engineSummary{
 		LossesDetected: es.LossesDetected, RecoveredLEC: es.RecoveredLEC, RecoveredNAK: es.RecoveredNAK,
 		Unrecoverable: es.Unrecoverable, NaksSent: es.NaksSent, NakSeqsSent: es.NakSeqsSent,
-		Retransmissions: es.Retransmissions, RepairsSent: es.RepairsSent, RepairsReceived: es.RepairsReceived,
+		Retransmissions: es.Retransmissions, NakMisses: es.NakMisses, NakMissReceived: es.NakMissReceived, RepairsSent: es.RepairsSent, RepairsReceived: es.RepairsReceived,
 		RepairsUseless: es.RepairsUseless, RepairsUnusable: es.RepairsUnusable, RepairsHeld: es.RepairsHeld,
 		RepairsExpired: es.RepairsExpired, RepairsFlushed: es.RepairsFlushed, Duplicates: es.Duplicates, LateDirect: es.LateDirect,
 	}
@@ -644,6 +645,8 @@ func addEngineStats(sum *ricochet.Stats, s ricochet.Stats) {
 	sum.NaksSent += s.NaksSent
 	sum.NakSeqsSent += s.NakSeqsSent
 	sum.Retransmissions += s.Retransmissions
+	sum.NakMisses += s.NakMisses
+	sum.NakMissReceived += s.NakMissReceived
 	sum.RepairsSent += s.RepairsSent
 	sum.RepairsReceived += s.RepairsReceived
 	sum.RepairsUseless += s.RepairsUseless

@@ -75,9 +75,13 @@ type modeResult struct {
 	RecoveredLEC uint64 `json:"recovered_lec"`
 	RecoveredNAK uint64 `json:"recovered_nak"`
 	Unrecovered  uint64 `json:"unrecovered"`
-	Duplicates   uint64 `json:"duplicates"`
-	EarlyLEC     uint64 `json:"early_lec"`
-	EarlyNAK     uint64 `json:"early_nak"`
+	// NakMisses: NAKed packets the senders could no longer serve (gone
+	// from their retransmission buffers; answered by NakMiss), summed
+	// over nodes. Each is a loss the receiver declares unrecoverable.
+	NakMisses  uint64 `json:"nak_misses"`
+	Duplicates uint64 `json:"duplicates"`
+	EarlyLEC   uint64 `json:"early_lec"`
+	EarlyNAK   uint64 `json:"early_nak"`
 	// ArrivedUndelivered: original datagram reached the node, never delivered.
 	ArrivedUndelivered uint64  `json:"arrived_undelivered"`
 	LECShare           float64 `json:"lec_share"` // recovered_lec / lost
@@ -129,6 +133,8 @@ type engineSummary struct {
 	NaksSent        uint64 `json:"naks_sent"`
 	NakSeqsSent     uint64 `json:"nak_seqs_sent"`
 	Retransmissions uint64 `json:"retransmissions"`
+	NakMisses       uint64 `json:"nak_misses"`        // NAKed seqs senders no longer had
+	NakMissReceived uint64 `json:"nak_miss_received"` // seqs receivers were told are gone
 	RepairsSent     uint64 `json:"repairs_sent"`
 	RepairsReceived uint64 `json:"repairs_received"`
 	RepairsUseless  uint64 `json:"repairs_useless"`
@@ -202,6 +208,7 @@ func writeText(w io.Writer, r *benchReport) {
 	row("recovered by LEC", func(m *modeResult) string { return u(m.RecoveredLEC) })
 	row("recovered by NAK", func(m *modeResult) string { return u(m.RecoveredNAK) })
 	row("unrecovered", func(m *modeResult) string { return u(m.Unrecovered) })
+	row("NAK misses (sender lacked)", func(m *modeResult) string { return u(m.NakMisses) })
 	row("not lost, LEC beat direct", func(m *modeResult) string { return u(m.EarlyLEC) })
 	row("not lost, NAK beat direct", func(m *modeResult) string { return u(m.EarlyNAK) })
 	row("arrived, never delivered", func(m *modeResult) string { return u(m.ArrivedUndelivered) })
