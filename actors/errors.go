@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+
+	"github.com/tempestrt/tempest/collections"
 )
 
 // Errors returned by the runtime. The gateway maps each to an HTTP status and
@@ -54,4 +56,12 @@ var knownErrors = []struct {
 	{ErrNodeStopped, http.StatusServiceUnavailable, "node_stopped"},
 	{ErrChaosDisabled, http.StatusForbidden, "chaos_disabled"},
 	{ErrPersistenceFailed, http.StatusInternalServerError, "persistence_failed"},
+	// A mutation the update handler could not make (Store.Update failed
+	// and retracted the update), unless the handler returned its own
+	// *Error: a value that does not encode, an unregistered user op, a
+	// user op that panicked. A bug in the service, triggered by this
+	// request only: the clone keeps serving.
+	{collections.ErrCodec, http.StatusInternalServerError, "codec_error"},
+	{collections.ErrUnknownOp, http.StatusInternalServerError, "unknown_user_op"},
+	{collections.ErrUserOpPanic, http.StatusInternalServerError, "user_op_panic"},
 }

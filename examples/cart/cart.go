@@ -97,14 +97,18 @@ func Service() *actors.Service {
 			if r.Qty <= 0 || r.Qty > MaxQty {
 				return View{}, actors.BadRequest("qty must be in [1, %d], got %d", MaxQty, r.Qty)
 			}
-			carts.Do(r.User, "add", addArgs{Item: r.Item, Qty: r.Qty})
+			if err := carts.Do(r.User, "add", addArgs{Item: r.Item, Qty: r.Qty}); err != nil {
+				return View{}, err
+			}
 			return view(r.User), nil
 		})
 		actors.Update(b, "remove", func(_ *actors.Ctx, r RemoveRequest) (View, error) {
 			if err := checkNames(r.User, r.Item); err != nil {
 				return View{}, err
 			}
-			carts.Do(r.User, "remove", removeArgs{Item: r.Item})
+			if err := carts.Do(r.User, "remove", removeArgs{Item: r.Item}); err != nil {
+				return View{}, err
+			}
 			return view(r.User), nil
 		})
 		actors.Query(b, "get", func(_ *actors.Ctx, r GetRequest) (View, error) {

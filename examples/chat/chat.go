@@ -89,14 +89,18 @@ func Service() *actors.Service {
 			if err := checkUser(r.User); err != nil {
 				return Members{}, err
 			}
-			members.Add(r.User)
+			if err := members.Add(r.User); err != nil {
+				return Members{}, err
+			}
 			return Members{Members: memberList()}, nil
 		})
 		actors.Update(b, "leave", func(_ *actors.Ctx, r UserRequest) (Members, error) {
 			if err := checkUser(r.User); err != nil {
 				return Members{}, err
 			}
-			members.Remove(r.User)
+			if err := members.Remove(r.User); err != nil {
+				return Members{}, err
+			}
 			return Members{Members: memberList()}, nil
 		})
 		actors.Update(b, "post", func(_ *actors.Ctx, r PostRequest) (Posted, error) {
@@ -109,7 +113,9 @@ func Service() *actors.Service {
 			if !members.Contains(r.User) {
 				return Posted{}, actors.Errorf(403, "not_a_member", "%s has not joined the room", r.User)
 			}
-			messages.Append(Message{User: r.User, Text: r.Text, AtMs: time.Now().UnixMilli()})
+			if err := messages.Append(Message{User: r.User, Text: r.Text, AtMs: time.Now().UnixMilli()}); err != nil {
+				return Posted{}, err
+			}
 			return Posted{Index: messages.Len() - 1}, nil
 		},
 			// The membership check must see a join acknowledged on another
