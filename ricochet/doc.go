@@ -17,15 +17,17 @@
 //     authenticated with HMAC-SHA256 (truncated to 16 bytes) under a shared
 //     cluster key with key rotation; decoding failures are counted per reason
 //     and never panic (fuzzed).
-//   - Transports: UDPTransport (udp.go; IP multicast where a group has an
-//     address, unicast fan-out otherwise, recvmmsg/sendmmsg batching) and, for
-//     tests and simulation only, MemNetwork and the deterministic Sim
-//     (memnet*.go) with seeded faults: i.i.d. and Gilbert–Elliott loss, delay,
-//     reordering, duplication, partitions.
+//   - Transport: UDPTransport (udp.go; IP multicast where a group has an
+//     address, unicast fan-out otherwise, recvmmsg/sendmmsg batching).
 //   - Node (node.go): a goroutine shell that owns an Engine and a Transport.
+//
+// Test and simulation code lives in package ricochettest: the in-memory
+// transport (MemNetwork), the deterministic simulation (Sim) with seeded
+// faults (i.i.d. and Gilbert–Elliott loss, delay, reordering, duplication,
+// partitions, node pauses) and the load harness (SimulateLoad).
 //
 // Figures: `go run ./cmd/tempest-bench ricochet` measures LEC+NAK against a
 // NAK-only baseline over UDP loopback in one run; `go test -bench
-// BenchmarkRecoveryTargets ./ricochet` reproduces the issue's targets in the
-// deterministic simulation.
+// BenchmarkRecoveryTargets ./ricochet/ricochettest` reproduces the issue's
+// targets in the deterministic simulation.
 package ricochet

@@ -1,10 +1,8 @@
 package ricochet
 
 import (
-	"fmt"
 	"math/rand/v2"
 	"os"
-	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -29,7 +27,8 @@ func engSeed(t testing.TB, seed uint64) uint64 {
 	return seed
 }
 
-var engT0 = SimEpoch
+// engT0 is the engine tests' time origin (the simulation epoch of ricochettest).
+var engT0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // skipUnderRace skips a heavy single-threaded simulation test under -race.
 func skipUnderRace(t testing.TB) {
@@ -93,120 +92,4 @@ func engNaks(o Output) []*Nak {
 		}
 	}
 	return ns
-}
-
-// cluster is a Sim with recorders of deliveries and unrecoverable ranges.
-type simCluster struct {
-	t     testing.TB
-	sim   *Sim
-	ids   []NodeID
-	got   map[NodeID][]simDelivery
-	lost  map[NodeID][]PacketRange
-	sends map[PacketID][]byte // first fragment -> message
-}
-
-type simDelivery struct {
-	Delivery
-	at time.Time
-}
-
-func simNewCluster(t testing.TB, seed uint64, n int, cfg Config, faults FaultConfig) *simCluster {
-	t.Helper()
-	sim, err := NewSim(seed, faults)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &simCluster{t: t, sim: sim, got: map[NodeID][]simDelivery{}, lost: map[NodeID][]PacketRange{}, sends: map[PacketID][]byte{}}
-	for i := 1; i <= n; i++ {
-		if _, err := sim.AddNode(NodeID(i), cfg); err != nil {
-			t.Fatal(err)
-		}
-		c.ids = append(c.ids, NodeID(i))
-	}
-	sim.OnDeliver = func(node NodeID, d Delivery, at time.Time) { c.got[node] = append(c.got[node], simDelivery{d, at}) }
-	sim.OnUnrecoverable = func(node NodeID, r PacketRange, at time.Time) { c.lost[node] = append(c.lost[node], r) }
-	return c
-}
-
-// send makes from send a message and returns the ID of its first fragment.
-func (c *simCluster) send(from NodeID, g GroupID, payload []byte) PacketID {
-	c.t.Helper()
-	out, err := c.sim.Send(from, g, payload)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	if len(out.Multicasts) == 0 {
-		c.t.Fatalf("send produced no multicast")
-	}
-	id := out.Multicasts[0].Packet.Data.ID
-	c.sends[id] = slices.Clone(payload)
-	return id
-}
-
-// sendN sends n messages of size bytes from `from` to g, every gap.
-func (c *simCluster) sendN(from NodeID, g GroupID, n, size int, gap time.Duration) []PacketID {
-	var ids []PacketID
-	for i := range n {
-		p := make([]byte, size)
-		for j := range p {
-			p[j] = byte(i*17 + j + int(from))
-		}
-		ids = append(ids, c.send(from, g, p))
-		c.sim.Run(gap)
-	}
-	return ids
-}
-
-// delivery returns node's deliveries of message id.
-func (c *simCluster) deliveries(node NodeID, id PacketID) []simDelivery {
-	var out []simDelivery
-	for _, d := range c.got[node] {
-		if d.ID == id {
-			out = append(out, d)
-		}
-	}
-	return out
-}
-
-// mustDeliverOnce checks that node delivered message id exactly once with
-// the payload sent, and returns that delivery.
-func (c *simCluster) mustDeliverOnce(node NodeID, id PacketID) simDelivery {
-	c.t.Helper()
-	ds := c.deliveries(node, id)
-	if len(ds) != 1 {
-		c.t.Fatalf("node %d delivered %v %d times, want 1", node, id, len(ds))
-	}
-	if want, ok := c.sends[id]; ok && string(want) != string(ds[0].Payload) {
-		c.t.Fatalf("node %d delivered %v with a wrong payload", node, id)
-	}
-	return ds[0]
-}
-
-func (c *simCluster) isLost(node NodeID, id PacketID) bool {
-	for _, r := range c.lost[node] {
-		if r.Contains(id) {
-			return true
-		}
-	}
-	return false
-}
-
-func (c *simCluster) stats(node NodeID) Stats { return c.sim.Engine(node).Stats() }
-
-func simNodes(n int) []NodeID {
-	ids := make([]NodeID, n)
-	for i := range ids {
-		ids[i] = NodeID(i + 1)
-	}
-	return ids
-}
-
-func simDropData(to NodeID, ids ...PacketID) func(from, dst NodeID, p *Packet) bool {
-	return func(from, dst NodeID, p *Packet) bool {
-		return dst == to && p.Kind == KindData && !p.Data.Retransmit && slices.Contains(ids, p.Data.ID)
-	}
-}
-
-func (r simDelivery) String() string {
-	return fmt.Sprintf("%v via %v latency %v", r.ID, r.Via, r.Latency)
 }

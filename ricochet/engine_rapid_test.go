@@ -79,7 +79,7 @@ func TestEngineArbitraryInput(t *testing.T) {
 			return PacketID{Group: GroupID(rapid.IntRange(1, 3).Draw(t, "g")), Sender: NodeID(rapid.IntRange(1, 4).Draw(t, "s")), Seq: seqGen.Draw(t, "seq")}
 		})
 		payloadGen := rapid.SliceOfN(rapid.Byte(), 0, 16)
-		now := SimEpoch
+		now := engT0
 		delivered := map[PacketID]bool{}
 		lostSeq := map[PacketID]bool{}
 		record := func(o Output) {

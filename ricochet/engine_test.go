@@ -3,6 +3,7 @@ package ricochet
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -494,27 +495,6 @@ func TestMalformedPacketsIgnored(t *testing.T) {
 	e.Step(engT0, nil)
 }
 
-// Every run is a function of the seed.
-func TestSimulationDeterministic(t *testing.T) {
-	skipUnderRace(t)
-	seed := engSeed(t, 14)
-	spec := LoadSpec{Seed: seed, Nodes: 5, Groups: 3, GroupSize: 4, SendersPerGroup: 2, Messages: 600, PayloadSize: 1500,
-		Faults: FaultConfig{Loss: 0.03, Delay: engMs(0.1), Jitter: engMs(0.2), Duplicate: 0.01}}
-	a, err := SimulateLoad(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := SimulateLoad(spec)
-	if a.String() != b.String() || a.Engine != b.Engine {
-		t.Fatalf("two runs of seed %d differ:\n%v\n%v", seed, a, b)
-	}
-	spec.Seed++
-	c, _ := SimulateLoad(spec)
-	if c.Engine == a.Engine {
-		t.Fatal("different seeds gave identical runs")
-	}
-}
-
 // Reassembly memory is bounded: partial messages beyond MaxReassemblyBytes
 // (oldest first) and older than ReassemblyTimeout are dropped, and their
 // missing fragments reported unrecoverable so the message is accounted for.
@@ -600,5 +580,28 @@ func TestDepartedSenderRemembered(t *testing.T) {
 	}
 	if b.Stats().DroppedNotMember != 2 {
 		t.Fatalf("stats %+v", b.Stats())
+	}
+}
+
+// Regions: the members sharing exactly the same groups with a node.
+func TestRegionsComputed(t *testing.T) {
+	seed := engSeed(t, 23)
+	e := engNew(t, DefaultConfig(), 1, seed)
+	e.SetGroup(10, []NodeID{1, 2, 3, 5})
+	e.SetGroup(20, []NodeID{1, 3, 4, 5})
+	e.SetGroup(30, []NodeID{2, 6}) // not a member: no effect
+	got := e.Regions()
+	want := [][]NodeID{{3, 5}, {2}, {4}} // key order: "10,20", "10", "20"
+	slices.SortFunc(got, func(a, b []NodeID) int { return int(a[0]) - int(b[0]) })
+	slices.SortFunc(want, func(a, b []NodeID) int { return int(a[0]) - int(b[0]) })
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("regions %v, want %v", got, want)
+	}
+	// Two groups with the same members form one region.
+	e2 := engNew(t, DefaultConfig(), 1, seed)
+	e2.SetGroup(1, []NodeID{1, 2, 3})
+	e2.SetGroup(2, []NodeID{1, 2, 3})
+	if r := e2.Regions(); len(r) != 1 || !slices.Equal(r[0], []NodeID{2, 3}) {
+		t.Fatalf("regions %v", r)
 	}
 }

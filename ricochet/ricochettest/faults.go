@@ -1,9 +1,11 @@
-package ricochet
+package ricochettest
 
 import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"github.com/tempestrt/tempest/ricochet"
 )
 
 // FaultConfig describes the network misbehaviour injected by the in-memory
@@ -34,7 +36,7 @@ type FaultConfig struct {
 	Duplicate float64
 	// Drop, when set, is asked about every copy first; returning true
 	// drops it. A deterministic hook for tests ("lose exactly these").
-	Drop func(from, to NodeID, p *Packet) bool
+	Drop func(from, to ricochet.NodeID, p *ricochet.Packet) bool
 }
 
 // GilbertElliott is a two-state loss model: in the good state a copy is
@@ -60,7 +62,7 @@ func (g GilbertElliott) MeanLoss() float64 {
 func (f FaultConfig) Validate() error {
 	prob := func(name string, p float64) error {
 		if p < 0 || p > 1 || p != p {
-			return fmt.Errorf("%w: fault %s = %v, want [0, 1]", ErrInvalidConfig, name, p)
+			return fmt.Errorf("%w: fault %s = %v, want [0, 1]", ricochet.ErrInvalidConfig, name, p)
 		}
 		return nil
 	}
@@ -84,7 +86,7 @@ func (f FaultConfig) Validate() error {
 		}
 	}
 	if f.Delay < 0 || f.Jitter < 0 || f.ReorderDelay < 0 {
-		return fmt.Errorf("%w: negative fault delay", ErrInvalidConfig)
+		return fmt.Errorf("%w: negative fault delay", ricochet.ErrInvalidConfig)
 	}
 	return nil
 }
@@ -101,7 +103,7 @@ type FaultStats struct {
 	DroppedData uint64
 }
 
-type link struct{ from, to NodeID }
+type link struct{ from, to ricochet.NodeID }
 
 // faultModel applies a FaultConfig. Not safe for concurrent use (the
 // MemNetwork guards it with its mutex; the Sim is single-threaded).
@@ -109,7 +111,7 @@ type faultModel struct {
 	cfg   FaultConfig
 	rng   *rand.Rand
 	bad   map[link]bool // Gilbert–Elliott state per link
-	side  map[NodeID]int
+	side  map[ricochet.NodeID]int
 	stats FaultStats
 }
 
@@ -119,8 +121,8 @@ func newFaultModel(cfg FaultConfig, rng *rand.Rand) *faultModel {
 
 // partition splits the nodes into sides: nodes in different sets cannot
 // exchange packets; nodes not listed form one more side together.
-func (f *faultModel) partition(sets [][]NodeID) {
-	f.side = make(map[NodeID]int)
+func (f *faultModel) partition(sets [][]ricochet.NodeID) {
+	f.side = make(map[ricochet.NodeID]int)
 	for i, s := range sets {
 		for _, n := range s {
 			f.side[n] = i + 1
@@ -132,7 +134,7 @@ func (f *faultModel) heal() { f.side = nil }
 
 // plan decides the fate of one copy: the delays after which it is
 // delivered (none: dropped; two: duplicated).
-func (f *faultModel) plan(from, to NodeID, p *Packet, dst []time.Duration) []time.Duration {
+func (f *faultModel) plan(from, to ricochet.NodeID, p *ricochet.Packet, dst []time.Duration) []time.Duration {
 	f.stats.Copies++
 	if f.side != nil && f.side[from] != f.side[to] {
 		f.stats.Partitioned++
@@ -158,7 +160,7 @@ func (f *faultModel) plan(from, to NodeID, p *Packet, dst []time.Duration) []tim
 	}
 	if lost {
 		f.stats.Dropped++
-		if p.Kind == KindData && p.Data != nil && !p.Data.Retransmit {
+		if p.Kind == ricochet.KindData && p.Data != nil && !p.Data.Retransmit {
 			f.stats.DroppedData++
 		}
 		return dst

@@ -1,4 +1,4 @@
-package ricochet
+package ricochettest
 
 import (
 	"bytes"
@@ -8,6 +8,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"time"
+
+	"github.com/tempestrt/tempest/ricochet"
 )
 
 // LoadSpec describes a simulated workload for SimulateLoad: nodes in
@@ -41,7 +43,7 @@ type LoadSpec struct {
 	// Faults is the network model.
 	Faults FaultConfig
 	// Config is every node's engine configuration; the zero value means DefaultConfig().
-	Config Config
+	Config ricochet.Config
 }
 
 func (s *LoadSpec) defaults() {
@@ -74,7 +76,7 @@ func (s *LoadSpec) defaults() {
 		s.Drain = 3 * time.Second
 	}
 	if s.Config.R == 0 {
-		s.Config = DefaultConfig()
+		s.Config = ricochet.DefaultConfig()
 	}
 }
 
@@ -94,11 +96,8 @@ func latencyStats(ds []time.Duration) LatencyStats {
 	for _, d := range ds {
 		sum += d
 	}
-	q := func(p float64) time.Duration {
-		i := int(math.Ceil(p*float64(len(ds)))) - 1
-		return ds[max(0, min(i, len(ds)-1))]
-	}
-	return LatencyStats{N: len(ds), Mean: sum / time.Duration(len(ds)), P50: q(0.50), P90: q(0.90), P99: q(0.99), Max: ds[len(ds)-1]}
+	return LatencyStats{N: len(ds), Mean: sum / time.Duration(len(ds)),
+		P50: Percentile(ds, 0.50), P90: Percentile(ds, 0.90), P99: Percentile(ds, 0.99), Max: ds[len(ds)-1]}
 }
 
 func (l LatencyStats) String() string {
@@ -113,16 +112,16 @@ func (l LatencyStats) String() string {
 // correct protocol.
 type LoadReport struct {
 	Spec                LoadSpec
-	Messages            int    // messages sent
-	Expected            uint64 // (message, receiver) pairs that should be delivered
-	Delivered           uint64 // pairs delivered exactly once
-	DuplicateDeliveries uint64 // extra deliveries of a pair
-	ReportedLost        uint64 // pairs not delivered and reported unrecoverable
-	Vanished            uint64 // pairs neither delivered nor reported
-	DeliveredAndLost    uint64 // pairs both delivered and reported
-	Corrupt             uint64 // deliveries whose payload differs from what was sent
-	DataLosses          uint64 // original data copies dropped by the network
-	Engine              Stats  // summed over all nodes
+	Messages            int            // messages sent
+	Expected            uint64         // (message, receiver) pairs that should be delivered
+	Delivered           uint64         // pairs delivered exactly once
+	DuplicateDeliveries uint64         // extra deliveries of a pair
+	ReportedLost        uint64         // pairs not delivered and reported unrecoverable
+	Vanished            uint64         // pairs neither delivered nor reported
+	DeliveredAndLost    uint64         // pairs both delivered and reported
+	Corrupt             uint64         // deliveries whose payload differs from what was sent
+	DataLosses          uint64         // original data copies dropped by the network
+	Engine              ricochet.Stats // summed over all nodes
 	Faults              FaultStats
 
 	// LECShare is the share of losses recovered by LEC:
@@ -163,8 +162,8 @@ func (r LoadReport) String() string {
 
 // loadMsg is one message of the workload.
 type loadMsg struct {
-	group  GroupID
-	sender NodeID
+	group  ricochet.GroupID
+	sender ricochet.NodeID
 	first  uint64 // seq of its first fragment
 	last   uint64
 	sentAt time.Time
@@ -194,21 +193,21 @@ func SimulateLoad(spec LoadSpec) (LoadReport, error) {
 		return rep, err
 	}
 	rng := rand.New(rand.NewPCG(spec.Seed, 0x10ad))
-	ids := make([]NodeID, spec.Nodes)
+	ids := make([]ricochet.NodeID, spec.Nodes)
 	for i := range ids {
-		ids[i] = NodeID(i + 1)
+		ids[i] = ricochet.NodeID(i + 1)
 		if _, err := sim.AddNode(ids[i], spec.Config); err != nil {
 			return rep, err
 		}
 	}
 	type streamRef struct {
-		g GroupID
-		s NodeID
+		g ricochet.GroupID
+		s ricochet.NodeID
 	}
 	var streams []streamRef
-	members := make(map[GroupID][]NodeID)
+	members := make(map[ricochet.GroupID][]ricochet.NodeID)
 	for gi := range spec.Groups {
-		g := GroupID(gi + 1)
+		g := ricochet.GroupID(gi + 1)
 		ms := slices.Clone(ids)
 		if spec.GroupSize < spec.Nodes {
 			rng.Shuffle(len(ms), func(i, j int) { ms[i], ms[j] = ms[j], ms[i] })
@@ -223,16 +222,16 @@ func SimulateLoad(spec LoadSpec) (LoadReport, error) {
 	}
 
 	msgs := make([]loadMsg, 0, spec.Messages)
-	byFirst := make(map[PacketID]int) // first fragment -> message index
+	byFirst := make(map[ricochet.PacketID]int) // first fragment -> message index
 	type pair struct {
 		k    int
-		node NodeID
+		node ricochet.NodeID
 	}
 	delivered := make(map[pair]int)
-	lostRanges := make(map[NodeID][]PacketRange)
+	lostRanges := make(map[ricochet.NodeID][]ricochet.PacketRange)
 	var e2eD, e2eL, e2eN, detL, detN []time.Duration
 
-	sim.OnDeliver = func(node NodeID, d Delivery, at time.Time) {
+	sim.OnDeliver = func(node ricochet.NodeID, d ricochet.Delivery, at time.Time) {
 		k, ok := byFirst[d.ID]
 		if !ok {
 			rep.Corrupt++
@@ -244,17 +243,17 @@ func SimulateLoad(spec LoadSpec) (LoadReport, error) {
 		}
 		lat := at.Sub(msgs[k].sentAt)
 		switch d.Via {
-		case ViaDirect:
+		case ricochet.ViaDirect:
 			e2eD = append(e2eD, lat)
-		case ViaLEC:
+		case ricochet.ViaLEC:
 			e2eL = append(e2eL, lat)
 			detL = append(detL, d.Latency)
-		case ViaNAK:
+		case ricochet.ViaNAK:
 			e2eN = append(e2eN, lat)
 			detN = append(detN, d.Latency)
 		}
 	}
-	sim.OnUnrecoverable = func(node NodeID, r PacketRange, at time.Time) {
+	sim.OnUnrecoverable = func(node ricochet.NodeID, r ricochet.PacketRange, at time.Time) {
 		lostRanges[node] = append(lostRanges[node], r)
 	}
 
@@ -278,7 +277,7 @@ func SimulateLoad(spec LoadSpec) (LoadReport, error) {
 			m.last = mc.Packet.Data.ID.Seq
 		}
 		msgs = append(msgs, m)
-		byFirst[PacketID{Group: m.group, Sender: m.sender, Seq: m.first}] = k
+		byFirst[ricochet.PacketID{Group: m.group, Sender: m.sender, Seq: m.first}] = k
 		gap := time.Duration(rng.ExpFloat64() / spec.Rate * float64(time.Second))
 		sim.At(sim.Now().Add(gap), func() { sendNext(k + 1) })
 	}
@@ -322,7 +321,7 @@ func SimulateLoad(spec LoadSpec) (LoadReport, error) {
 		}
 	}
 	for _, id := range sim.Nodes() {
-		rep.Engine = addStats(rep.Engine, sim.Engine(id).Stats())
+		rep.Engine = SumStats(rep.Engine, sim.Engine(id).Stats())
 	}
 	rep.Faults = sim.FaultStats()
 	rep.DataLosses = rep.Faults.DroppedData
@@ -335,9 +334,9 @@ func SimulateLoad(spec LoadSpec) (LoadReport, error) {
 	}
 	rep.DetectLEC, rep.DetectNAK = latencyStats(detL), latencyStats(detN)
 	rep.E2EDirect, rep.E2ELEC, rep.E2ENAK = latencyStats(e2eD), latencyStats(e2eL), latencyStats(e2eN)
-	rep.DataPackets, rep.DataBytes = sim.Traffic(KindData)
-	rep.RepairPackets, rep.RepairBytes = sim.Traffic(KindRepair)
-	for _, k := range []Kind{KindNak, KindSession, KindNakMiss} {
+	rep.DataPackets, rep.DataBytes = sim.Traffic(ricochet.KindData)
+	rep.RepairPackets, rep.RepairBytes = sim.Traffic(ricochet.KindRepair)
+	for _, k := range []ricochet.Kind{ricochet.KindNak, ricochet.KindSession, ricochet.KindNakMiss} {
 		p, b := sim.Traffic(k)
 		rep.ControlPackets += p
 		rep.ControlBytes += b
@@ -345,9 +344,9 @@ func SimulateLoad(spec LoadSpec) (LoadReport, error) {
 	return rep, nil
 }
 
-// addStats sums two Stats field by field.
-func addStats(a, b Stats) Stats {
-	return Stats{
+// SumStats sums two ricochet.Stats field by field (gauges too).
+func SumStats(a, b ricochet.Stats) ricochet.Stats {
+	return ricochet.Stats{
 		MessagesSent: a.MessagesSent + b.MessagesSent, DataSent: a.DataSent + b.DataSent,
 		DataBytesSent: a.DataBytesSent + b.DataBytesSent, Retransmissions: a.Retransmissions + b.Retransmissions,
 		NakMissSent: a.NakMissSent + b.NakMissSent, NakMisses: a.NakMisses + b.NakMisses,
@@ -397,7 +396,7 @@ func TargetScenarios(seed uint64) []TargetScenario {
 	}
 	spec := func(groups int, loss float64) LoadSpec {
 		return LoadSpec{Seed: seed, Nodes: 6, Groups: groups, SendersPerGroup: 1, Rate: 5000, Messages: 20000,
-			PayloadSize: 1000, Drain: 2 * time.Second, Faults: net(loss), Config: DefaultConfig()}
+			PayloadSize: 1000, Drain: 2 * time.Second, Faults: net(loss), Config: ricochet.DefaultConfig()}
 	}
 	multi := spec(32, 0.01)
 	nakOnly := multi

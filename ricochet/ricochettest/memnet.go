@@ -1,4 +1,4 @@
-package ricochet
+package ricochettest
 
 import (
 	"container/heap"
@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/tempestrt/tempest/ricochet"
 )
 
 // MemNetwork is an in-memory network of Transports for Node-level tests
@@ -23,7 +25,7 @@ import (
 type MemNetwork struct {
 	mu       sync.Mutex
 	faults   *faultModel
-	nodes    map[NodeID]*MemTransport
+	nodes    map[ricochet.NodeID]*MemTransport
 	q        simQueue
 	seq      uint64
 	queueLen int
@@ -53,7 +55,7 @@ func NewMemNetwork(seed uint64, faults FaultConfig) (*MemNetwork, error) {
 	}
 	n := &MemNetwork{
 		faults:   newFaultModel(faults, rand.New(rand.NewPCG(seed, 0x3e3_4e7))),
-		nodes:    make(map[NodeID]*MemTransport),
+		nodes:    make(map[ricochet.NodeID]*MemTransport),
 		queueLen: DefaultMemQueue,
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
@@ -65,23 +67,23 @@ func NewMemNetwork(seed uint64, faults FaultConfig) (*MemNetwork, error) {
 
 // Transport attaches node id to the network. Errors: ErrClosed, or
 // ErrInvalidConfig when id already has an open transport.
-func (n *MemNetwork) Transport(id NodeID) (*MemTransport, error) {
+func (n *MemNetwork) Transport(id ricochet.NodeID) (*MemTransport, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
-		return nil, ErrClosed
+		return nil, ricochet.ErrClosed
 	}
 	if t := n.nodes[id]; t != nil && !t.closed {
-		return nil, fmt.Errorf("%w: node %d already attached", ErrInvalidConfig, id)
+		return nil, fmt.Errorf("%w: node %d already attached", ricochet.ErrInvalidConfig, id)
 	}
-	t := &MemTransport{net: n, id: id, in: make(chan Inbound, n.queueLen)}
+	t := &MemTransport{net: n, id: id, in: make(chan ricochet.Inbound, n.queueLen)}
 	n.nodes[id] = t
 	return t, nil
 }
 
 // Partition splits the nodes into sides that cannot talk to each other
 // (nodes not listed form one more side). Packets already in flight arrive.
-func (n *MemNetwork) Partition(sets ...[]NodeID) {
+func (n *MemNetwork) Partition(sets ...[]ricochet.NodeID) {
 	n.mu.Lock()
 	n.faults.partition(sets)
 	n.mu.Unlock()
@@ -134,14 +136,14 @@ func (n *MemNetwork) Close() error {
 }
 
 // send puts copies of p on the way to each of tos.
-func (n *MemNetwork) send(from NodeID, tos []NodeID, p *Packet) error {
+func (n *MemNetwork) send(from ricochet.NodeID, tos []ricochet.NodeID, p *ricochet.Packet) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
-		return ErrClosed
+		return ricochet.ErrClosed
 	}
 	if t := n.nodes[from]; t == nil || t.closed {
-		return ErrClosed
+		return ricochet.ErrClosed
 	}
 	now := time.Now()
 	woke := false
@@ -170,14 +172,14 @@ func (n *MemNetwork) send(from NodeID, tos []NodeID, p *Packet) error {
 	return nil
 }
 
-func (n *MemNetwork) deliverLocked(to NodeID, p *Packet, at time.Time) {
+func (n *MemNetwork) deliverLocked(to ricochet.NodeID, p *ricochet.Packet, at time.Time) {
 	t := n.nodes[to]
 	if t == nil || t.closed {
 		n.stats.NoRoute++
 		return
 	}
 	select {
-	case t.in <- Inbound{Packet: p, At: at}:
+	case t.in <- ricochet.Inbound{Packet: p, At: at}:
 		n.stats.Delivered++
 	default:
 		n.stats.QueueFull++
@@ -215,28 +217,28 @@ func (n *MemNetwork) run() {
 // Transport and is safe for concurrent use.
 type MemTransport struct {
 	net    *MemNetwork
-	id     NodeID
-	in     chan Inbound
+	id     ricochet.NodeID
+	in     chan ricochet.Inbound
 	closed bool // guarded by net.mu
 }
 
-var _ Transport = (*MemTransport)(nil)
+var _ ricochet.Transport = (*MemTransport)(nil)
 
 // ID returns the node this transport belongs to.
-func (t *MemTransport) ID() NodeID { return t.id }
+func (t *MemTransport) ID() ricochet.NodeID { return t.id }
 
 // Unicast sends p to one node.
-func (t *MemTransport) Unicast(to NodeID, p *Packet) error {
-	return t.net.send(t.id, []NodeID{to}, p)
+func (t *MemTransport) Unicast(to ricochet.NodeID, p *ricochet.Packet) error {
+	return t.net.send(t.id, []ricochet.NodeID{to}, p)
 }
 
 // Multicast sends p to every node in members (fan-out of independent copies).
-func (t *MemTransport) Multicast(_ GroupID, members []NodeID, p *Packet) error {
+func (t *MemTransport) Multicast(_ ricochet.GroupID, members []ricochet.NodeID, p *ricochet.Packet) error {
 	return t.net.send(t.id, members, p)
 }
 
 // Inbound yields received packets; it is closed by Close.
-func (t *MemTransport) Inbound() <-chan Inbound { return t.in }
+func (t *MemTransport) Inbound() <-chan ricochet.Inbound { return t.in }
 
 // Close detaches the node; packets to it are dropped from now on.
 func (t *MemTransport) Close() error {
@@ -254,7 +256,7 @@ func (t *MemTransport) closeLocked() {
 }
 
 // clonePacket deep-copies p, as decoding a datagram would.
-func clonePacket(p *Packet) *Packet {
+func clonePacket(p *ricochet.Packet) *ricochet.Packet {
 	c := *p
 	if p.Data != nil {
 		d := *p.Data
@@ -262,7 +264,7 @@ func clonePacket(p *Packet) *Packet {
 		c.Data = &d
 	}
 	if p.Repair != nil {
-		c.Repair = &Repair{Entries: slices.Clone(p.Repair.Entries), XOR: slices.Clone(p.Repair.XOR)}
+		c.Repair = &ricochet.Repair{Entries: slices.Clone(p.Repair.Entries), XOR: slices.Clone(p.Repair.XOR)}
 	}
 	if p.Nak != nil {
 		k := *p.Nak

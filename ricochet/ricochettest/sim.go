@@ -1,4 +1,4 @@
-package ricochet
+package ricochettest
 
 import (
 	"container/heap"
@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"time"
+
+	"github.com/tempestrt/tempest/ricochet"
 )
 
 // Sim is a fully deterministic simulation of Ricochet nodes: no
@@ -21,27 +23,28 @@ type Sim struct {
 	now    time.Time
 	seed   uint64
 	faults *faultModel
-	nodes  map[NodeID]*simNode
-	ids    []NodeID // sorted
+	nodes  map[ricochet.NodeID]*simNode
+	ids    []ricochet.NodeID // sorted
 	q      simQueue
 	seq    uint64
 	delays []time.Duration
 
 	// OnDeliver, when set, is called for every message a node delivers.
-	OnDeliver func(node NodeID, d Delivery, at time.Time)
+	OnDeliver func(node ricochet.NodeID, d ricochet.Delivery, at time.Time)
 	// OnUnrecoverable, when set, is called for every range a node declares unrecoverable.
-	OnUnrecoverable func(node NodeID, r PacketRange, at time.Time)
+	OnUnrecoverable func(node ricochet.NodeID, r ricochet.PacketRange, at time.Time)
 	// OnTransmit, when set, is called for every packet copy a node puts on
 	// the network (before faults): for traffic accounting.
-	OnTransmit func(from, to NodeID, p *Packet)
+	OnTransmit func(from, to ricochet.NodeID, p *ricochet.Packet)
 
-	traffic [KindNakMiss + 1]struct{ packets, bytes uint64 }
+	traffic [ricochet.KindNakMiss + 1]struct{ packets, bytes uint64 }
 }
 
 type simNode struct {
-	id     NodeID
-	engine *Engine
+	id     ricochet.NodeID
+	engine *ricochet.Engine
 	tick   time.Duration
+	paused time.Time // the node does nothing before this time (see Pause)
 }
 
 // SimEpoch is the virtual time at which every Sim starts.
@@ -57,7 +60,7 @@ func NewSim(seed uint64, faults FaultConfig) (*Sim, error) {
 		now:    SimEpoch,
 		seed:   seed,
 		faults: newFaultModel(faults, rand.New(rand.NewPCG(seed, 0x5eed_fa17))),
-		nodes:  make(map[NodeID]*simNode),
+		nodes:  make(map[ricochet.NodeID]*simNode),
 	}, nil
 }
 
@@ -69,11 +72,11 @@ func (s *Sim) Now() time.Time { return s.now }
 
 // AddNode adds a node running an engine with cfg (seeded from the sim's
 // seed and id) and starts ticking it.
-func (s *Sim) AddNode(id NodeID, cfg Config) (*Engine, error) {
+func (s *Sim) AddNode(id ricochet.NodeID, cfg ricochet.Config) (*ricochet.Engine, error) {
 	if _, ok := s.nodes[id]; ok {
-		return nil, fmt.Errorf("%w: node %d added twice", ErrInvalidConfig, id)
+		return nil, fmt.Errorf("%w: node %d added twice", ricochet.ErrInvalidConfig, id)
 	}
-	e, err := NewEngine(cfg, id, rand.New(rand.NewPCG(s.seed, uint64(id)+1)))
+	e, err := ricochet.NewEngine(cfg, id, rand.New(rand.NewPCG(s.seed, uint64(id)+1)))
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +89,7 @@ func (s *Sim) AddNode(id NodeID, cfg Config) (*Engine, error) {
 }
 
 // Engine returns node id's engine (nil if unknown).
-func (s *Sim) Engine(id NodeID) *Engine {
+func (s *Sim) Engine(id ricochet.NodeID) *ricochet.Engine {
 	if n := s.nodes[id]; n != nil {
 		return n.engine
 	}
@@ -94,20 +97,20 @@ func (s *Sim) Engine(id NodeID) *Engine {
 }
 
 // Nodes returns the node IDs, sorted.
-func (s *Sim) Nodes() []NodeID { return slices.Clone(s.ids) }
+func (s *Sim) Nodes() []ricochet.NodeID { return slices.Clone(s.ids) }
 
 // SetGroup sets group g's members on every node (nodes not in members leave g).
-func (s *Sim) SetGroup(g GroupID, members []NodeID) {
+func (s *Sim) SetGroup(g ricochet.GroupID, members []ricochet.NodeID) {
 	for _, id := range s.ids {
 		s.nodes[id].engine.SetGroup(g, members)
 	}
 }
 
 // Send makes node from send payload to group g now.
-func (s *Sim) Send(from NodeID, g GroupID, payload []byte) (Output, error) {
+func (s *Sim) Send(from ricochet.NodeID, g ricochet.GroupID, payload []byte) (ricochet.Output, error) {
 	n := s.nodes[from]
 	if n == nil {
-		return Output{}, fmt.Errorf("%w: %d", ErrUnknownNode, from)
+		return ricochet.Output{}, fmt.Errorf("%w: %d", ricochet.ErrUnknownNode, from)
 	}
 	out, err := n.engine.Send(s.now, g, payload)
 	if err != nil {
@@ -125,9 +128,30 @@ func (s *Sim) At(t time.Time, fn func()) {
 	s.push(&simEvent{at: t, fn: fn})
 }
 
+// Pause stalls node id for d from now, as a process that stops running (a
+// GC pause, a descheduled VM, a loaded machine): packets that reach it and
+// its ticks wait, and when the pause ends it handles them all at once, in
+// arrival order, at the end time. Packets it sent before go on. A pause
+// that ends before one already in force changes nothing. Sends made through
+// Sim.Send are not held: a caller modelling a stalled sender checks Paused.
+func (s *Sim) Pause(id ricochet.NodeID, d time.Duration) {
+	if n := s.nodes[id]; n != nil && s.now.Add(d).After(n.paused) {
+		n.paused = s.now.Add(d)
+	}
+}
+
+// Paused returns when node id's current pause ends, or the zero time when
+// it is running.
+func (s *Sim) Paused(id ricochet.NodeID) time.Time {
+	if n := s.nodes[id]; n != nil && n.paused.After(s.now) {
+		return n.paused
+	}
+	return time.Time{}
+}
+
 // Partition splits the nodes into sides that cannot talk to each other
 // (nodes not listed form one more side). Packets in flight still arrive.
-func (s *Sim) Partition(sets ...[]NodeID) { s.faults.partition(sets) }
+func (s *Sim) Partition(sets ...[]ricochet.NodeID) { s.faults.partition(sets) }
 
 // Heal removes the partition.
 func (s *Sim) Heal() { s.faults.heal() }
@@ -137,7 +161,7 @@ func (s *Sim) FaultStats() FaultStats { return s.faults.stats }
 
 // Traffic returns the packet copies and wire bytes (WireSize: header, body
 // and tag) transmitted so far for kind k.
-func (s *Sim) Traffic(k Kind) (packets, bytes uint64) {
+func (s *Sim) Traffic(k ricochet.Kind) (packets, bytes uint64) {
 	if int(k) >= len(s.traffic) {
 		return 0, 0
 	}
@@ -155,6 +179,11 @@ func (s *Sim) RunUntil(t time.Time) {
 		switch {
 		case ev.fn != nil:
 			ev.fn()
+		case s.nodes[ev.to] != nil && s.nodes[ev.to].paused.After(s.now):
+			// Held until the pause ends; re-queued in pop order, so the
+			// node then handles its backlog in arrival order.
+			ev.at = s.nodes[ev.to].paused
+			s.push(ev)
 		case ev.tick:
 			n := s.nodes[ev.to]
 			s.perform(ev.to, n.engine.Tick(s.now))
@@ -172,7 +201,7 @@ func (s *Sim) RunUntil(t time.Time) {
 
 // perform carries out a node's output: packets into the network, deliveries
 // and unrecoverable ranges to the callbacks.
-func (s *Sim) perform(from NodeID, out Output) {
+func (s *Sim) perform(from ricochet.NodeID, out ricochet.Output) {
 	for _, u := range out.Unicasts {
 		s.transmit(from, u.To, u.Packet)
 	}
@@ -193,7 +222,7 @@ func (s *Sim) perform(from NodeID, out Output) {
 	}
 }
 
-func (s *Sim) transmit(from, to NodeID, p *Packet) {
+func (s *Sim) transmit(from, to ricochet.NodeID, p *ricochet.Packet) {
 	if to == from {
 		return
 	}
@@ -202,7 +231,7 @@ func (s *Sim) transmit(from, to NodeID, p *Packet) {
 	}
 	if int(p.Kind) < len(s.traffic) {
 		s.traffic[p.Kind].packets++
-		if n, err := WireSize(p); err == nil {
+		if n, err := ricochet.WireSize(p); err == nil {
 			s.traffic[p.Kind].bytes += uint64(n)
 		}
 	}
@@ -222,8 +251,8 @@ func (s *Sim) push(ev *simEvent) {
 type simEvent struct {
 	at   time.Time
 	seq  uint64 // FIFO among events at the same instant: determinism
-	to   NodeID
-	pkt  *Packet
+	to   ricochet.NodeID
+	pkt  *ricochet.Packet
 	tick bool
 	fn   func()
 }

@@ -1,4 +1,4 @@
-package ricochet
+package ricochettest
 
 import (
 	"bytes"
@@ -8,11 +8,13 @@ import (
 	"time"
 
 	"pgregory.net/rapid"
+
+	"github.com/tempestrt/tempest/ricochet"
 )
 
 // lecOnly returns cfg with NAKs pushed out of the picture, so a recovery
 // can only come from LEC.
-func lecOnly(cfg Config) Config {
+func lecOnly(cfg ricochet.Config) ricochet.Config {
 	cfg.NakTimeout = time.Hour
 	cfg.ReassemblyTimeout = 2 * time.Hour
 	return cfg
@@ -21,18 +23,18 @@ func lecOnly(cfg Config) Config {
 // A packet lost at one receiver is recovered from the repairs of the
 // others, without any NAK.
 func TestSimLECRecoversLoss(t *testing.T) {
-	seed := engSeed(t, 21)
-	lostID := PacketID{1, 1, 5}
-	c := simNewCluster(t, seed, 6, lecOnly(DefaultConfig()), FaultConfig{Delay: engMs(0.1), Drop: simDropData(3, lostID)})
+	seed := testSeed(t, 21)
+	lostID := ricochet.PacketID{Group: 1, Sender: 1, Seq: 5}
+	c := simNewCluster(t, seed, 6, lecOnly(ricochet.DefaultConfig()), FaultConfig{Delay: msec(0.1), Drop: simDropData(3, lostID)})
 	c.sim.SetGroup(1, simNodes(6))
-	ids := c.sendN(1, 1, 40, 300, engMs(1))
+	ids := c.sendN(1, 1, 40, 300, msec(1))
 	c.sim.Run(time.Second)
 	for _, n := range c.ids[1:] {
 		for _, id := range ids {
 			d := c.mustDeliverOnce(n, id)
-			want := ViaDirect
+			want := ricochet.ViaDirect
 			if n == 3 && id == lostID {
-				want = ViaLEC
+				want = ricochet.ViaLEC
 			}
 			if d.Via != want {
 				t.Fatalf("node %d %v", n, d)
@@ -50,18 +52,18 @@ func TestSimLECRecoversLoss(t *testing.T) {
 // neighbour holds most of the burst and cannot be decoded.
 func TestSimStaggeringSurvivesBurst(t *testing.T) {
 	skipUnderRace(t)
-	base := engSeed(t, 100)
-	burst := []PacketID{}
+	base := testSeed(t, 100)
+	burst := []ricochet.PacketID{}
 	for s := uint64(21); s <= 24; s++ {
-		burst = append(burst, PacketID{1, 1, s})
+		burst = append(burst, ricochet.PacketID{Group: 1, Sender: 1, Seq: s})
 	}
 	run := func(bins int, seed uint64) (lec int) {
-		cfg := lecOnly(DefaultConfig())
+		cfg := lecOnly(ricochet.DefaultConfig())
 		cfg.BinsPerRegion = bins
 		cfg.FlushInterval = time.Second // only full bins: the burst is not split by timer flushes
-		c := simNewCluster(t, seed, 6, cfg, FaultConfig{Delay: engMs(0.1), Drop: simDropData(2, burst...)})
+		c := simNewCluster(t, seed, 6, cfg, FaultConfig{Delay: msec(0.1), Drop: simDropData(2, burst...)})
 		c.sim.SetGroup(1, simNodes(6))
-		c.sendN(1, 1, 200, 200, engMs(0.5))
+		c.sendN(1, 1, 200, 200, msec(0.5))
 		c.sim.Run(2 * time.Second)
 		return int(c.stats(2).RecoveredLEC)
 	}
@@ -86,12 +88,12 @@ func TestSimStaggeringSurvivesBurst(t *testing.T) {
 // Timer flush: a slow group never fills a bin of R packets; partly filled
 // bins are sent after FlushInterval so its losses are still repaired by LEC.
 func TestSimTimerFlushRepairsSlowGroup(t *testing.T) {
-	seed := engSeed(t, 22)
-	cfg := lecOnly(DefaultConfig())
-	lost := PacketID{1, 1, 2}
-	var repairs []*Repair
-	c := simNewCluster(t, seed, 4, cfg, FaultConfig{Delay: engMs(0.1), Drop: func(from, to NodeID, p *Packet) bool {
-		if to == 4 && p.Kind == KindRepair {
+	seed := testSeed(t, 22)
+	cfg := lecOnly(ricochet.DefaultConfig())
+	lost := ricochet.PacketID{Group: 1, Sender: 1, Seq: 2}
+	var repairs []*ricochet.Repair
+	c := simNewCluster(t, seed, 4, cfg, FaultConfig{Delay: msec(0.1), Drop: func(from, to ricochet.NodeID, p *ricochet.Packet) bool {
+		if to == 4 && p.Kind == ricochet.KindRepair {
 			repairs = append(repairs, p.Repair)
 		}
 		return simDropData(4, lost)(from, to, p)
@@ -100,10 +102,10 @@ func TestSimTimerFlushRepairsSlowGroup(t *testing.T) {
 	c.sendN(1, 1, 3, 100, 100*time.Millisecond) // 10 packets/s, far below R per FlushInterval
 	c.sim.Run(time.Second)
 	d := c.mustDeliverOnce(4, lost)
-	if d.Via != ViaLEC {
+	if d.Via != ricochet.ViaLEC {
 		t.Fatalf("slow group loss: %v", d)
 	}
-	if d.Latency > cfg.FlushInterval+2*cfg.TickInterval+engMs(1) {
+	if d.Latency > cfg.FlushInterval+2*cfg.TickInterval+msec(1) {
 		t.Fatalf("recovered after %v, want within FlushInterval %v", d.Latency, cfg.FlushInterval)
 	}
 	flushed := uint64(0)
@@ -120,38 +122,15 @@ func TestSimTimerFlushRepairsSlowGroup(t *testing.T) {
 	}
 }
 
-// Regions: the members sharing exactly the same groups with a node.
-func TestRegionsComputed(t *testing.T) {
-	seed := engSeed(t, 23)
-	e := engNew(t, DefaultConfig(), 1, seed)
-	e.SetGroup(10, []NodeID{1, 2, 3, 5})
-	e.SetGroup(20, []NodeID{1, 3, 4, 5})
-	e.SetGroup(30, []NodeID{2, 6}) // not a member: no effect
-	got := e.Regions()
-	want := [][]NodeID{{3, 5}, {2}, {4}} // key order: "10,20", "10", "20"
-	slices.SortFunc(got, func(a, b []NodeID) int { return int(a[0]) - int(b[0]) })
-	slices.SortFunc(want, func(a, b []NodeID) int { return int(a[0]) - int(b[0]) })
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("regions %v, want %v", got, want)
-	}
-	// Two groups with the same members form one region.
-	e2 := engNew(t, DefaultConfig(), 1, seed)
-	e2.SetGroup(1, []NodeID{1, 2, 3})
-	e2.SetGroup(2, []NodeID{1, 2, 3})
-	if r := e2.Regions(); len(r) != 1 || !slices.Equal(r[0], []NodeID{2, 3}) {
-		t.Fatalf("regions %v", r)
-	}
-}
-
 // A node in several overlapping groups recovers a loss in one group from a
 // repair built over packets of several groups (one region's bins mix them).
 func TestSimRegionsRecoverAcrossGroups(t *testing.T) {
-	seed := engSeed(t, 24)
-	lost := PacketID{1, 1, 6}
+	seed := testSeed(t, 24)
+	lost := ricochet.PacketID{Group: 1, Sender: 1, Seq: 6}
 	mixed := 0
-	c := simNewCluster(t, seed, 4, lecOnly(DefaultConfig()), FaultConfig{Delay: engMs(0.1), Drop: func(from, to NodeID, p *Packet) bool {
-		if to == 3 && p.Kind == KindRepair {
-			gs := map[GroupID]bool{}
+	c := simNewCluster(t, seed, 4, lecOnly(ricochet.DefaultConfig()), FaultConfig{Delay: msec(0.1), Drop: func(from, to ricochet.NodeID, p *ricochet.Packet) bool {
+		if to == 3 && p.Kind == ricochet.KindRepair {
+			gs := map[ricochet.GroupID]bool{}
 			has := false
 			for _, en := range p.Repair.Entries {
 				gs[en.ID.Group] = true
@@ -170,10 +149,10 @@ func TestSimRegionsRecoverAcrossGroups(t *testing.T) {
 		c.send(1, 1, []byte(fmt.Sprint("a", i)))
 		c.send(2, 2, []byte(fmt.Sprint("b", i)))
 		c.send(4, 3, []byte(fmt.Sprint("c", i)))
-		c.sim.Run(engMs(1))
+		c.sim.Run(msec(1))
 	}
 	c.sim.Run(time.Second)
-	if d := c.mustDeliverOnce(3, lost); d.Via != ViaLEC {
+	if d := c.mustDeliverOnce(3, lost); d.Via != ricochet.ViaLEC {
 		t.Fatalf("%v", d)
 	}
 	if mixed == 0 {
@@ -187,26 +166,26 @@ func TestSimRegionsRecoverAcrossGroups(t *testing.T) {
 // NAK fallback recovers what LEC cannot: with LEC off, and with every
 // repair packet lost.
 func TestSimNAKFallback(t *testing.T) {
-	seed := engSeed(t, 25)
-	lost := []PacketID{{1, 1, 3}, {1, 1, 10}, {1, 1, 30}}
+	seed := testSeed(t, 25)
+	lost := []ricochet.PacketID{{Group: 1, Sender: 1, Seq: 3}, {Group: 1, Sender: 1, Seq: 10}, {Group: 1, Sender: 1, Seq: 30}}
 	for _, mode := range []string{"lec-disabled", "repairs-lost"} {
 		t.Run(mode, func(t *testing.T) {
-			cfg := DefaultConfig()
+			cfg := ricochet.DefaultConfig()
 			drop := simDropData(2, lost...)
 			if mode == "lec-disabled" {
 				cfg.DisableLEC = true
 			} else {
-				drop = func(from, to NodeID, p *Packet) bool {
-					return p.Kind == KindRepair || simDropData(2, lost...)(from, to, p)
+				drop = func(from, to ricochet.NodeID, p *ricochet.Packet) bool {
+					return p.Kind == ricochet.KindRepair || simDropData(2, lost...)(from, to, p)
 				}
 			}
-			c := simNewCluster(t, seed, 5, cfg, FaultConfig{Delay: engMs(0.1), Drop: drop})
+			c := simNewCluster(t, seed, 5, cfg, FaultConfig{Delay: msec(0.1), Drop: drop})
 			c.sim.SetGroup(1, simNodes(5))
-			c.sendN(1, 1, 30, 500, engMs(1)) // 30 is the last: only a Session reveals it
+			c.sendN(1, 1, 30, 500, msec(1)) // 30 is the last: only a Session reveals it
 			c.sim.Run(time.Second)
 			for _, id := range lost {
 				d := c.mustDeliverOnce(2, id)
-				if d.Via != ViaNAK || d.Latency < cfg.NakTimeout {
+				if d.Via != ricochet.ViaNAK || d.Latency < cfg.NakTimeout {
 					t.Fatalf("%v (NakTimeout %v)", d, cfg.NakTimeout)
 				}
 			}
@@ -224,35 +203,35 @@ func TestSimNAKFallback(t *testing.T) {
 // A packet gone from the sender's buffer is reported unrecoverable, once,
 // and never delivered.
 func TestSimUnrecoverableWhenBufferDropped(t *testing.T) {
-	seed := engSeed(t, 26)
-	cfg := DefaultConfig()
+	seed := testSeed(t, 26)
+	cfg := ricochet.DefaultConfig()
 	cfg.DisableLEC = true
-	cfg.RetransmitWindow = engMs(8) // 8 packets at one per ms
-	lost := PacketID{1, 1, 2}
+	cfg.RetransmitWindow = msec(8) // 8 packets at one per ms
+	lost := ricochet.PacketID{Group: 1, Sender: 1, Seq: 2}
 	// Node 2's first NAKs are lost too: by the time one gets through, the
 	// sender has sent 20 more packets and its 8 ms buffer no longer
 	// holds packet 2.
-	drop := func(from, to NodeID, p *Packet) bool {
-		if from == 2 && p.Kind == KindNak && p.Nak != nil && slices.Contains(p.Nak.Seqs, lost.Seq) {
+	drop := func(from, to ricochet.NodeID, p *ricochet.Packet) bool {
+		if from == 2 && p.Kind == ricochet.KindNak && p.Nak != nil && slices.Contains(p.Nak.Seqs, lost.Seq) {
 			return true
 		}
 		return simDropData(2, lost)(from, to, p)
 	}
 	var c *simCluster
-	c = simNewCluster(t, seed, 3, cfg, FaultConfig{Delay: engMs(0.1), Drop: func(from, to NodeID, p *Packet) bool {
-		if c.sim.Now().Sub(SimEpoch) > engMs(25) {
+	c = simNewCluster(t, seed, 3, cfg, FaultConfig{Delay: msec(0.1), Drop: func(from, to ricochet.NodeID, p *ricochet.Packet) bool {
+		if c.sim.Now().Sub(SimEpoch) > msec(25) {
 			return simDropData(2, lost)(from, to, p)
 		}
 		return drop(from, to, p)
 	}})
 	c.sim.SetGroup(1, simNodes(3))
-	ids := c.sendN(1, 1, 30, 100, engMs(1))
+	ids := c.sendN(1, 1, 30, 100, msec(1))
 	c.sim.Run(time.Second)
 	st := c.stats(2)
 	if st.Unrecoverable != 1 || st.NakMissReceived != 1 {
 		t.Fatalf("stats %+v", st)
 	}
-	if !slices.Equal(c.lost[2], []PacketRange{{1, 1, 2, 2}}) {
+	if !slices.Equal(c.lost[2], []ricochet.PacketRange{{Group: 1, Sender: 1, First: 2, Last: 2}}) {
 		t.Fatalf("unrecoverable ranges %v", c.lost[2])
 	}
 	for _, id := range ids {
@@ -277,8 +256,8 @@ func btoi(b bool) int {
 // Messages larger than MaxPayload travel as fragments with consecutive
 // seqs and are delivered once whole, however the fragments arrived.
 func TestSimFragmentation(t *testing.T) {
-	seed := engSeed(t, 27)
-	cfg := DefaultConfig()
+	seed := testSeed(t, 27)
+	cfg := ricochet.DefaultConfig()
 	cfg.MaxPayload = 100
 	msg := make([]byte, 950)
 	for i := range msg {
@@ -286,13 +265,13 @@ func TestSimFragmentation(t *testing.T) {
 	}
 	t.Run("lost-fragments-recovered", func(t *testing.T) {
 		// Message 2's fragments are seqs 11..20; lose 13 and 17 at node 2.
-		c := simNewCluster(t, seed, 5, cfg, FaultConfig{Delay: engMs(0.1), Jitter: engMs(0.05),
-			Drop: simDropData(2, PacketID{1, 1, 13}, PacketID{1, 1, 17})})
+		c := simNewCluster(t, seed, 5, cfg, FaultConfig{Delay: msec(0.1), Jitter: msec(0.05),
+			Drop: simDropData(2, ricochet.PacketID{Group: 1, Sender: 1, Seq: 13}, ricochet.PacketID{Group: 1, Sender: 1, Seq: 17})})
 		c.sim.SetGroup(1, simNodes(5))
-		var ids []PacketID
+		var ids []ricochet.PacketID
 		for range 5 {
 			ids = append(ids, c.send(1, 1, msg))
-			c.sim.Run(engMs(1))
+			c.sim.Run(msec(1))
 		}
 		c.sim.Run(time.Second)
 		for _, n := range c.ids[1:] {
@@ -301,7 +280,7 @@ func TestSimFragmentation(t *testing.T) {
 				if d.Fragments != 10 {
 					t.Fatalf("fragments %d", d.Fragments)
 				}
-				if n == 2 && id.Seq == 11 && d.Via == ViaDirect {
+				if n == 2 && id.Seq == 11 && d.Via == ricochet.ViaDirect {
 					t.Fatalf("message with lost fragments delivered as direct: %v", d)
 				}
 			}
@@ -311,18 +290,18 @@ func TestSimFragmentation(t *testing.T) {
 		cfg := cfg
 		cfg.DisableLEC = true
 		cfg.NakRetries = 1
-		drop := func(from, to NodeID, p *Packet) bool {
+		drop := func(from, to ricochet.NodeID, p *ricochet.Packet) bool {
 			// Fragment 15 never reaches node 2, not even retransmitted.
-			return to == 2 && p.Kind == KindData && p.Data.ID.Seq == 15
+			return to == 2 && p.Kind == ricochet.KindData && p.Data.ID.Seq == 15
 		}
-		c := simNewCluster(t, seed, 3, cfg, FaultConfig{Delay: engMs(0.1), Drop: drop})
+		c := simNewCluster(t, seed, 3, cfg, FaultConfig{Delay: msec(0.1), Drop: drop})
 		c.sim.SetGroup(1, simNodes(3))
-		var ids []PacketID
+		var ids []ricochet.PacketID
 		for range 3 {
 			ids = append(ids, c.send(1, 1, msg))
 		}
 		c.sim.Run(time.Second)
-		if len(c.deliveries(2, ids[1])) != 0 || !c.isLost(2, ids[1]) && !c.isLost(2, PacketID{1, 1, 15}) {
+		if len(c.deliveries(2, ids[1])) != 0 || !c.isLost(2, ids[1]) && !c.isLost(2, ricochet.PacketID{Group: 1, Sender: 1, Seq: 15}) {
 			t.Fatalf("message with an unrecoverable fragment: delivered %d, lost ranges %v", len(c.deliveries(2, ids[1])), c.lost[2])
 		}
 		c.mustDeliverOnce(2, ids[0])
@@ -333,9 +312,9 @@ func TestSimFragmentation(t *testing.T) {
 		}
 	})
 	t.Run("too-large", func(t *testing.T) {
-		e := engNew(t, cfg, 1, seed)
-		e.SetGroup(1, []NodeID{1, 2})
-		if _, err := e.Send(engT0, 1, make([]byte, cfg.MaxMessageSize+1)); err == nil {
+		e := newTestEngine(t, cfg, 1, seed)
+		e.SetGroup(1, []ricochet.NodeID{1, 2})
+		if _, err := e.Send(SimEpoch, 1, make([]byte, cfg.MaxMessageSize+1)); err == nil {
 			t.Fatal("no error for a message over MaxMessageSize")
 		}
 	})
@@ -345,18 +324,18 @@ func TestSimFragmentation(t *testing.T) {
 // recovered after the heal (its loss revealed by later packets and
 // Sessions, then NAKed), each message exactly once.
 func TestSimPartitionThenHeal(t *testing.T) {
-	seed := engSeed(t, 28)
-	c := simNewCluster(t, seed, 4, DefaultConfig(), FaultConfig{Delay: engMs(0.1), Jitter: engMs(0.1)})
+	seed := testSeed(t, 28)
+	c := simNewCluster(t, seed, 4, ricochet.DefaultConfig(), FaultConfig{Delay: msec(0.1), Jitter: msec(0.1)})
 	c.sim.SetGroup(1, simNodes(4))
-	var ids []PacketID
-	ids = append(ids, c.sendN(1, 1, 20, 200, engMs(1))...)
-	c.sim.Partition([]NodeID{3})
-	ids = append(ids, c.sendN(1, 1, 50, 200, engMs(1))...)
+	var ids []ricochet.PacketID
+	ids = append(ids, c.sendN(1, 1, 20, 200, msec(1))...)
+	c.sim.Partition([]ricochet.NodeID{3})
+	ids = append(ids, c.sendN(1, 1, 50, 200, msec(1))...)
 	c.sim.Heal()
-	c.sim.Run(engMs(50))
-	ids = append(ids, c.sendN(1, 1, 10, 200, engMs(1))...)
+	c.sim.Run(msec(50))
+	ids = append(ids, c.sendN(1, 1, 10, 200, msec(1))...)
 	c.sim.Run(time.Second)
-	for _, n := range []NodeID{2, 3, 4} {
+	for _, n := range []ricochet.NodeID{2, 3, 4} {
 		for _, id := range ids {
 			c.mustDeliverOnce(n, id)
 		}
@@ -375,15 +354,15 @@ func TestSimPartitionThenHeal(t *testing.T) {
 func TestSimExactlyOnceProperty(t *testing.T) {
 	skipUnderRace(t)
 	rapid.Check(t, func(rt *rapid.T) {
-		cfg := DefaultConfig()
+		cfg := ricochet.DefaultConfig()
 		cfg.R = rapid.IntRange(1, 12).Draw(rt, "R")
 		cfg.C = rapid.IntRange(1, 5).Draw(rt, "C")
 		cfg.BinsPerRegion = rapid.IntRange(1, 6).Draw(rt, "bins")
 		cfg.StaggerShuffle = rapid.Bool().Draw(rt, "shuffle")
 		cfg.DisableLEC = rapid.IntRange(0, 4).Draw(rt, "lec") == 0
 		cfg.MaxPayload = rapid.SampledFrom([]int{64, 300, 1200}).Draw(rt, "maxPayload")
-		cfg.RetransmitWindow = rapid.SampledFrom([]time.Duration{engMs(5), 2 * time.Second}).Draw(rt, "rtxWindow")
-		cfg.RetransmitBytes = rapid.SampledFrom([]int{cfg.MaxPayload + RetransmitPacketOverhead, 64 << 20}).Draw(rt, "rtxBytes")
+		cfg.RetransmitWindow = rapid.SampledFrom([]time.Duration{msec(5), 2 * time.Second}).Draw(rt, "rtxWindow")
+		cfg.RetransmitBytes = rapid.SampledFrom([]int{cfg.MaxPayload + ricochet.RetransmitPacketOverhead, 64 << 20}).Draw(rt, "rtxBytes")
 		cfg.NakRetries = rapid.IntRange(1, 4).Draw(rt, "nakRetries")
 		// A loss at the tail of a stream is revealed only by a Session; on
 		// this very lossy network several may be lost in a row, so repeat
@@ -391,10 +370,10 @@ func TestSimExactlyOnceProperty(t *testing.T) {
 		cfg.SessionRepeat = 50 * time.Millisecond
 		faults := FaultConfig{
 			Loss:         rapid.SampledFrom([]float64{0, 0.01, 0.05, 0.2}).Draw(rt, "loss"),
-			Delay:        engMs(0.1),
+			Delay:        msec(0.1),
 			Jitter:       time.Duration(rapid.IntRange(0, 2000).Draw(rt, "jitterUs")) * time.Microsecond,
 			Reorder:      rapid.SampledFrom([]float64{0, 0.05}).Draw(rt, "reorder"),
-			ReorderDelay: engMs(3),
+			ReorderDelay: msec(3),
 			Duplicate:    rapid.SampledFrom([]float64{0, 0.05}).Draw(rt, "dup"),
 		}
 		if rapid.Bool().Draw(rt, "burst") {
@@ -431,7 +410,7 @@ func TestSimExactlyOnceProperty(t *testing.T) {
 // are protocol properties, not timings: the clock is virtual).
 func TestSimRecoveryTargets(t *testing.T) {
 	skipUnderRace(t)
-	seed := engSeed(t, 1)
+	seed := testSeed(t, 1)
 	for _, sc := range TargetScenarios(seed) {
 		t.Run(sc.Name, func(t *testing.T) {
 			if testing.Short() && sc.Slow {
@@ -478,6 +457,27 @@ func TestSimRecoveryTargets(t *testing.T) {
 	}
 }
 
+func TestPercentile(t *testing.T) {
+	var ds []time.Duration
+	for i := 1; i <= 100; i++ {
+		ds = append(ds, time.Duration(i)*time.Millisecond)
+	}
+	for _, tc := range []struct {
+		p    float64
+		want time.Duration
+	}{{0.5, 50 * time.Millisecond}, {0.99, 99 * time.Millisecond}, {1, 100 * time.Millisecond}, {0, time.Millisecond}, {0.001, time.Millisecond}} {
+		if got := Percentile(ds, tc.p); got != tc.want {
+			t.Errorf("p%.3f = %v, want %v", tc.p, got, tc.want)
+		}
+	}
+	if Percentile(nil, 0.5) != 0 {
+		t.Error("empty percentile not 0")
+	}
+	if got := Percentile([]time.Duration{7}, 0.99); got != 7 {
+		t.Errorf("single sample: %v", got)
+	}
+}
+
 func TestLatencyStats(t *testing.T) {
 	var ds []time.Duration
 	for i := 100; i >= 1; i-- {
@@ -492,5 +492,26 @@ func TestLatencyStats(t *testing.T) {
 	}
 	if !bytes.Contains([]byte(l.String()), []byte("p50=50ns")) {
 		t.Fatal(l.String())
+	}
+}
+
+// Every run is a function of the seed.
+func TestSimulationDeterministic(t *testing.T) {
+	skipUnderRace(t)
+	seed := testSeed(t, 14)
+	spec := LoadSpec{Seed: seed, Nodes: 5, Groups: 3, GroupSize: 4, SendersPerGroup: 2, Messages: 600, PayloadSize: 1500,
+		Faults: FaultConfig{Loss: 0.03, Delay: msec(0.1), Jitter: msec(0.2), Duplicate: 0.01}}
+	a, err := SimulateLoad(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := SimulateLoad(spec)
+	if a.String() != b.String() || a.Engine != b.Engine {
+		t.Fatalf("two runs of seed %d differ:\n%v\n%v", seed, a, b)
+	}
+	spec.Seed++
+	c, _ := SimulateLoad(spec)
+	if c.Engine == a.Engine {
+		t.Fatal("different seeds gave identical runs")
 	}
 }
