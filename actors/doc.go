@@ -93,11 +93,14 @@
 // An Update handler that returns an error leaves no trace: every operation
 // it made is retracted, nothing is persisted or sent, and no other clone
 // sees it. A mutation that cannot be made (a value that does not encode, an
-// unknown op, a registered op that panics) returns its error and fails the
-// whole update, even if the handler ignores that error, so return it as the
-// example does. A handler that panics is answered 500 "handler_panic" (an
-// update's operations are retracted) and its clone's scheduler is restarted
-// by its supervisor, reloading its state from disk.
+// unregistered op, a registered op that panics) returns its error and fails
+// the whole update in the same way, even if the handler ignores that error;
+// unless the handler returns an *Error of its own, the answer is a 500
+// "codec_error", "unknown_user_op" or "user_op_panic", and the clone keeps
+// serving. Return the error as the example does. A handler that panics is
+// answered 500 "handler_panic" (an update's operations are retracted) and
+// its clone's scheduler is restarted by its supervisor, reloading its state
+// from disk.
 //
 // # Deadlines
 //
