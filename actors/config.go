@@ -55,6 +55,16 @@ type Config struct {
 	// SnapshotEvery is how many applied ops between snapshots of a clone's
 	// state (which bound replay time after a restart).
 	SnapshotEvery int
+	// OpLogQueue bounds, per clone, the op-log records (own and peers' ops;
+	// a snapshot or prune counts 1) submitted and not yet durable. While it
+	// is full the clone refuses new updates at admission (503 overloaded, at
+	// once) instead of growing memory; queries are not affected. Default
+	// 4096: many group commits' worth, so it fills only when the disk falls
+	// behind for a sustained spell.
+	OpLogQueue int
+	// ReadyTimeout bounds how long Start waits for every clone to load its
+	// state from disk. Default 30 s.
+	ReadyTimeout time.Duration
 	// LogRetain is how many op-log records a clone keeps behind its latest
 	// snapshot, to serve catch-up to peers that fell behind.
 	LogRetain uint64
@@ -90,6 +100,8 @@ func DefaultConfig(dataDir string) Config {
 		CatchupMaxOps:      4096,
 		SnapshotEvery:      10000,
 		LogRetain:          100000,
+		OpLogQueue:         4096,
+		ReadyTimeout:       30 * time.Second,
 		Gateway:            DefaultGatewayOptions(),
 		Scheduler:          schedq.DefaultConfig(),
 		Supervision:        supervisor.DefaultBackoffConfig(),
@@ -143,6 +155,12 @@ func (c Config) Validate() error {
 	}
 	if c.HeartbeatInterval <= 0 || c.RepairInterval <= 0 {
 		errs = append(errs, errors.New("HeartbeatInterval and RepairInterval must be > 0"))
+	}
+	if c.OpLogQueue < 1 {
+		errs = append(errs, fmt.Errorf("OpLogQueue must be >= 1, got %d", c.OpLogQueue))
+	}
+	if c.ReadyTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("ReadyTimeout must be > 0, got %v", c.ReadyTimeout))
 	}
 	if c.CatchupMaxOps < 1 || c.SnapshotEvery < 1 {
 		errs = append(errs, errors.New("CatchupMaxOps and SnapshotEvery must be >= 1"))

@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tempestrt/tempest/persistence"
 	"github.com/tempestrt/tempest/proto/tempestpb"
 )
 
@@ -81,14 +82,21 @@ type unicast struct {
 	payload []byte
 }
 
-// persisted tells a scheduler that its op log holds everything up to pos.
+// persisted tells a scheduler that one of its own updates is durable: how
+// long the answer waited for the op log after the handler ran
+// (schedq.ObserveTail).
 type persisted struct {
-	pos uint64
-	// method and tail, for the clone's own updates: how long the answer
-	// waited for the op log after the handler ran (schedq.ObserveTail).
 	method string
 	tail   time.Duration
 }
+
+// snapshotSaved tells a scheduler that the snapshot it submitted is durable
+// and covers the op log up to pos.
+type snapshotSaved struct{ pos uint64 }
+
+// clockPassed tells a starting scheduler that the physical clock has passed
+// its recovered clock (see schedulerActor.start): it may serve.
+type clockPassed struct{}
 
 // catchupRequest hands a peer's catch-up request to the repair agent.
 type catchupRequest struct{ req *tempestpb.CatchupRequest }
@@ -102,7 +110,12 @@ type summary struct{ have map[string]uint64 }
 // persistFailed tells a scheduler that its op log could not store ops it had
 // already applied; the scheduler crashes so that its restart reloads a state
 // that matches the disk.
-type persistFailed struct{ err error }
+// w is the Writer that failed: a restarted scheduler ignores the failures of
+// its dead incarnation's Writer.
+type persistFailed struct {
+	w   *persistence.Writer
+	err error
+}
 
 // crash makes the receiving actor panic: the chaos API's way to kill an
 // actor so that its supervisor restarts it.

@@ -53,8 +53,10 @@ type Node struct {
 	chaos       atomic.Bool
 	stopped     atomic.Bool
 	stopOnce    sync.Once
-	inflight    sync.WaitGroup // persistence completions still to run
 	rr          atomic.Uint64
+	// readyChanged is signalled (never blocking, capacity 1) whenever a
+	// clone becomes ready or stops being ready.
+	readyChanged chan struct{}
 }
 
 type serviceRuntime struct {
@@ -73,7 +75,7 @@ func Start(cfg Config) (*Node, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	n := &Node{cfg: cfg, log: log, services: map[string]*serviceRuntime{}, started: time.Now()}
+	n := &Node{cfg: cfg, log: log, services: map[string]*serviceRuntime{}, started: time.Now(), readyChanged: make(chan struct{}, 1)}
 	n.sup = supervisor.NewRegistry(256)
 	n.supStrategy = supervisor.NewOneForOne(cfg.Supervision,
 		supervisor.WithSink(supervisor.MultiSink(n.sup, supervisor.NewZapSink(log.Named("supervision")))))
@@ -130,7 +132,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("actors: spawn node: %w", err)
 	}
 	n.nodePID = pid
-	if err := n.waitReady(30 * time.Second); err != nil {
+	if err := n.waitReady(cfg.ReadyTimeout); err != nil {
 		_ = n.Stop()
 		return nil, err
 	}
@@ -145,7 +147,8 @@ func (n *Node) strategy() actor.SupervisorStrategy { return n.supStrategy }
 
 // waitReady waits until every clone has loaded its state.
 func (n *Node) waitReady(limit time.Duration) error {
-	deadline := time.Now().Add(limit)
+	timeout := time.NewTimer(limit)
+	defer timeout.Stop()
 	for {
 		missing := ""
 		for _, name := range n.order {
@@ -158,10 +161,11 @@ func (n *Node) waitReady(limit time.Duration) error {
 		if missing == "" {
 			return nil
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-n.readyChanged:
+		case <-timeout.C:
 			return fmt.Errorf("actors: clone %s not ready after %v", missing, limit)
 		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }
 
@@ -177,7 +181,15 @@ func (n *Node) Stop() error {
 				err = fmt.Errorf("actors: stop node actor: %w", e)
 			}
 		}
-		n.inflight.Wait()
+		// The actors are gone; their last op-log writes complete (and call
+		// back) before the database closes.
+		for _, name := range n.order {
+			for _, c := range n.services[name].clones {
+				if w := c.writer.Load(); w != nil {
+					w.Wait()
+				}
+			}
+		}
 		err = errors.Join(err, n.closeResources())
 		n.log.Info("node stopped", zap.String("node", n.cfg.NodeID))
 	})
@@ -336,9 +348,7 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 		c.outstanding.Add(1)
 		n.system.Root.Send(c.schedulerPID, &callRequest{method: method, body: body, deadline: deadline, arrived: now, reply: results, settled: settled})
 	}
-	// The timer outlives the deadline by a hair so that an answer sent
-	// right at the deadline is not mistaken for a timeout.
-	expired := time.NewTimer(time.Until(deadline) + 2*time.Millisecond)
+	expired := time.NewTimer(time.Until(deadline) + answerGrace)
 	defer expired.Stop()
 	ask(clones[0])
 	next := 1
@@ -405,6 +415,11 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 		}
 	}
 }
+
+// answerGrace is how long after the deadline Node.Call's timer fires: an
+// answer sent right at the deadline must not lose to the timer that would
+// turn it into a 504.
+const answerGrace = 2 * time.Millisecond
 
 // readyClones returns the ready clones of rt, fewest outstanding requests
 // first, ties in round-robin order.

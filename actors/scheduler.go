@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -31,25 +30,43 @@ import (
 // only then multicast and acknowledged: an op is never seen by a peer or a
 // client before it is durable, so a crashed clone never reuses a sequence
 // number that a peer has seen.
+//
+// Every write of the clone (its own ops, peers' ops, snapshots, prunes) goes
+// through one persistence.Writer, in the order the scheduler issues it, so
+// the op log never holds own op n+1 without n and a snapshot is never
+// durable before an op it contains. The Writer's completions come back in
+// the same order, so multicasts leave in seq order too. No goroutine per
+// write: the committer calls back. The Writer's queue is bounded
+// (Config.OpLogQueue): when it is full, new updates are refused at admission
+// (503 overloaded) rather than queued in memory.
+//
+// A panic in a handler is that request's 500 handler_panic: an update's ops
+// are retracted as for a handler error, the scheduler goes on, and the
+// request is not retried elsewhere (it would crash there too).
 type schedulerActor struct {
-	c        *cloneRuntime
-	log      *zap.Logger
-	store    *collections.Store
-	methods  map[string]*method
-	q        *schedq.Queue
-	clog     *persistence.CloneLog
-	stopTick func()
-	stopWake func() bool
+	c         *cloneRuntime
+	log       *zap.Logger
+	store     *collections.Store
+	methods   map[string]*method
+	q         *schedq.Queue
+	clog      *persistence.CloneLog // reads: snapshot and replay at start
+	w         *persistence.Writer   // every write, in order
+	stopTick  func()
+	stopWake  func() bool
+	stopClock func() bool
+	startedAt time.Time
 
+	serving       bool // past the recovered clock: requests are admitted
 	drainQueued   bool
 	wakeAt        time.Time
-	lastPos       uint64 // highest op-log position known durable
 	sinceSnapshot int
+	snapshotting  bool // a snapshot is submitted and not yet durable
 	lastStatus    time.Time
 
 	served, misses, failed, badOps uint64
 	abandoned                      uint64 // settled requests dropped unrun
 	repaired                       uint64 // ops that arrived by catch-up, not multicast
+	oplogFull                      uint64 // updates refused because the op-log queue was full
 	applyEWMA                      time.Duration
 }
 
@@ -78,16 +95,22 @@ func (s *schedulerActor) Receive(ctx actor.Context) {
 		s.store.ObserveHeartbeat(m.hb)
 		s.kick(ctx)
 	case *persisted:
-		s.lastPos = max(s.lastPos, m.pos)
-		if m.method != "" && s.q != nil {
+		if s.q != nil {
 			s.q.ObserveTail(m.method, m.tail)
 		}
+	case *snapshotSaved:
+		s.snapshotSaved(ctx, m.pos)
+	case *clockPassed:
+		s.serve()
 	case *statusRequest:
 		s.publish(time.Now())
 		ctx.Respond(&statusPublished{})
 	case *summaryRequest:
 		ctx.Respond(&summary{have: s.store.VersionVector()})
 	case *persistFailed:
+		if m.w != s.w {
+			return // a dead incarnation's writer: this one reloaded already
+		}
 		panic(fmt.Errorf("op log write failed, reloading from disk: %w", m.err))
 	case *crash:
 		panic(chaosPanic{m.reason})
@@ -114,37 +137,58 @@ func (s *schedulerActor) start(ctx actor.Context) {
 	// stable point would run ahead of that origin's ops still in the log,
 	// fold too early and apply them late, in a different order than peers.
 	s.store.SetOrigins(c.origins())
-	c.inflight.Wait()
+	if old := c.writer.Load(); old != nil {
+		old.Wait() // the dead incarnation's writes land (or fail) before the replay
+	}
 	snapshotPos, replayed, err := s.recover()
 	if err != nil {
 		panic(fmt.Errorf("recover %s: %w", c.id, err))
 	}
-	s.lastPos = snapshotPos
-	waitPastClock(s.store.Now())
+	s.w = s.clog.NewWriter(c.n.cfg.OpLogQueue)
+	c.writer.Store(s.w)
 	if s.q, err = schedq.New(c.n.cfg.Scheduler); err != nil {
 		panic(err)
 	}
 	s.stopTick = every(ctx.ActorSystem(), ctx.Self(), c.n.cfg.HeartbeatInterval, &tick{})
+	s.startedAt = t0
 	s.publish(time.Now())
 	c.outstanding.Store(0)
-	c.ready.Store(true)
 	ctx.Send(c.repairPID, &repairTick{all: true}) // catch up on what was missed while down
-	s.log.Info("clone ready", zap.Uint64("applied", s.store.Applied()), zap.Int("replayed", replayed),
+	s.log.Info("clone loaded", zap.Uint64("applied", s.store.Applied()), zap.Int("replayed", replayed),
 		zap.Uint64("snapshot_pos", snapshotPos), zap.Duration("took", time.Since(t0)))
+	if d := clockWait(s.store.Now(), time.Now()); d > 0 {
+		s.stopClock = after(ctx.ActorSystem(), ctx.Self(), d, &clockPassed{})
+		return
+	}
+	s.serve()
 }
 
-// waitPastClock waits until the physical clock has passed the millisecond of
-// the recovered clock reading (at most one second). A heartbeat the previous
-// incarnation multicast after its last persisted op promised peers that no
-// later op of this clone would be stamped at or below the heartbeat's time;
-// that time is at most the physical clock at the crash (plus drift the HLC
-// accepted from peers), so starting past it keeps the promise.
-func waitPastClock(ts collections.Timestamp) {
-	now := time.Now()
+// maxClockWait caps clockWait. The recovered clock can be ahead of this
+// node's physical clock only by the drift the HLC accepted from peers'
+// timestamps; a peer whose clock is off by more than this is not worth
+// keeping a clone down for.
+const maxClockWait = time.Second
+
+// clockWait is how long a starting clone waits before it serves: until the
+// physical clock has passed the millisecond of the recovered clock reading
+// (at most maxClockWait). A heartbeat the previous incarnation multicast
+// after its last persisted op promised peers that no later op of this clone
+// would be stamped at or below the heartbeat's time; that time is at most
+// the physical clock at the crash (plus drift the HLC accepted from peers),
+// so serving only past it keeps the promise. The scheduler does not sleep:
+// it refuses requests (not admitted, so they go to another clone) until a
+// clockPassed message arrives.
+func clockWait(ts collections.Timestamp, now time.Time) time.Duration {
 	target := time.UnixMilli(max(int64(ts.WallMs), now.UnixMilli()) + 1)
-	if d := target.Sub(now); d > 0 {
-		time.Sleep(min(d, time.Second))
-	}
+	return min(max(target.Sub(now), 0), maxClockWait)
+}
+
+// serve opens the clone to requests.
+func (s *schedulerActor) serve() {
+	s.stopClock = nil
+	s.serving = true
+	s.c.setReady(true)
+	s.log.Info("clone ready", zap.Duration("took", time.Since(s.startedAt)))
 }
 
 // recover loads the snapshot and replays the log after it.
@@ -181,7 +225,8 @@ func (s *schedulerActor) recover() (pos uint64, replayed int, err error) {
 // stop answers everything still queued, so callers can go to another clone
 // at once instead of waiting for their deadline.
 func (s *schedulerActor) stop() {
-	s.c.ready.Store(false)
+	s.c.setReady(false)
+	s.serving = false
 	if s.stopTick != nil {
 		s.stopTick()
 		s.stopTick = nil
@@ -190,26 +235,30 @@ func (s *schedulerActor) stop() {
 		s.stopWake()
 		s.stopWake = nil
 	}
+	if s.stopClock != nil {
+		s.stopClock()
+		s.stopClock = nil
+	}
 	if s.q == nil {
 		return
 	}
-	now := time.Now()
-	for {
-		next, shed, _ := s.q.Pop(now.Add(24*time.Hour), ^uint64(0))
-		for _, r := range shed {
-			s.reply(r.Payload.(*callRequest), nil, fmt.Errorf("clone %s: %w", s.c.id, errCloneStopping))
-		}
-		if next == nil {
-			break
-		}
-		s.reply(next.Payload.(*callRequest), nil, fmt.Errorf("clone %s: %w", s.c.id, errCloneStopping))
+	for _, r := range s.q.Drain() {
+		s.reply(r.Payload.(*callRequest), nil, fmt.Errorf("clone %s: %w", s.c.id, errCloneStopping))
 	}
 }
 
 func (s *schedulerActor) admit(ctx actor.Context, r *callRequest) {
+	if !s.serving {
+		s.reply(r, nil, fmt.Errorf("clone %s is starting: %w%w", s.c.id, ErrNoClone, markNotAdmitted))
+		return
+	}
 	m := s.methods[r.method]
 	if m == nil {
 		s.reply(r, nil, fmt.Errorf("method %q: %w", r.method, ErrUnknownMethod))
+		return
+	}
+	if m.update && s.w.Full() {
+		s.refuseOpLogFull(r)
 		return
 	}
 	req := &schedq.Request{Method: r.method, Kind: schedq.Query, Arrival: r.arrived, Deadline: r.deadline, Payload: r}
@@ -235,6 +284,14 @@ func (s *schedulerActor) admit(ctx actor.Context, r *callRequest) {
 	}
 	s.ack(r, req.RunsUntil) // Node.Call times its hedge by it
 	s.kick(ctx)
+}
+
+// refuseOpLogFull answers an update 503 overloaded because the clone's
+// op-log queue is full. It never ran, so Node.Call may try another clone.
+func (s *schedulerActor) refuseOpLogFull(r *callRequest) {
+	s.oplogFull++
+	s.reply(r, nil, fmt.Errorf("%s on %s: op log queue full (%d records pending): %w%w",
+		r.method, s.c.id, s.w.Pending(), ErrOverloaded, markNotAdmitted))
 }
 
 // kick makes sure a drain is on its way if there is queued work.
@@ -281,23 +338,21 @@ func (s *schedulerActor) run(ctx actor.Context, r *schedq.Request) {
 	m := s.methods[cr.method]
 	hc := &Ctx{Service: s.c.service.svc.Name(), Method: m.name, Clone: s.c.id, Deadline: cr.deadline}
 	start := time.Now()
-	defer func() {
-		if p := recover(); p != nil {
-			s.failed++
-			s.reply(cr, nil, Errorf(500, "handler_panic", "%s panicked: %v", m.name, p))
-			panic(p) // let it crash: the supervisor restarts the scheduler, which reloads from disk
-		}
-	}()
 	if !m.update {
-		out, err := m.invoke(hc, cr.body)
+		out, err := s.invoke(m, hc, cr.body)
 		s.observe(m.name, start)
 		s.reply(cr, out, err)
+		return
+	}
+	if s.w.Full() {
+		// Admitted while there was room; peers' ops filled the queue since.
+		s.refuseOpLogFull(cr)
 		return
 	}
 	var out []byte
 	ops, err := s.store.Update(func() error {
 		var herr error
-		out, herr = m.invoke(hc, cr.body)
+		out, herr = s.invoke(m, hc, cr.body)
 		return herr
 	})
 	s.observe(m.name, start)
@@ -312,26 +367,40 @@ func (s *schedulerActor) run(ctx actor.Context, r *schedq.Request) {
 	s.sinceSnapshot += len(ops)
 	recs, payload, err := encodeOps(ops)
 	if err != nil {
+		s.reply(cr, nil, fmt.Errorf("%w: %v", ErrPersistenceFailed, err))
 		panic(err) // ops we cannot encode are applied but can never be persisted: reload
 	}
-	self, member, system := ctx.Self(), s.c.memberPID, ctx.ActorSystem()
-	clog := s.clog
+	self, member, system, w := ctx.Self(), s.c.memberPID, ctx.ActorSystem(), s.w
 	ran := time.Now()
-	s.c.n.inflight.Add(1)
-	s.c.inflight.Add(1)
-	go func() {
-		defer s.c.n.inflight.Done()
-		defer s.c.inflight.Done()
-		pos, err := clog.Append(context.Background(), recs...)
+	err = w.Append(recs, func(_ uint64, err error) {
+		// On the committer goroutine, in the order of submission.
 		if err != nil {
-			system.Root.Send(self, &persistFailed{err: err})
+			system.Root.Send(self, &persistFailed{w: w, err: err})
 			s.reply(cr, nil, fmt.Errorf("%w: %v", ErrPersistenceFailed, err))
 			return
 		}
-		system.Root.Send(self, &persisted{pos: pos, method: cr.method, tail: time.Since(ran)})
+		system.Root.Send(self, &persisted{method: cr.method, tail: time.Since(ran)})
 		system.Root.Send(member, &broadcast{payload: payload})
 		s.reply(cr, out, nil)
+	})
+	if err != nil {
+		s.reply(cr, nil, fmt.Errorf("%w: %v", ErrPersistenceFailed, err))
+		panic(fmt.Errorf("op log write refused, reloading from disk: %w", err))
+	}
+}
+
+// invoke runs a handler. A panic in it is that request's failure, not the
+// scheduler's: it becomes a 500 handler_panic (counted in status), and inside
+// Store.Update it retracts the update's ops like any handler error.
+func (s *schedulerActor) invoke(m *method, hc *Ctx, body []byte) (out []byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.failed++
+			s.log.Error("handler panicked", zap.String("method", m.name), zap.Any("panic", p), zap.StackSkip("stack", 2))
+			out, err = nil, Errorf(500, "handler_panic", "%s panicked: %v", m.name, p)
+		}
 	}()
+	return m.invoke(hc, body)
 }
 
 func (s *schedulerActor) observe(method string, start time.Time) {
@@ -384,20 +453,18 @@ func (s *schedulerActor) deliver(ctx actor.Context, ops []*tempestpb.Op) int {
 		if err != nil {
 			panic(err)
 		}
-		self, system, clog := ctx.Self(), ctx.ActorSystem(), s.clog
-		s.c.n.inflight.Add(1)
-		s.c.inflight.Add(1)
-		go func() {
-			defer s.c.n.inflight.Done()
-			defer s.c.inflight.Done()
-			// Not waited for: a peer's op lost by a crash here is fetched
-			// again by catch-up. A failure is only logged for the same reason.
-			if pos, err := clog.Append(context.Background(), recs...); err != nil {
-				s.log.Error("persist peer ops", zap.Error(err))
-			} else {
-				system.Root.Send(self, &persisted{pos: pos})
+		// Not waited for: a peer's op lost by a crash here is fetched again
+		// by catch-up. A failure reloads the clone, as for its own ops: the
+		// Writer is broken and the replica holds ops the disk does not.
+		self, system, w := ctx.Self(), ctx.ActorSystem(), s.w
+		err = w.Append(recs, func(_ uint64, err error) {
+			if err != nil {
+				system.Root.Send(self, &persistFailed{w: w, err: err})
 			}
-		}()
+		})
+		if err != nil {
+			panic(fmt.Errorf("op log write refused, reloading from disk: %w", err))
+		}
 	}
 	s.kick(ctx)
 	return len(fresh)
@@ -412,8 +479,8 @@ func (s *schedulerActor) tick(ctx actor.Context) {
 	}
 	s.store.Compact()
 	s.q.Age()
-	if s.sinceSnapshot >= s.c.n.cfg.SnapshotEvery && s.lastPos > 0 {
-		s.snapshot()
+	if s.sinceSnapshot >= s.c.n.cfg.SnapshotEvery && !s.snapshotting {
+		s.snapshot(ctx)
 	}
 	if now.Sub(s.lastStatus) >= 100*time.Millisecond {
 		s.publish(now)
@@ -421,23 +488,44 @@ func (s *schedulerActor) tick(ctx actor.Context) {
 	s.kick(ctx)
 }
 
-// snapshot saves the replica state; the log up to lastPos is covered, and
-// all but LogRetain records behind it are pruned.
-func (s *schedulerActor) snapshot() {
+// snapshot submits the replica state as the clone's snapshot. The Writer
+// places it after every op applied so far and before any later one, so it
+// covers exactly the log records submitted before it.
+func (s *schedulerActor) snapshot(ctx actor.Context) {
 	data, err := proto.Marshal(s.store.Snapshot())
 	if err != nil {
 		s.log.Error("encode snapshot", zap.Error(err))
 		return
 	}
-	if err := s.clog.SaveSnapshot(data, s.lastPos); err != nil {
-		s.log.Error("save snapshot", zap.Error(err))
+	self, system, w := ctx.Self(), ctx.ActorSystem(), s.w
+	err = w.Snapshot(data, func(pos uint64, err error) {
+		if err != nil {
+			system.Root.Send(self, &persistFailed{w: w, err: err})
+			return
+		}
+		system.Root.Send(self, &snapshotSaved{pos: pos})
+	})
+	if err != nil {
+		panic(fmt.Errorf("op log write refused, reloading from disk: %w", err))
+	}
+	s.snapshotting = true
+	s.sinceSnapshot = 0
+}
+
+// snapshotSaved prunes all but LogRetain records behind the snapshot at pos.
+func (s *schedulerActor) snapshotSaved(ctx actor.Context, pos uint64) {
+	s.snapshotting = false
+	retain := s.c.n.cfg.LogRetain
+	if pos <= retain {
 		return
 	}
-	s.sinceSnapshot = 0
-	if retain := s.c.n.cfg.LogRetain; s.lastPos > retain {
-		if err := s.clog.Prune(s.lastPos - retain); err != nil {
-			s.log.Warn("prune op log", zap.Error(err))
+	self, system, w := ctx.Self(), ctx.ActorSystem(), s.w
+	if err := w.Prune(pos-retain, func(_ uint64, err error) {
+		if err != nil {
+			system.Root.Send(self, &persistFailed{w: w, err: err})
 		}
+	}); err != nil {
+		panic(fmt.Errorf("op log write refused, reloading from disk: %w", err))
 	}
 }
 
@@ -471,6 +559,8 @@ func (s *schedulerActor) publish(now time.Time) {
 		cs.Abandoned = s.abandoned
 		cs.HeldBack = st.Held
 		cs.HandlerPanics = s.failed
+		cs.OpLogFull = s.oplogFull
+		cs.OpLogPending = s.w.Pending()
 		cs.RejectedOps = s.badOps
 		cs.RepairedOps = s.repaired
 		ss := s.store.Stats()

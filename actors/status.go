@@ -25,10 +25,12 @@ type CloneStatus struct {
 	Served            uint64            `json:"served"`
 	DeadlineMisses    uint64            `json:"deadline_misses"` // requests refused or shed because their deadline could not be met
 	ShedInQueue       uint64            `json:"shed_in_queue"`
-	ShedBacklog       uint64            `json:"shed_backlog"` // refused at once because the work queued ahead would not let them finish in time
-	Abandoned         uint64            `json:"abandoned"`    // queued requests dropped unrun: a hedge answered first, or the caller gave up
-	HeldBack          uint64            `json:"held_back"`    // updates that waited for stability before running
-	HandlerPanics     uint64            `json:"handler_panics"`
+	ShedBacklog       uint64            `json:"shed_backlog"`   // refused at once because the work queued ahead would not let them finish in time
+	Abandoned         uint64            `json:"abandoned"`      // queued requests dropped unrun: a hedge answered first, or the caller gave up
+	HeldBack          uint64            `json:"held_back"`      // updates that waited for stability before running
+	HandlerPanics     uint64            `json:"handler_panics"` // requests whose handler panicked (answered 500 handler_panic)
+	OpLogPending      int               `json:"oplog_pending"`  // op-log records submitted, not yet durable
+	OpLogFull         uint64            `json:"oplog_full"`     // updates refused (503 overloaded) because the op-log queue was full
 	RejectedOps       uint64            `json:"rejected_ops"`
 	RepairedOps       uint64            `json:"repaired_ops"` // ops that arrived by catch-up (repair), not multicast
 	// PrunedAsks counts peers' catch-up requests for ops this clone had

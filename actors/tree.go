@@ -7,6 +7,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap"
+
+	"github.com/tempestrt/tempest/persistence"
 )
 
 // The supervisors of the tree. Each spawns its children in *actor.Started,
@@ -76,12 +78,13 @@ type cloneRuntime struct {
 	// without synchronisation.
 	schedulerPID, memberPID, repairPID *actor.PID
 
-	// inflight counts op-log appends started by any incarnation of the
-	// scheduler. A new incarnation waits for them before it replays the log:
-	// otherwise an own op still being appended by the dead incarnation would
-	// be missing from the replay, and the clone would reuse its sequence
-	// number for a different op.
-	inflight sync.WaitGroup
+	// writer is the current scheduler incarnation's ordered op-log stream
+	// (persistence.Writer). A new incarnation waits for the previous one's
+	// writes to complete before it replays the log: otherwise an own op still
+	// queued by the dead incarnation would be missing from the replay, and the
+	// clone would reuse its sequence number for a different op. Node.Stop
+	// waits for it before closing the database.
+	writer atomic.Pointer[persistence.Writer]
 
 	ready atomic.Bool // the scheduler has loaded state and serves
 	// outstanding counts requests Node.Call sent to this clone that its
@@ -101,6 +104,15 @@ type cloneRuntime struct {
 func newCloneRuntime(n *Node, rt *serviceRuntime, index int) *cloneRuntime {
 	id := fmt.Sprintf("%s/%d", rt.svc.Name(), index)
 	return &cloneRuntime{n: n, service: rt, index: index, id: id, log: n.log.With(zap.String("clone", id))}
+}
+
+// setReady records whether the clone serves, and wakes Node.waitReady.
+func (c *cloneRuntime) setReady(ready bool) {
+	c.ready.Store(ready)
+	select {
+	case c.n.readyChanged <- struct{}{}:
+	default:
+	}
 }
 
 // peers are the ids of the other clones of the same service.

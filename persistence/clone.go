@@ -68,25 +68,34 @@ func (c *CloneLog) ID() string { return c.id }
 // or not: append again), or a storage error. recs may be reused once Append
 // returns, whatever it returns.
 func (c *CloneLog) Append(ctx context.Context, recs ...Record) (uint64, error) {
+	o, err := c.appendOp(recs)
+	if err != nil {
+		return 0, err
+	}
+	return c.db.submit(ctx, o)
+}
+
+// appendOp validates and encodes recs as an append.
+func (c *CloneLog) appendOp(recs []Record) (*op, error) {
 	if c.err != nil {
-		return 0, c.err
+		return nil, c.err
 	}
 	if len(recs) == 0 {
-		return 0, fmt.Errorf("%w: no records", ErrInvalidRecord)
+		return nil, fmt.Errorf("%w: no records", ErrInvalidRecord)
 	}
 	o := &op{kind: opAppend, clone: c, recs: make([]encRecord, len(recs)), nrec: len(recs)}
 	for i, r := range recs {
 		if !validID(r.Origin) {
-			return 0, fmt.Errorf("%w: record %d: origin of %d bytes", ErrInvalidRecord, i, len(r.Origin))
+			return nil, fmt.Errorf("%w: record %d: origin of %d bytes", ErrInvalidRecord, i, len(r.Origin))
 		}
 		if r.Seq == 0 {
-			return 0, fmt.Errorf("%w: record %d (origin %s): seq 0", ErrInvalidRecord, i, r.Origin)
+			return nil, fmt.Errorf("%w: record %d (origin %s): seq 0", ErrInvalidRecord, i, r.Origin)
 		}
 		e := encRecord{origin: r.Origin, seq: r.Seq, idx: indexKey(c.prefix, r.Origin, r.Seq), val: encodeRecord(r.Origin, r.Seq, r.Data)}
 		o.size += len(e.idx) + len(e.val)
 		o.recs[i] = e
 	}
-	return c.db.submit(ctx, o)
+	return o, nil
 }
 
 // SaveSnapshot stores data as the clone's snapshot, replacing the previous

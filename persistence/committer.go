@@ -45,7 +45,11 @@ type op struct {
 	nrec  int         // weight against MaxBatchRecords
 	size  int         // weight against MaxBatchBytes
 	state atomic.Uint32
-	done  chan result
+	done  chan result // Append & co.: the waiting caller
+
+	w      *Writer             // writes through a Writer
+	cb     func(uint64, error) // Writer: completion callback
+	atHead bool                // opSnapshot through a Writer: covers the log as it stands
 }
 
 // encRecord is a record encoded by the caller's goroutine, so that the
@@ -80,14 +84,9 @@ func (db *DB) submit(ctx context.Context, o *op) (uint64, error) {
 		return 0, err
 	}
 	o.done = make(chan result, 1)
-	db.mu.Lock()
-	if db.closing {
-		db.mu.Unlock()
-		return 0, ErrClosed
+	if err := db.enqueue(o); err != nil {
+		return 0, err
 	}
-	db.queue = append(db.queue, o)
-	db.mu.Unlock()
-	db.signal()
 	select {
 	case r := <-o.done:
 		return r.pos, r.err
@@ -102,6 +101,41 @@ func (db *DB) submit(ctx context.Context, o *op) (uint64, error) {
 			return 0, fmt.Errorf("%w: %w", ErrInDoubt, ctx.Err())
 		}
 	}
+}
+
+// enqueue puts o at the end of the committer's queue.
+func (db *DB) enqueue(o *op) error {
+	db.beforeQueue(o)
+	db.mu.Lock()
+	if db.closing {
+		db.mu.Unlock()
+		return ErrClosed
+	}
+	db.queue = append(db.queue, o)
+	db.mu.Unlock()
+	db.signal()
+	return nil
+}
+
+// beforeQueue runs the test hook, if any, for o.
+func (db *DB) beforeQueue(o *op) {
+	h := db.opts.Hooks
+	if h == nil || h.BeforeQueue == nil {
+		return
+	}
+	w := WriteInfo{Clone: o.clone.id, Kind: WriteOther}
+	switch o.kind {
+	case opAppend:
+		w.Kind = WriteAppend
+		for _, r := range o.recs {
+			w.Records = append(w.Records, RecordID{Origin: r.origin, Seq: r.seq})
+		}
+	case opSnapshot:
+		w.Kind = WriteSnapshot
+	case opPrune:
+		w.Kind = WritePrune
+	}
+	h.BeforeQueue(w)
 }
 
 // walNudgeDelays are, under SyncInterval, the idle times after the last
@@ -254,6 +288,11 @@ func (db *DB) commitGroup(ops []*op) {
 		if res[i], fatal = gs.apply(o); fatal != nil {
 			break
 		}
+		if res[i].err != nil && o.w != nil {
+			// Break the Writer now, so its later writes in this group
+			// fail too and leave no hole behind the failed one.
+			o.w.fail(res[i].err)
+		}
 	}
 	if fatal == nil {
 		fatal = gs.finish()
@@ -284,7 +323,11 @@ func (db *DB) commitGroup(ops []*op) {
 	db.st.commits.Add(1)
 	db.st.ops.Add(uint64(len(ops)))
 	for i, o := range ops {
-		o.done <- res[i]
+		if o.w != nil {
+			o.w.complete(o, res[i])
+		} else {
+			o.done <- res[i]
+		}
 	}
 }
 
@@ -375,6 +418,11 @@ func (gs *group) origin(cc *cloneCache, origin string) (*originCache, error) {
 // guarantees o left no trace in the batch or the caches.
 func (gs *group) apply(o *op) (r result, fatal error) {
 	c := o.clone
+	if o.w != nil {
+		if err := o.w.Err(); err != nil {
+			return result{err: err}, nil // behind a failed write: never written
+		}
+	}
 	switch o.kind {
 	case opAppend:
 		cc, err := gs.clone(c)
@@ -401,6 +449,10 @@ func (gs *group) apply(o *op) (r result, fatal error) {
 		cc, err := gs.clone(c)
 		if err != nil {
 			return result{err: err}, nil
+		}
+		if o.atHead {
+			o.pos = cc.head
+			setSnapshotPos(o.val, o.pos)
 		}
 		if o.pos > cc.head {
 			return result{err: fmt.Errorf("%w: clone %s: snapshot at %d, last log position %d", ErrPosOutOfRange, c.id, o.pos, cc.head)}, nil

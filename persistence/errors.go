@@ -48,6 +48,11 @@ var (
 	// has a snapshot covering a later log position.
 	ErrStaleSnapshot = errors.New("persistence: snapshot older than the stored one")
 
+	// ErrWriterBroken is returned for every write through a Writer at or
+	// after its first failed write: none of them is stored, so the log has
+	// no hole. Open a new Writer after reloading.
+	ErrWriterBroken = errors.New("persistence: ordered writer broken by an earlier failure")
+
 	// ErrPosOutOfRange is returned by SaveSnapshot for a position beyond the
 	// last record of the clone's log.
 	ErrPosOutOfRange = errors.New("persistence: log position out of range")

@@ -98,6 +98,42 @@ type Options struct {
 	// Logger receives pebble's messages and the store's own. Nil means
 	// zap.NewNop().
 	Logger *zap.Logger
+	// Hooks are for tests only: they hold or observe writes at a precise
+	// point. Nil in production.
+	Hooks *TestHooks
+}
+
+// TestHooks let tests hold or observe writes. They are not for production
+// use: a hook runs on the hot path of every write.
+type TestHooks struct {
+	// BeforeQueue runs in the goroutine that submits a write, just before
+	// the write is queued for the committer. A hook that blocks holds that
+	// write; writes through a Writer queue behind it in submission order.
+	BeforeQueue func(WriteInfo)
+}
+
+// WriteKind names a kind of write in WriteInfo.
+type WriteKind string
+
+// Kinds of writes.
+const (
+	WriteAppend   WriteKind = "append"
+	WriteSnapshot WriteKind = "snapshot"
+	WritePrune    WriteKind = "prune"
+	WriteOther    WriteKind = "other"
+)
+
+// WriteInfo describes a write to TestHooks.BeforeQueue.
+type WriteInfo struct {
+	Clone   string
+	Kind    WriteKind
+	Records []RecordID // the appended records, for WriteAppend
+}
+
+// RecordID identifies a record: its origin and per-origin sequence number.
+type RecordID struct {
+	Origin string
+	Seq    uint64
 }
 
 // DefaultOptions returns the production preset for a database in dir:

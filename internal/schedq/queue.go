@@ -413,6 +413,26 @@ func (q *Queue) Pop(now time.Time, stable uint64) (next *Request, shed []*Reques
 	return next, shed, q.wake()
 }
 
+// Drain removes every queued request, held or ready, and returns them
+// (earliest deadline first within each method). The scheduler calls it when
+// it stops, so that every queued request gets an answer.
+func (q *Queue) Drain() []*Request {
+	var out []*Request
+	var released uint64 // not a release the stats should count
+	for len(q.active) > 0 {
+		m := q.active[0]
+		for it := m.held.top(); it != nil; it = m.held.top() {
+			q.release(it, &released)
+		}
+		for it := m.ready.top(); it != nil; it = m.ready.top() {
+			q.removeReadyTop(m)
+			out = append(out, it.req)
+		}
+		q.deactivate(m)
+	}
+	return out
+}
+
 // shedReady sheds, in deadline order, the ready requests of m whose point of
 // no return is before t, appending them to shed.
 func (q *Queue) shedReady(m *methodQ, t time.Time, shed []*Request) []*Request {

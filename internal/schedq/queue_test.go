@@ -523,3 +523,36 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestDrainReturnsEveryQueuedRequest: held and ready requests of several
+// methods all come back, the queue is empty after, and it still works.
+func TestDrainReturnsEveryQueuedRequest(t *testing.T) {
+	q := newQ(t, testConfig())
+	mustPush(t, q, t0, query(1, "a", at(40)))
+	mustPush(t, q, t0, query(2, "a", at(30)))
+	mustPush(t, q, t0, update(3, "b", at(45), 99)) // held: watermark 99 not stable
+	mustPush(t, q, t0, query(4, "c", at(20)))
+	got := ids(q.Drain())
+	if len(got) != 4 || q.Len() != 0 {
+		t.Fatalf("Drain returned %v, Len %d after: want all 4 requests and an empty queue", got, q.Len())
+	}
+	pos := map[uint64]int{}
+	for i, id := range got {
+		pos[id] = i
+	}
+	for _, id := range []uint64{1, 2, 3, 4} {
+		if _, ok := pos[id]; !ok {
+			t.Fatalf("Drain returned %v: request %d missing", got, id)
+		}
+	}
+	if pos[2] > pos[1] {
+		t.Fatalf("Drain returned %v: within method a, deadline 30 must come before 40", got)
+	}
+	if st := q.Stats(); st.ReleasedMaxHold+st.ReleasedStable+st.ReleasedPressure != 0 {
+		t.Fatalf("Drain counted releases: %+v", st)
+	}
+	mustPush(t, q, t0, query(5, "a", at(40)))
+	if next, _, _ := q.Pop(t0, 0); next == nil || next.ID != 5 {
+		t.Fatalf("after Drain, Pop = %v", next)
+	}
+}
