@@ -32,7 +32,7 @@ type stream struct {
 type miss struct {
 	detected time.Time // when this node learned it was missing
 	due      time.Time // when the next NAK (or giving up) is due
-	naks     int       // NAKs sent so far
+	naks     int       // NAKs sent so far (the wait after the n-th is NakRetryInterval << (n-1))
 }
 
 func (st *stream) id(seq uint64) PacketID {
@@ -319,7 +319,10 @@ func (e *Engine) tickNaks(now time.Time) {
 				continue
 			}
 			m.naks++
-			m.due = now.Add(e.cfg.NakRetryInterval)
+			// Exponential backoff: a sender that is slow to answer (a
+			// stalled process, a loaded machine) is asked again later
+			// rather than given up on after a short fixed delay.
+			m.due = now.Add(e.cfg.NakRetryInterval << (m.naks - 1))
 			nak = append(nak, seq)
 		}
 		for len(nak) > 0 {

@@ -28,6 +28,8 @@ func TestConfigValidate(t *testing.T) {
 		"Flush=0":               func(c *Config) { c.FlushInterval = 0 },
 		"NakTimeout=0":          func(c *Config) { c.NakTimeout = 0 },
 		"NakRetries=0":          func(c *Config) { c.NakRetries = 0 },
+		"NakRetries=17":         func(c *Config) { c.NakRetries = 17 },
+		"NakRetry overflow":     func(c *Config) { c.NakRetries, c.NakRetryInterval = 16, time.Duration(1)<<50 },
 		"NakRetryInterval<0":    func(c *Config) { c.NakRetryInterval = -1 },
 		"MaxNakSeqs=2000":       func(c *Config) { c.MaxNakSeqs = 2000 },
 		"RetransmitWindow=0":    func(c *Config) { c.RetransmitWindow = 0 },
@@ -386,20 +388,28 @@ func TestNakRetriesRunOut(t *testing.T) {
 	b := engNew(t, cfg, 2, seed)
 	b.SetGroup(1, []NodeID{1, 2})
 	b.Step(engT0, engData(1, 1, 2, 10)) // 1 missing
-	now := engT0.Add(cfg.NakTimeout)
-	naks := 0
+	var nakAt []time.Duration
 	var lost []PacketRange
-	for range 50 {
+	var lostAt time.Duration
+	now := engT0
+	for range 1000 { // 1 s, one tick per ms
 		out := b.Tick(now)
-		naks += len(engNaks(out))
+		for range engNaks(out) {
+			nakAt = append(nakAt, now.Sub(engT0))
+		}
+		if len(out.Unrecoverable) > 0 {
+			lostAt = now.Sub(engT0)
+		}
 		lost = append(lost, out.Unrecoverable...)
-		now = now.Add(cfg.NakRetryInterval)
+		now = now.Add(time.Millisecond)
 	}
-	if naks != cfg.NakRetries {
-		t.Fatalf("%d NAKs, want %d", naks, cfg.NakRetries)
+	// NakTimeout, then waits of NakRetryInterval doubling after each NAK.
+	want := []time.Duration{engMs(20), engMs(40), engMs(80), engMs(160)}
+	if !slices.Equal(nakAt, want) || len(nakAt) != cfg.NakRetries {
+		t.Fatalf("NAKs at %v, want %v", nakAt, want)
 	}
-	if len(lost) != 1 || lost[0] != (PacketRange{1, 1, 1, 1}) {
-		t.Fatalf("unrecoverable %+v", lost)
+	if len(lost) != 1 || lost[0] != (PacketRange{1, 1, 1, 1}) || lostAt != engMs(320) {
+		t.Fatalf("unrecoverable %+v at %v, want seq 1 at 320ms", lost, lostAt)
 	}
 	// A late retransmission of a packet given up on is not delivered.
 	if out := b.Step(now, engData(1, 1, 1, 10)); len(out.Deliveries) != 0 {
