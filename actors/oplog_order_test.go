@@ -201,3 +201,56 @@ func TestSnapshotNeverOvertakesAnOwnOp(t *testing.T) {
 	n2 := crashNode(t, crashed, 2, nil)
 	waitConverged(t, n2, "cart", 3*time.Second)
 }
+
+// TestFullOpLogQueueRefusesUpdatesAtOnce: while the disk does not keep up
+// (the committer is held), a clone's op-log queue fills; further updates
+// are refused 503 overloaded at once — while the committer is still held —
+// and queries still answer. When the disk resumes, the queued updates are
+// acknowledged.
+func TestFullOpLogQueueRefusesUpdatesAtOnce(t *testing.T) {
+	var holding atomic.Bool
+	release := make(chan struct{})
+	hooks := &persistence.TestHooks{BeforeCommit: func() {
+		if holding.Load() {
+			<-release
+		}
+	}}
+	n := crashNode(t, vfs.NewMem(), 1, hooks, func(c *actors.Config) { c.OpLogQueue = 2 })
+	holding.Store(true)
+	var wg sync.WaitGroup
+	queued := []<-chan error{addAsync(n, "dave", "a", 5*time.Second, &wg)}
+	// The first add's group may already be in the committer (held there);
+	// add until the queue reports full.
+	var refused error
+	for i := 0; i < 10 && refused == nil; i++ {
+		done := addAsync(n, "dave", string(rune('b'+i)), 5*time.Second, &wg)
+		select {
+		case err := <-done:
+			refused = err
+		case <-time.After(200 * time.Millisecond):
+			queued = append(queued, done) // queued behind the held commit
+		}
+	}
+	if e := actors.AsError(refused); e == nil || e.Status != 503 || e.Code != "overloaded" {
+		t.Fatalf("update with the op-log queue full: got %v, want 503 overloaded while the disk is held", refused)
+	}
+	if len(queued) > 3 {
+		t.Fatalf("%d updates queued before a refusal, with OpLogQueue 2", len(queued))
+	}
+	mustCall[cart.View](t, n, "cart", "get", cart.GetRequest{User: "dave"}) // queries unaffected
+	var full uint64
+	for _, c := range n.Status().Clones {
+		full += c.OpLogFull
+	}
+	if full == 0 {
+		t.Fatal("status oplog_full = 0 after a refusal")
+	}
+	close(release)
+	holding.Store(false)
+	for i, done := range queued {
+		if err := <-done; err != nil {
+			t.Fatalf("queued update %d: %v", i, err)
+		}
+	}
+	wg.Wait()
+}

@@ -181,6 +181,9 @@ func (db *DB) runCommitter() {
 		if h := db.testHookCommit.Load(); h != nil {
 			(*h)()
 		}
+		if h := db.opts.Hooks; h != nil && h.BeforeCommit != nil {
+			h.BeforeCommit()
+		}
 		db.commitGroup(g)
 		if db.opts.Sync == SyncInterval {
 			nudges = 0

@@ -110,6 +110,9 @@ type TestHooks struct {
 	// the write is queued for the committer. A hook that blocks holds that
 	// write; writes through a Writer queue behind it in submission order.
 	BeforeQueue func(WriteInfo)
+	// BeforeCommit runs in the committer goroutine before it builds each
+	// group commit. A hook that blocks holds every write of the DB.
+	BeforeCommit func()
 }
 
 // WriteKind names a kind of write in WriteInfo.
