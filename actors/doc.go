@@ -97,10 +97,11 @@
 // the whole update in the same way, even if the handler ignores that error;
 // unless the handler returns an *Error of its own, the answer is a 500
 // "codec_error", "unknown_user_op" or "user_op_panic", and the clone keeps
-// serving. Return the error as the example does. A handler that panics is
-// answered 500 "handler_panic" (an update's operations are retracted) and
-// its clone's scheduler is restarted by its supervisor, reloading its state
-// from disk.
+// serving. Return the error as the example does. A handler that panics
+// fails only its own request: it is answered 500 "handler_panic" (counted
+// in /v1/status as handler_panics), an update's operations are retracted,
+// the scheduler goes on serving, and the request is not retried on another
+// clone (it would panic there too).
 //
 // # Deadlines
 //
@@ -115,7 +116,9 @@
 //     and answer time, or than the work queued ahead of it), or while queued,
 //     as soon as it would no longer be met. A refused request never ran: the
 //     node tries another clone while the budget allows, updates included.
-//     503 "overloaded" when a clone's queue is full.
+//     503 "overloaded" when a clone's request queue is full, and, for
+//     updates, when its op-log write queue is full (Config.OpLogQueue: the
+//     disk is not keeping up).
 //   - 504 "deadline_exceeded" when no answer came by the deadline. Handlers
 //     are not preempted: an update answered 504 may still have been applied,
 //     so a client that must know reads it back.
