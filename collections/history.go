@@ -187,6 +187,9 @@ func (it *item) position(k opKey) int {
 	if n == 0 || keyOf(it.ops[n-1]).compare(k) < 0 {
 		return n
 	}
+	if mutation == mutationTiesByArrival { // a test's deliberate bug, see mutant.go
+		return it.positionByArrival(k)
+	}
 	i, _ := slices.BinarySearchFunc(it.ops, k, func(op *tempestpb.Op, k opKey) int { return keyOf(op).compare(k) })
 	return i
 }
@@ -211,6 +214,10 @@ func (s *Store) rollback(it *item, i int) {
 
 // replay re-applies ops[i:] on top of cur.
 func (s *Store) replay(it *item, i int) {
+	if mutation == mutationReplaySkipsOne && len(it.ops)-i >= 2 { // a test's deliberate bug, see mutant.go
+		s.replaySkippingLast(it, i)
+		return
+	}
 	for j := i; j < len(it.ops); j++ {
 		it.undo[j] = s.apply(it.c, &it.cur, it.ops[j])
 	}

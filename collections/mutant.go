@@ -1,0 +1,55 @@
+package collections
+
+import (
+	"slices"
+
+	"github.com/tempestrt/tempest/proto/tempestpb"
+)
+
+// mutation selects a deliberate bug, for the mutation tests of the
+// reference-model property (TestOracleCatchesMutants in oracle_test.go):
+// they switch a bug on and require the property to fail, which shows the
+// property can fail. It is mutationNone in every build; only tests change
+// it (through export_test.go), and they must not run in parallel with
+// other tests of the package while it is set.
+//
+// It is read in two places, each once per call and outside any loop:
+// item.position on its slow path (an op that does not go last) and
+// Store.replay. Nothing else depends on it.
+var mutation mutationKind
+
+type mutationKind uint8
+
+const (
+	mutationNone mutationKind = iota
+	// mutationTiesByArrival orders ops with equal timestamps by arrival
+	// instead of by origin: a late op goes after every op stamped alike.
+	mutationTiesByArrival
+	// mutationReplaySkipsOne leaves the last op of a replay of two or more
+	// ops (a late insert or a retraction) unapplied.
+	mutationReplaySkipsOne
+)
+
+// positionByArrival is item.position under mutationTiesByArrival: after
+// every op whose timestamp is not later than k's.
+func (it *item) positionByArrival(k opKey) int {
+	i, _ := slices.BinarySearchFunc(it.ops, k, func(op *tempestpb.Op, k opKey) int {
+		if TimestampOf(op).Compare(k.ts) <= 0 {
+			return -1
+		}
+		return 1
+	})
+	return i
+}
+
+// replaySkippingLast is Store.replay under mutationReplaySkipsOne.
+func (s *Store) replaySkippingLast(it *item, i int) {
+	last := len(it.ops) - 1
+	for j := i; j < last; j++ {
+		it.undo[j] = s.apply(it.c, &it.cur, it.ops[j])
+	}
+	it.undo[last] = undoRec{}
+	if it.c.kind != kindList {
+		it.undo[last].prev = it.cur // reverting the skipped op changes nothing
+	}
+}
