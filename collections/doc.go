@@ -40,6 +40,17 @@
 // point means an origin broke its promise; it is counted (Stats.LateOps)
 // and applied at its place among the tentative ops.
 //
+// # Failed mutations
+//
+// Mutators (Map.Put, Map.Do, Set.Add, List.Append, Counter.Incr, ...)
+// return an error rather than panic when a mutation cannot be made: a key,
+// value or argument that does not encode (ErrCodec), an unregistered user
+// op (ErrUnknownOp), a user op that panics (ErrUserOpPanic) or whose result
+// does not encode. The failure fails the enclosing Store.Update even if the
+// handler ignores it: every op of the update is retracted and Update
+// returns the error, so one bad request costs its own update only.
+// Mutating outside Update (ErrReadOnly) is a programming error and panics.
+//
 // # Clocks
 //
 // The HLC follows remote clocks so that an op issued after seeing another
