@@ -69,15 +69,16 @@ func waitConverged(t *testing.T, n *actors.Node, service string, within time.Dur
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
+		asked := time.Now()
 		clones := n.Status().Clones
-		if digest, ok := converged(clones, service); ok {
+		if digest, ok := converged(clones, service, asked); ok {
 			return digest
 		}
 		if time.Now().After(deadline) {
 			var got []string
 			for _, c := range clones {
 				if c.Service == service {
-					got = append(got, fmt.Sprintf("%s ready=%v digest=%s applied=%d", c.Clone, c.Ready, c.Digest, c.Applied))
+					got = append(got, fmt.Sprintf("%s ready=%v digest=%s applied=%d fresh=%v", c.Clone, c.Ready, c.Digest, c.Applied, !c.UpdatedAt.Before(asked)))
 				}
 			}
 			t.Fatalf("%s clones did not converge in %v: %v", service, within, got)
@@ -87,10 +88,13 @@ func waitConverged(t *testing.T, n *actors.Node, service string, within time.Dur
 }
 
 // converged reports whether every clone of service in clones is ready and
-// has the same non-empty digest and applied count, and that digest. A clone
-// that is restarting or behind means not converged: one ready clone
-// agreeing with itself is not convergence.
-func converged(clones []actors.CloneStatus, service string) (string, bool) {
+// has the same non-empty digest and applied count, all published at or
+// after asked (Node.Status asks each scheduler for fresh figures; a
+// scheduler that crashed and waits out its restart backoff does not answer
+// and is reported with its last figures, still marked ready), and that
+// digest. A clone that is restarting, silent or behind means not
+// converged: one ready clone agreeing with itself is not convergence.
+func converged(clones []actors.CloneStatus, service string, asked time.Time) (string, bool) {
 	var of []actors.CloneStatus
 	for _, c := range clones {
 		if c.Service == service {
@@ -101,7 +105,7 @@ func converged(clones []actors.CloneStatus, service string) (string, bool) {
 		return "", false
 	}
 	for _, c := range of {
-		if !c.Ready || c.Digest == "" || c.Digest != of[0].Digest || c.Applied != of[0].Applied {
+		if !c.Ready || c.UpdatedAt.Before(asked) || c.Digest == "" || c.Digest != of[0].Digest || c.Applied != of[0].Applied {
 			return "", false
 		}
 	}
@@ -111,9 +115,12 @@ func converged(clones []actors.CloneStatus, service string) (string, bool) {
 // TestConvergedRequiresEveryClone: the oracle the other tests wait on says
 // "not converged" whenever any clone of the service is not ready or differs.
 func TestConvergedRequiresEveryClone(t *testing.T) {
+	asked := time.Now()
 	c := func(clone string, ready bool, digest string, applied uint64) actors.CloneStatus {
-		return actors.CloneStatus{Service: "cart", Clone: clone, Ready: ready, Digest: digest, Applied: applied}
+		return actors.CloneStatus{Service: "cart", Clone: clone, Ready: ready, Digest: digest, Applied: applied, UpdatedAt: asked}
 	}
+	stale := c("cart/2", true, "aa", 3)
+	stale.UpdatedAt = asked.Add(-time.Millisecond)
 	other := actors.CloneStatus{Service: "chat", Clone: "chat/1", Ready: false, Digest: "ff", Applied: 9}
 	for name, tc := range map[string]struct {
 		clones []actors.CloneStatus
@@ -122,12 +129,13 @@ func TestConvergedRequiresEveryClone(t *testing.T) {
 		"all equal":                 {[]actors.CloneStatus{c("cart/1", true, "aa", 3), c("cart/2", true, "aa", 3), other}, true},
 		"one ready, one restarting": {[]actors.CloneStatus{c("cart/1", true, "aa", 3), c("cart/2", false, "aa", 3)}, false},
 		"one ready, one behind":     {[]actors.CloneStatus{c("cart/1", false, "", 0), c("cart/2", true, "aa", 3)}, false},
+		"one did not answer":        {[]actors.CloneStatus{c("cart/1", true, "aa", 3), stale}, false},
 		"digests differ":            {[]actors.CloneStatus{c("cart/1", true, "aa", 3), c("cart/2", true, "bb", 3)}, false},
 		"applied differ":            {[]actors.CloneStatus{c("cart/1", true, "aa", 3), c("cart/2", true, "aa", 4)}, false},
 		"no digest published":       {[]actors.CloneStatus{c("cart/1", true, "", 0), c("cart/2", true, "", 0)}, false},
 		"no clone of the service":   {[]actors.CloneStatus{other}, false},
 	} {
-		if digest, ok := converged(tc.clones, "cart"); ok != tc.want || ok && digest != "aa" {
+		if digest, ok := converged(tc.clones, "cart", asked); ok != tc.want || ok && digest != "aa" {
 			t.Errorf("%s: converged = %q, %v; want %v", name, digest, ok, tc.want)
 		}
 	}
