@@ -30,9 +30,10 @@ type stream struct {
 
 // miss is a packet known to exist but not received yet.
 type miss struct {
-	detected time.Time // when this node learned it was missing
-	due      time.Time // when the next NAK (or giving up) is due
-	naks     int       // NAKs sent so far (the wait after the n-th is NakRetryInterval << (n-1))
+	detected time.Time     // when this node learned it was missing
+	due      time.Time     // when the next NAK (or giving up) is due
+	naks     int           // NAKs sent so far
+	wait     time.Duration // wait after the next NAK (NakRetryInterval, doubling up to NakRetryMax)
 }
 
 func (st *stream) id(seq uint64) PacketID {
@@ -82,7 +83,7 @@ func (e *Engine) knownSender(grp *group, s NodeID) bool {
 
 // markMissing records seq as newly missing.
 func (e *Engine) markMissing(st *stream, seq uint64, now time.Time) {
-	st.missing[seq] = &miss{detected: now, due: now.Add(e.cfg.NakTimeout)}
+	st.missing[seq] = &miss{detected: now, due: now.Add(e.cfg.NakTimeout), wait: e.cfg.NakRetryInterval}
 	e.lossy[st] = struct{}{}
 	e.stats.LossesDetected++
 }
@@ -322,7 +323,8 @@ func (e *Engine) tickNaks(now time.Time) {
 			// Exponential backoff: a sender that is slow to answer (a
 			// stalled process, a loaded machine) is asked again later
 			// rather than given up on after a short fixed delay.
-			m.due = now.Add(e.cfg.NakRetryInterval << (m.naks - 1))
+			m.due = now.Add(m.wait)
+			m.wait = min(2*m.wait, e.cfg.NakRetryMax)
 			nak = append(nak, seq)
 		}
 		for len(nak) > 0 {

@@ -28,8 +28,8 @@ func TestConfigValidate(t *testing.T) {
 		"Flush=0":               func(c *Config) { c.FlushInterval = 0 },
 		"NakTimeout=0":          func(c *Config) { c.NakTimeout = 0 },
 		"NakRetries=0":          func(c *Config) { c.NakRetries = 0 },
-		"NakRetries=17":         func(c *Config) { c.NakRetries = 17 },
-		"NakRetry overflow":     func(c *Config) { c.NakRetries, c.NakRetryInterval = 16, time.Duration(1)<<50 },
+		"NakRetries=101":        func(c *Config) { c.NakRetries = 101 },
+		"NakRetryMax<Interval":  func(c *Config) { c.NakRetryMax = c.NakRetryInterval - 1 },
 		"NakRetryInterval<0":    func(c *Config) { c.NakRetryInterval = -1 },
 		"MaxNakSeqs=2000":       func(c *Config) { c.MaxNakSeqs = 2000 },
 		"RetransmitWindow=0":    func(c *Config) { c.RetransmitWindow = 0 },
@@ -403,13 +403,14 @@ func TestNakRetriesRunOut(t *testing.T) {
 		lost = append(lost, out.Unrecoverable...)
 		now = now.Add(time.Millisecond)
 	}
-	// NakTimeout, then waits of NakRetryInterval doubling after each NAK.
-	want := []time.Duration{engMs(20), engMs(40), engMs(80), engMs(160)}
+	// NakTimeout, then waits of NakRetryInterval doubling after each NAK
+	// up to NakRetryMax.
+	want := []time.Duration{engMs(20), engMs(40), engMs(80), engMs(160), engMs(320), engMs(480)}
 	if !slices.Equal(nakAt, want) || len(nakAt) != cfg.NakRetries {
 		t.Fatalf("NAKs at %v, want %v", nakAt, want)
 	}
-	if len(lost) != 1 || lost[0] != (PacketRange{1, 1, 1, 1}) || lostAt != engMs(320) {
-		t.Fatalf("unrecoverable %+v at %v, want seq 1 at 320ms", lost, lostAt)
+	if len(lost) != 1 || lost[0] != (PacketRange{1, 1, 1, 1}) || lostAt != engMs(640) {
+		t.Fatalf("unrecoverable %+v at %v, want seq 1 at 640ms", lost, lostAt)
 	}
 	// A late retransmission of a packet given up on is not delivered.
 	if out := b.Step(now, engData(1, 1, 1, 10)); len(out.Deliveries) != 0 {

@@ -1,7 +1,9 @@
 package main
 
 // `tempest-bench ricochet`: Ricochet's lateral error correction against a
-// NAK-only baseline, over real UDP sockets on loopback.
+// NAK-only baseline, over real UDP sockets on loopback, or with --sim in
+// ricochettest's deterministic simulation (ricochet_sim.go: same workload,
+// loss model and accounting, virtual time, optional node pauses).
 //
 // Set-up. --receivers N Ricochet nodes run in this process, each with its
 // own UDP socket on 127.0.0.1 (unicast fan-out, or IP multicast on lo with
@@ -23,7 +25,12 @@ package main
 // data-loss pattern is the same in both modes.
 //
 // Modes. The same run measures LEC+NAK (--r, --c) and then NAK-only (LEC
-// disabled, same NAK settings), with the same seed and fresh sockets.
+// disabled), with the same seed and fresh sockets. The LEC mode waits
+// NakTimeout (--nak-timeout, default the engine's 20 ms) before its first NAK:
+// the time left for LEC to repair. No LEC repair can come in the NAK-only
+// mode, so waiting there would only flatter LEC: its first NAK goes out after
+// a reorder window of its own (--nak-only-delay, default 1 ms); NAK retries
+// are the same in both modes. The report records both settings.
 //
 // Losses. A (receiver, packet) pair is lost when the packet's original
 // datagram never reached the receiver's node (the loss wrapper records every
@@ -56,11 +63,13 @@ import (
 	"net"
 	"os"
 	"runtime/pprof"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/tempestrt/tempest/ricochet"
+	"github.com/tempestrt/tempest/ricochet/ricochettest"
 )
 
 // benchConfig holds the flags of `tempest-bench ricochet`.
@@ -75,13 +84,21 @@ type benchConfig struct {
 	R          int           `json:"r"`
 	C          int           `json:"c"`
 	Seed       uint64        `json:"seed"`
-	NakTimeout time.Duration `json:"nak_timeout_ns"`
-	Drain      time.Duration `json:"drain_ns"`
-	Flush      time.Duration `json:"flush_interval_ns"` // 0: engine default
-	Bins       int           `json:"bins_per_region"`   // 0: engine default
-	Multicast  bool          `json:"multicast"`
-	JSON       bool          `json:"-"`
-	CPUProfile string        `json:"-"`
+	NakTimeout time.Duration `json:"nak_timeout_ns"` // 0: engine default (see engine_config)
+	// NakOnlyDelay is the NAK-only mode's wait before its first NAK.
+	NakOnlyDelay time.Duration `json:"nak_only_delay_ns"`
+	Drain        time.Duration `json:"drain_ns"`
+	Flush        time.Duration `json:"flush_interval_ns"` // 0: engine default
+	Bins         int           `json:"bins_per_region"`   // 0: engine default
+	Multicast    bool          `json:"multicast"`
+	// Sim runs the modes in ricochettest's deterministic simulation
+	// (virtual time) instead of over UDP; SimPause/SimPauseEvery stall a
+	// random node there (0: never).
+	Sim           bool          `json:"sim"`
+	SimPause      time.Duration `json:"sim_pause_ns"`
+	SimPauseEvery time.Duration `json:"sim_pause_every_ns"`
+	JSON          bool          `json:"-"`
+	CPUProfile    string        `json:"-"`
 }
 
 // payloadHeader is the bench's prefix of every payload: send time (UnixNano)
@@ -102,11 +119,15 @@ func parseRicochetFlags(args []string, stderr io.Writer) (benchConfig, error) {
 	fs.IntVar(&c.R, "r", 8, "LEC: packets XORed into one repair")
 	fs.IntVar(&c.C, "c", 3, "LEC: receivers each repair is sent to")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the loss model and the engines' randomness")
-	fs.DurationVar(&c.NakTimeout, "nak-timeout", 0, "NAK timeout (0: the engine's default)")
+	fs.DurationVar(&c.NakTimeout, "nak-timeout", 0, "LEC+NAK mode: wait for LEC before the first NAK (0: the engine's default)")
+	fs.DurationVar(&c.NakOnlyDelay, "nak-only-delay", time.Millisecond, "NAK-only mode: reorder window before the first NAK (no LEC repair to wait for)")
 	fs.DurationVar(&c.Flush, "flush-interval", 0, "LEC: flush partly filled repair bins after this long (0: the engine's default)")
 	fs.IntVar(&c.Bins, "bins", 0, "LEC: repair bins per region (0: the engine's default)")
 	fs.DurationVar(&c.Drain, "drain", 5*time.Second, "how long to wait after the last send for recovery to finish")
 	fs.BoolVar(&c.Multicast, "multicast", false, "use IP multicast on lo instead of unicast fan-out")
+	fs.BoolVar(&c.Sim, "sim", false, "run in the deterministic simulation (virtual time, 100us+-50us LAN) instead of over UDP loopback")
+	fs.DurationVar(&c.SimPause, "sim-pause", 0, "--sim: stall a random node this long every --sim-pause-every (0: no pauses)")
+	fs.DurationVar(&c.SimPauseEvery, "sim-pause-every", time.Second, "--sim: interval between node pauses")
 	fs.BoolVar(&c.JSON, "json", false, "print JSON on stdout (progress stays on stderr)")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
@@ -137,6 +158,18 @@ func parseRicochetFlags(args []string, stderr io.Writer) (benchConfig, error) {
 	if c.NakTimeout < 0 || c.Drain < 0 || c.Flush < 0 || c.Bins < 0 {
 		errs = append(errs, errors.New("--nak-timeout, --drain, --flush-interval and --bins must be >= 0"))
 	}
+	if c.SimPause < 0 || c.SimPauseEvery <= 0 {
+		errs = append(errs, errors.New("--sim-pause must be >= 0 and --sim-pause-every > 0"))
+	}
+	if c.SimPause > 0 && !c.Sim {
+		errs = append(errs, errors.New("--sim-pause needs --sim"))
+	}
+	if c.Multicast && c.Sim {
+		errs = append(errs, errors.New("--multicast and --sim exclude each other"))
+	}
+	if c.NakOnlyDelay <= 0 {
+		errs = append(errs, errors.New("--nak-only-delay must be > 0"))
+	}
 	return c, errors.Join(errs...)
 }
 
@@ -164,13 +197,25 @@ func runRicochet(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	nc, err := engineConfig(cfg, false)
+	if err != nil {
+		return err
+	}
 	rep.EngineConfig = engineCfgSummary{
 		R: ec.R, C: ec.C, BinsPerRegion: ec.BinsPerRegion, FlushIntervalMs: ms(ec.FlushInterval),
-		NakTimeoutMs: ms(ec.NakTimeout), NakRetryIntervalMs: ms(ec.NakRetryInterval),
+		NakTimeoutMs: ms(ec.NakTimeout), NakOnlyDelayMs: ms(nc.NakTimeout), NakRetryIntervalMs: ms(ec.NakRetryInterval),
 		SessionIntervalMs: ms(ec.SessionInterval), TickIntervalMs: ms(ec.TickInterval), MaxPayload: ec.MaxPayload,
 	}
+	if cfg.Sim {
+		rep.Method = "deterministic simulation (ricochettest.Sim, virtual time; one-way delay 100us + up to 50us jitter): " +
+			"recovery latency = delivery time - send time, both virtual; " + rep.Method[strings.Index(rep.Method, "a loss is"):]
+	}
+	run := runMode
+	if cfg.Sim {
+		run = runModeSim
+	}
 	for _, lec := range []bool{true, false} {
-		res, err := runMode(cfg, lec, stderr)
+		res, err := run(cfg, lec, stderr)
 		if err != nil {
 			return err
 		}
@@ -387,24 +432,41 @@ func (c *collector) tally() tallyResult {
 	return t
 }
 
-// runMode runs one full measurement: start nodes, send, drain, tally.
-func runMode(cfg benchConfig, lec bool, stderr io.Writer) (modeResult, error) {
-	name := "nak_only"
+// layout is who is in which group and who sends what (see the file comment).
+type layout struct {
+	members []ricochet.NodeID  // 1..N
+	groups  []ricochet.GroupID // 1..G
+}
+
+func newLayout(cfg benchConfig) layout {
+	l := layout{members: ricochettest.NodeIDs(cfg.Nodes), groups: make([]ricochet.GroupID, cfg.Groups)}
+	for g := range l.groups {
+		l.groups[g] = ricochet.GroupID(g + 1)
+	}
+	return l
+}
+
+// senderOfGroup is the one sender of group index g.
+func (l layout) senderOfGroup(g int) ricochet.NodeID { return l.members[g%len(l.members)] }
+
+// senderOf is the sender of packet k (sent to group index k mod G).
+func (l layout) senderOf(k int) ricochet.NodeID { return l.senderOfGroup(k % len(l.groups)) }
+
+func modeName(lec bool) string {
 	if lec {
-		name = "lec"
+		return "lec"
 	}
+	return "nak_only"
+}
+
+// runMode runs one full measurement over UDP: start nodes, send, drain, tally.
+func runMode(cfg benchConfig, lec bool, stderr io.Writer) (modeResult, error) {
+	name := modeName(lec)
 	n := cfg.Nodes
-	members := make([]ricochet.NodeID, n)
-	for i := range members {
-		members[i] = ricochet.NodeID(i + 1)
-	}
-	groups := make([]ricochet.GroupID, cfg.Groups)
-	for g := range groups {
-		groups[g] = ricochet.GroupID(g + 1)
-	}
-	senderOfGroup := func(g int) ricochet.NodeID { return members[g%n] }
-	senderOf := func(k int) ricochet.NodeID { return senderOfGroup(k % cfg.Groups) }
-	col := newCollector(cfg, senderOf)
+	lay := newLayout(cfg)
+	members, groups := lay.members, lay.groups
+	senderOfGroup := lay.senderOfGroup
+	col := newCollector(cfg, lay.senderOf)
 
 	// Transports.
 	key := []byte("tempest-bench-ricochet-key-32byt")
@@ -548,18 +610,40 @@ func runMode(cfg benchConfig, lec bool, stderr io.Writer) (modeResult, error) {
 	}
 	var es ricochet.Stats
 	for _, nd := range nodes {
-		addEngineStats(&es, nd.Stats())
+		es = ricochettest.SumStats(es, nd.Stats())
 	}
 	stopNodes()
 	closeAll()
 
-	// Tally.
+	links := make([]*linkCounters, n)
+	for i := range lossy {
+		links[i] = &lossy[i].linkCounters
+	}
+	r, err := finishMode(name, cfg, lec, col, uint64(sentCount.Load()), expected, timedOut, links, es, start, sendDone)
+	if err != nil {
+		return r, err
+	}
+	for i := range udps {
+		us := udps[i].Stats()
+		r.TransportDrops += us.TotalDropped()
+		r.UDPSent += us.DatagramsSent
+		r.UDPReceived += us.DatagramsReceived
+		r.UDPSendErrors += us.SendErrors
+	}
+	return r, nil
+}
+
+// finishMode tallies a finished run (UDP or simulated): the collector's
+// pairs, the per-node traffic counters and the engines' summed counters.
+// start and sendDone bound the sending; times are wall-clock or virtual.
+func finishMode(name string, cfg benchConfig, lec bool, col *collector, sent, expected uint64, timedOut bool,
+	links []*linkCounters, es ricochet.Stats, start, sendDone time.Time) (modeResult, error) {
 	col.mu.Lock()
 	defer col.mu.Unlock()
 	if col.corrupt > 0 {
 		return modeResult{}, fmt.Errorf("%s: %d deliveries had a corrupted payload (bad XOR recovery?)", name, col.corrupt)
 	}
-	r := modeResult{Mode: name, Sent: uint64(sentCount.Load()), Expected: expected, Duplicates: col.dups, DrainTimedOut: timedOut}
+	r := modeResult{Mode: name, Sent: sent, Expected: expected, Duplicates: col.dups, DrainTimedOut: timedOut}
 	t := col.tally()
 	r.Direct = uint64(len(t.direct))
 	r.RecoveredLEC = uint64(len(t.lec))
@@ -578,8 +662,7 @@ func runMode(cfg benchConfig, lec bool, stderr io.Writer) (modeResult, error) {
 	r.RecoveryNAK = summarizeLatency(t.nak)
 	r.DirectLatency = summarizeLatency(t.direct)
 	r.RecoveryEngine = summarizeLatency(t.detect)
-	for i := range lossy {
-		l := lossy[i]
+	for _, l := range links {
 		r.InjectedDataDrops += l.droppedFirst.Load()
 		for k := range l.dropped.n {
 			r.InjectedDrops += l.dropped.n[k].Load()
@@ -589,11 +672,6 @@ func runMode(cfg benchConfig, lec bool, stderr io.Writer) (modeResult, error) {
 		r.NakBytes += l.sent.bytes[ricochet.KindNak].Load() + l.sent.bytes[ricochet.KindNakMiss].Load() +
 			l.sent.bytes[ricochet.KindSession].Load() + l.retransBytes.Load()
 		r.DataBytes += l.sent.bytes[ricochet.KindData].Load() - l.retransBytes.Load()
-		us := udps[i].Stats()
-		r.TransportDrops += us.TotalDropped()
-		r.UDPSent += us.DatagramsSent
-		r.UDPReceived += us.DatagramsReceived
-		r.UDPSendErrors += us.SendErrors
 	}
 	if expected > 0 {
 		r.RepairPerData = float64(r.RepairPackets) / float64(expected)
@@ -635,25 +713,4 @@ func freePort() (int, error) {
 	}
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).Port, nil
-}
-
-func addEngineStats(sum *ricochet.Stats, s ricochet.Stats) {
-	sum.LossesDetected += s.LossesDetected
-	sum.RecoveredLEC += s.RecoveredLEC
-	sum.RecoveredNAK += s.RecoveredNAK
-	sum.Unrecoverable += s.Unrecoverable
-	sum.NaksSent += s.NaksSent
-	sum.NakSeqsSent += s.NakSeqsSent
-	sum.Retransmissions += s.Retransmissions
-	sum.NakMisses += s.NakMisses
-	sum.NakMissReceived += s.NakMissReceived
-	sum.RepairsSent += s.RepairsSent
-	sum.RepairsReceived += s.RepairsReceived
-	sum.RepairsUseless += s.RepairsUseless
-	sum.RepairsUnusable += s.RepairsUnusable
-	sum.RepairsHeld += s.RepairsHeld
-	sum.RepairsExpired += s.RepairsExpired
-	sum.RepairsFlushed += s.RepairsFlushed
-	sum.Duplicates += s.Duplicates
-	sum.LateDirect += s.LateDirect
 }

@@ -103,11 +103,41 @@ type lossyTransport struct {
 	wg       sync.WaitGroup
 	once     sync.Once
 
+	linkCounters
+}
+
+// linkCounters count one node's traffic: what it sent and what its loss
+// model did to what it received.
+type linkCounters struct {
 	sent         kindCounters  // outbound, per intended receiver
 	recvd        kindCounters  // inbound before loss
 	dropped      kindCounters  // inbound packets dropped by the loss model
 	droppedFirst atomic.Uint64 // original (non-retransmitted) data packets dropped
 	retransBytes atomic.Uint64 // retransmitted data bytes sent (part of sent[KindData])
+}
+
+// onSend counts copies of p sent.
+func (c *linkCounters) onSend(p *ricochet.Packet, copies int) {
+	size, _ := ricochet.WireSize(p)
+	c.sent.add(p.Kind, copies, size)
+	if p.Kind == ricochet.KindData && p.Data.Retransmit {
+		c.retransBytes.Add(uint64(copies * size))
+	}
+}
+
+// onReceive runs the loss model on an inbound packet, counts, and reports
+// whether it is dropped.
+func (c *linkCounters) onReceive(m *splitLossModel, p *ricochet.Packet) (drop bool) {
+	size, _ := ricochet.WireSize(p)
+	c.recvd.add(p.Kind, 1, size)
+	if !m.drop(p.Kind) {
+		return false
+	}
+	c.dropped.add(p.Kind, 1, size)
+	if p.Kind == ricochet.KindData && !p.Data.Retransmit {
+		c.droppedFirst.Add(1)
+	}
+	return true
 }
 
 func newLossyTransport(self ricochet.NodeID, inner ricochet.Transport, model *splitLossModel, queue int, onArrive func(*ricochet.Packet)) *lossyTransport {
@@ -122,13 +152,7 @@ func (t *lossyTransport) forward() {
 	defer close(t.out)
 	for in := range t.inner.Inbound() {
 		p := in.Packet
-		size, _ := ricochet.WireSize(p)
-		t.recvd.add(p.Kind, 1, size)
-		if t.model.drop(p.Kind) {
-			t.dropped.add(p.Kind, 1, size)
-			if p.Kind == ricochet.KindData && !p.Data.Retransmit {
-				t.droppedFirst.Add(1)
-			}
+		if t.onReceive(t.model, p) {
 			continue
 		}
 		if t.onArrive != nil {
@@ -143,11 +167,7 @@ func (t *lossyTransport) forward() {
 func (t *lossyTransport) Unicast(to ricochet.NodeID, p *ricochet.Packet) error {
 	err := t.inner.Unicast(to, p)
 	if err == nil {
-		size, _ := ricochet.WireSize(p)
-		t.sent.add(p.Kind, 1, size)
-		if p.Kind == ricochet.KindData && p.Data.Retransmit {
-			t.retransBytes.Add(uint64(size))
-		}
+		t.onSend(p, 1)
 	}
 	return err
 }
@@ -155,17 +175,13 @@ func (t *lossyTransport) Unicast(to ricochet.NodeID, p *ricochet.Packet) error {
 func (t *lossyTransport) Multicast(g ricochet.GroupID, members []ricochet.NodeID, p *ricochet.Packet) error {
 	err := t.inner.Multicast(g, members, p)
 	if err == nil {
-		size, _ := ricochet.WireSize(p)
 		copies := 0
 		for _, m := range members {
 			if m != t.self {
 				copies++
 			}
 		}
-		t.sent.add(p.Kind, copies, size)
-		if p.Kind == ricochet.KindData && p.Data.Retransmit {
-			t.retransBytes.Add(uint64(copies * size))
-		}
+		t.onSend(p, copies)
 	}
 	return err
 }

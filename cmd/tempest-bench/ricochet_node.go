@@ -9,7 +9,8 @@ import (
 
 // engineConfig is the Ricochet engine configuration of one bench mode: the
 // LAN defaults with the bench's --r, --c, --nak-timeout, --flush-interval
-// and --bins (zero: keep the default), LEC on or off.
+// and --bins (zero: keep the default), LEC on or off; without LEC the first
+// NAK waits --nak-only-delay instead of the NAK timeout.
 func engineConfig(c benchConfig, lec bool) (ricochet.Config, error) {
 	cfg := ricochet.DefaultLANConfig()
 	cfg.R, cfg.C = c.R, c.C
@@ -23,6 +24,10 @@ func engineConfig(c benchConfig, lec bool) (ricochet.Config, error) {
 		cfg.BinsPerRegion = c.Bins
 	}
 	cfg.DisableLEC = !lec
+	if !lec {
+		// No LEC repair can come: NAK after a reorder window only.
+		cfg.NakTimeout = c.NakOnlyDelay
+	}
 	// One payload per packet (no fragmentation); the loopback codec allows
 	// datagrams up to 64 KiB, repairs included.
 	cfg.MaxPayload = max(cfg.MaxPayload, c.Payload)
@@ -43,15 +48,7 @@ func startBenchNode(s nodeSpec) (benchNode, error) {
 	n, err := ricochet.NewNode(cfg, s.ID, s.Transport, ricochet.NodeOptions{
 		Seed: s.Seed,
 		OnDeliver: func(d ricochet.Delivery) {
-			at := time.Now()
-			v := viaDirect
-			switch d.Via {
-			case ricochet.ViaLEC:
-				v = viaLEC
-			case ricochet.ViaNAK:
-				v = viaNAK
-			}
-			s.Deliver(benchDelivery{Group: d.ID.Group, Sender: d.ID.Sender, Payload: d.Payload, Via: v, At: at, Detect: d.Latency})
+			s.Deliver(benchDelivery{Group: d.ID.Group, Sender: d.ID.Sender, Payload: d.Payload, Via: benchVia(d.Via), At: time.Now(), Detect: d.Latency})
 		},
 	})
 	if err != nil {
@@ -61,4 +58,15 @@ func startBenchNode(s nodeSpec) (benchNode, error) {
 		n.SetGroup(g, s.Members)
 	}
 	return engineNode{n}, nil
+}
+
+// benchVia maps the engine's Via to the bench's.
+func benchVia(v ricochet.Via) via {
+	switch v {
+	case ricochet.ViaLEC:
+		return viaLEC
+	case ricochet.ViaNAK:
+		return viaNAK
+	}
+	return viaDirect
 }

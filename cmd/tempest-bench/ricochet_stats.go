@@ -4,9 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"slices"
 	"time"
+
+	"github.com/tempestrt/tempest/ricochet/ricochettest"
 )
 
 // latencySummary summarizes a set of durations, in milliseconds.
@@ -17,18 +18,6 @@ type latencySummary struct {
 	P99Ms float64 `json:"p99_ms"`
 	MaxMs float64 `json:"max_ms"`
 	AvgMs float64 `json:"avg_ms"`
-}
-
-// percentile returns the p-quantile (0 <= p <= 1) of sorted by the
-// nearest-rank method: the smallest value with at least p of the samples at
-// or below it. sorted must be ascending; empty input gives 0.
-func percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	rank := int(math.Ceil(p * float64(len(sorted))))
-	rank = min(max(rank, 1), len(sorted))
-	return sorted[rank-1]
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -45,9 +34,9 @@ func summarizeLatency(ds []time.Duration) latencySummary {
 	}
 	return latencySummary{
 		Count: len(ds),
-		P50Ms: ms(percentile(ds, 0.50)),
-		P90Ms: ms(percentile(ds, 0.90)),
-		P99Ms: ms(percentile(ds, 0.99)),
+		P50Ms: ms(ricochettest.Percentile(ds, 0.50)),
+		P90Ms: ms(ricochettest.Percentile(ds, 0.90)),
+		P99Ms: ms(ricochettest.Percentile(ds, 0.99)),
 		MaxMs: ms(ds[len(ds)-1]),
 		AvgMs: ms(sum / time.Duration(len(ds))),
 	}
@@ -119,6 +108,7 @@ type modeResult struct {
 	ThroughputPkts   float64 `json:"throughput_pkt_s"`
 	OfferedPktPerSec float64 `json:"offered_pkt_s"`
 	DrainTimedOut    bool    `json:"drain_timed_out"`
+	Pauses           int     `json:"pauses"` // --sim: node pauses injected
 
 	Engine engineSummary `json:"engine"` // the engines' own counters, summed over nodes
 }
@@ -158,13 +148,16 @@ type benchReport struct {
 }
 
 // engineCfgSummary is the engine configuration used (LEC mode; NAK-only
-// differs only by DisableLEC).
+// differs by DisableLEC and its first-NAK wait, NakOnlyDelayMs).
 type engineCfgSummary struct {
-	R                  int     `json:"r"`
-	C                  int     `json:"c"`
-	BinsPerRegion      int     `json:"bins_per_region"`
-	FlushIntervalMs    float64 `json:"flush_interval_ms"`
-	NakTimeoutMs       float64 `json:"nak_timeout_ms"`
+	R               int     `json:"r"`
+	C               int     `json:"c"`
+	BinsPerRegion   int     `json:"bins_per_region"`
+	FlushIntervalMs float64 `json:"flush_interval_ms"`
+	// NakTimeoutMs: LEC+NAK mode's wait before the first NAK (time for LEC).
+	NakTimeoutMs float64 `json:"nak_timeout_ms"`
+	// NakOnlyDelayMs: NAK-only mode's wait before the first NAK (reorder window).
+	NakOnlyDelayMs     float64 `json:"nak_only_delay_ms"`
 	NakRetryIntervalMs float64 `json:"nak_retry_interval_ms"`
 	SessionIntervalMs  float64 `json:"session_interval_ms"`
 	TickIntervalMs     float64 `json:"tick_interval_ms"`
@@ -183,16 +176,23 @@ func writeText(w io.Writer, r *benchReport) {
 	if r.MulticastSocket {
 		tr = "IP multicast on lo"
 	}
-	fmt.Fprintf(w, "Ricochet over UDP loopback (%s): %d nodes, %d groups, %d packets of %d B at %d pkt/s total\n",
-		tr, c.Nodes, c.Groups, c.Packets, c.Payload, c.Rate)
+	where := fmt.Sprintf("over UDP loopback (%s)", tr)
+	if c.Sim {
+		where = "in the deterministic simulation (virtual time, one-way 100us + up to 50us)"
+		if c.SimPause > 0 {
+			where += fmt.Sprintf(", a random node paused %v every %v", c.SimPause, c.SimPauseEvery)
+		}
+	}
+	fmt.Fprintf(w, "Ricochet %s: %d nodes, %d groups, %d packets of %d B at %d pkt/s total\n",
+		where, c.Nodes, c.Groups, c.Packets, c.Payload, c.Rate)
 	lossDesc := fmt.Sprintf("i.i.d. %.2f%%", 100*c.Loss)
 	if c.Burst > 1 {
 		lossDesc = fmt.Sprintf("Gilbert-Elliott %.2f%%, mean burst %.1f", 100*c.Loss, c.Burst)
 	}
 	e := r.EngineConfig
 	fmt.Fprintf(w, "loss %s at receivers (all packet kinds), seed %d\n", lossDesc, c.Seed)
-	fmt.Fprintf(w, "engine: r=%d c=%d, %d bins/region, flush %.1f ms, NAK timeout %.1f ms (retry %.1f ms), session %.1f ms, tick %.1f ms\n",
-		e.R, e.C, e.BinsPerRegion, e.FlushIntervalMs, e.NakTimeoutMs, e.NakRetryIntervalMs, e.SessionIntervalMs, e.TickIntervalMs)
+	fmt.Fprintf(w, "engine: r=%d c=%d, %d bins/region, flush %.1f ms, first NAK after %.1f ms (LEC+NAK) / %.1f ms (NAK-only), retry %.1f ms, session %.1f ms, tick %.1f ms\n",
+		e.R, e.C, e.BinsPerRegion, e.FlushIntervalMs, e.NakTimeoutMs, e.NakOnlyDelayMs, e.NakRetryIntervalMs, e.SessionIntervalMs, e.TickIntervalMs)
 	fmt.Fprintf(w, "recovery latency = delivery time - send time (timestamp in payload, same host clock)\n\n")
 	fmt.Fprintf(w, "%-28s %14s %14s\n", "", "LEC+NAK", "NAK-only")
 	row := func(name string, f func(m *modeResult) string) {
