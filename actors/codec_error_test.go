@@ -73,7 +73,9 @@ func TestUnencodableValueIsA500AndNothingElse(t *testing.T) {
 	}
 
 	// Nothing of the failed updates was applied, on any clone (round-robin
-	// visits each), and every clone still serves.
+	// visits each), and every clone still serves. Reads are local: wait
+	// until every clone has the good update before reading from each.
+	waitConverged(t, n, "ratios", 5*time.Second)
 	clones := 0
 	for _, c := range n.Status().Clones {
 		if c.Service == "ratios" {

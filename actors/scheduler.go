@@ -75,6 +75,16 @@ func newScheduler(c *cloneRuntime) actor.Actor {
 }
 
 func (s *schedulerActor) Receive(ctx actor.Context) {
+	defer func() {
+		if p := recover(); p != nil {
+			// Out of service from the failure on, not from the restart:
+			// the supervisor may wait out a backoff of seconds first, and
+			// until then Node.Call must route elsewhere, and what is queued
+			// here must go elsewhere at once.
+			s.stop()
+			panic(p)
+		}
+	}()
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		s.start(ctx)
