@@ -23,8 +23,17 @@ type Config struct {
 	C int
 	// BinsPerRegion is the number of repair bins kept per region, filled
 	// round-robin ("staggering"): a burst of up to BinsPerRegion
-	// consecutive losses puts at most one lost packet in each repair.
-	// Default 4; range [1, 64].
+	// consecutive losses puts at most one lost packet in each repair. The
+	// price is latency: a bin closes after R*BinsPerRegion packets of its
+	// region, so a packet waits for its repair about BinsPerRegion times
+	// longer than with one bin. Default 3 (was 4): in the deterministic
+	// simulation (ricochettest, 6 nodes, 1% i.i.d. loss, 32 groups at 2000
+	// packets/s) LEC's median recovery is 2.3 ms with 3 bins, 3.4 ms with 4,
+	// 1.6 ms with 2, and over UDP loopback 4 bins missed LEC p50 <= 1/5 of a
+	// fair NAK-only baseline (0.18-0.22 over 3 seeds) where 2 bins made
+	// 0.11-0.12; at 5% loss in bursts of mean 3 packets LEC recovers 93% of
+	// losses with 3 bins, 96% with 4, 85% with 2 (NAK the rest).
+	// Range [1, 64].
 	BinsPerRegion int
 	// StaggerShuffle fills the bins of each round in a random order
 	// (drawn per round, per node) instead of a fixed one. Each round still
@@ -167,13 +176,13 @@ const RetransmitPacketOverhead = 64
 func DefaultConfig() Config { return DefaultLANConfig() }
 
 // DefaultLANConfig returns defaults for a LAN (sub-millisecond round trips):
-// R=8, C=3, four staggered bins per region, repairs flushed after 20 ms,
+// R=8, C=3, three staggered bins per region, repairs flushed after 20 ms,
 // NAK after 20 ms.
 func DefaultLANConfig() Config {
 	return Config{
 		R:                  8,
 		C:                  3,
-		BinsPerRegion:      4,
+		BinsPerRegion:      3,
 		StaggerShuffle:     true,
 		FlushInterval:      20 * time.Millisecond,
 		NakTimeout:         20 * time.Millisecond,
