@@ -1,7 +1,8 @@
 // Command tempest-bench measures Tempest subsystems and prints figures (text
 // or --json). Each subsystem is a subcommand in its own file:
 //
-//	tempest-bench ricochet [flags]   Ricochet multicast over real UDP on loopback: LEC+NAK vs NAK-only
+//	tempest-bench ricochet [flags]   Ricochet multicast over real UDP on loopback (or, with --sim, in the
+//	                                 deterministic simulation): LEC+NAK vs a fair NAK-only baseline
 //	tempest-bench http [flags]       the HTTP gateway: updates/s and latency
 //
 // Progress goes to stderr; stdout carries only the results, so
