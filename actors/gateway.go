@@ -30,6 +30,14 @@ func DefaultGatewayOptions() GatewayOptions {
 // gatewayRuntime owns the gateway's listener and server across restarts of
 // the gateway actor: a restart closes the server and serves again on the
 // same address.
+// readHeaderTimeout bounds how long a client may take to send its request
+// headers (slowloris); shutdownGrace is how long a stopping gateway lets
+// requests in flight finish before it closes their connections.
+const (
+	readHeaderTimeout = 5 * time.Second
+	shutdownGrace     = 2 * time.Second
+)
+
 type gatewayRuntime struct {
 	n       *Node
 	addr    string
@@ -67,7 +75,7 @@ func (g *gatewayRuntime) serve() error {
 			return fmt.Errorf("gateway listen %s: %w", g.addr, err)
 		}
 	}
-	srv := &http.Server{Handler: g.handler, ReadHeaderTimeout: 5 * time.Second, ErrorLog: zap.NewStdLog(g.log)}
+	srv := &http.Server{Handler: g.handler, ReadHeaderTimeout: readHeaderTimeout, ErrorLog: zap.NewStdLog(g.log)}
 	done := make(chan struct{})
 	g.srv, g.served = srv, done
 	go func() {
@@ -91,7 +99,7 @@ func (g *gatewayRuntime) shutdown() error {
 		g.ln = nil
 	}
 	if g.srv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 		if e := g.srv.Shutdown(ctx); e != nil {
 			_ = g.srv.Close()
 		}

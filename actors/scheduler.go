@@ -492,11 +492,16 @@ func (s *schedulerActor) tick(ctx actor.Context) {
 	if s.sinceSnapshot >= s.c.n.cfg.SnapshotEvery && !s.snapshotting {
 		s.snapshot(ctx)
 	}
-	if now.Sub(s.lastStatus) >= 100*time.Millisecond {
+	if now.Sub(s.lastStatus) >= statusRefresh {
 		s.publish(now)
 	}
 	s.kick(ctx)
 }
+
+// statusRefresh is how often a scheduler republishes its status on its own
+// (Node.Status also asks for a fresh copy): often enough for a human or a
+// load monitor, rare enough that copying digests costs nothing.
+const statusRefresh = 100 * time.Millisecond
 
 // snapshot submits the replica state as the clone's snapshot. The Writer
 // places it after every op applied so far and before any later one, so it
