@@ -38,6 +38,12 @@ type Config struct {
 	// hedges to a second clone; capped at a third of the budget. See
 	// Node.Call. Default 20 ms.
 	HedgeWithoutAck time.Duration
+	// AnswerLead is how long before a request's deadline Node.Call gives up
+	// and answers 504 deadline_exceeded: the time the gateway needs to write
+	// the answer, so that the 504 (and any success that came in time) leaves
+	// the node before the deadline, never after. A success that reaches
+	// Node.Call later than that is answered 504 too. Default 1 ms.
+	AnswerLead time.Duration
 	// DefaultDeadline applies to requests that carry no deadline and whose
 	// method sets none.
 	DefaultDeadline time.Duration
@@ -94,6 +100,7 @@ func DefaultConfig(dataDir string) Config {
 		Clones:             3,
 		DefaultDeadline:    time.Second,
 		HedgeWithoutAck:    20 * time.Millisecond,
+		AnswerLead:         time.Millisecond,
 		MaxDeadline:        time.Minute,
 		HeartbeatInterval:  20 * time.Millisecond,
 		RepairInterval:     time.Second,
@@ -146,6 +153,9 @@ func (c Config) Validate() error {
 	}
 	if c.Clones < 1 || c.Clones > 64 {
 		errs = append(errs, fmt.Errorf("Clones %d not in [1,64]", c.Clones))
+	}
+	if c.AnswerLead < 0 || c.AnswerLead >= c.Scheduler.Margin {
+		errs = append(errs, fmt.Errorf("AnswerLead %v must be in [0, Scheduler.Margin %v)", c.AnswerLead, c.Scheduler.Margin))
 	}
 	if c.HedgeWithoutAck <= 0 {
 		errs = append(errs, fmt.Errorf("HedgeWithoutAck must be > 0, got %v", c.HedgeWithoutAck))

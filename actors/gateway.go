@@ -27,9 +27,6 @@ func DefaultGatewayOptions() GatewayOptions {
 	return GatewayOptions{Options: gateway.DefaultOptions()}
 }
 
-// gatewayRuntime owns the gateway's listener and server across restarts of
-// the gateway actor: a restart closes the server and serves again on the
-// same address.
 // readHeaderTimeout bounds how long a client may take to send its request
 // headers (slowloris); shutdownGrace is how long a stopping gateway lets
 // requests in flight finish before it closes their connections.
@@ -38,6 +35,9 @@ const (
 	shutdownGrace     = 2 * time.Second
 )
 
+// gatewayRuntime owns the gateway's listener and server across restarts of
+// the gateway actor: a restart closes the server and serves again on the
+// same address.
 type gatewayRuntime struct {
 	n       *Node
 	addr    string

@@ -37,6 +37,7 @@ type callResult struct {
 	err    error
 	ack    bool
 	expect time.Time
+	at     time.Time // when the answer was sent
 }
 
 // drain tells a scheduler to run the next ready request from its queue.

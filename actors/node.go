@@ -14,6 +14,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap"
 
+	"github.com/tempestrt/tempest/gateway"
 	"github.com/tempestrt/tempest/internal/group"
 	"github.com/tempestrt/tempest/internal/group/memgroup"
 	"github.com/tempestrt/tempest/persistence"
@@ -54,6 +55,10 @@ type Node struct {
 	stopped     atomic.Bool
 	stopOnce    sync.Once
 	rr          atomic.Uint64
+	// timeouts counts calls answered 504 because no answer came in time;
+	// lateAnswers those whose success came too late to be sent in time and
+	// was answered 504 instead.
+	timeouts, lateAnswers atomic.Uint64
 	// readyChanged is signalled (never blocking, capacity 1) whenever a
 	// clone becomes ready or stops being ready.
 	readyChanged chan struct{}
@@ -327,6 +332,9 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 	}
 	timeout = min(timeout, n.cfg.MaxDeadline)
 	now := time.Now()
+	if t, ok := gateway.Arrival(ctx); ok && t.Before(now) {
+		now = t // the budget runs from when the gateway had the headers
+	}
 	deadline := now.Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -344,11 +352,17 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 	results := make(chan callResult, 2*len(clones))
 	settled := new(atomic.Bool)
 	defer settled.Store(true)
+	// Every answer must leave the node by its deadline, so Node.Call gives
+	// up AnswerLead before it: the time its caller (the gateway) needs to
+	// write the answer. A success that reaches Node.Call after that cutoff
+	// would leave late: it is answered 504 instead (see lateAnswer). The
+	// clones schedule against the cutoff, not the deadline.
+	cutoff := deadline.Add(-n.cfg.AnswerLead)
 	ask := func(c *cloneRuntime) {
 		c.outstanding.Add(1)
-		n.system.Root.Send(c.schedulerPID, &callRequest{method: method, body: body, deadline: deadline, arrived: now, reply: results, settled: settled})
+		n.system.Root.Send(c.schedulerPID, &callRequest{method: method, body: body, deadline: cutoff, arrived: now, reply: results, settled: settled})
 	}
-	expired := time.NewTimer(time.Until(deadline) + answerGrace)
+	expired := time.NewTimer(time.Until(cutoff))
 	defer expired.Stop()
 	ask(clones[0])
 	next := 1
@@ -389,6 +403,9 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 				pending++
 				continue
 			}
+			if r.err == nil && time.Now().After(cutoff) {
+				return nil, n.lateAnswer(method, service, m.Update)
+			}
 			// With a hedge still out, a failure waits for the other answer.
 			if r.err == nil || pending == 0 {
 				return r.body, r.err
@@ -406,20 +423,35 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 			// receives, so len is exact.
 			for len(results) > 0 {
 				if r := <-results; !r.ack && r.err == nil {
+					if r.at.After(cutoff) {
+						return nil, n.lateAnswer(method, service, m.Update)
+					}
 					return r.body, nil
 				}
 			}
-			return nil, fmt.Errorf("%s on %s: %w", method, service, ErrDeadlineExceeded)
+			n.timeouts.Add(1)
+			return nil, fmt.Errorf("%s on %s: no answer %v before the deadline%s: %w", method, service, n.cfg.AnswerLead, mayHaveApplied(m.Update), ErrDeadlineExceeded)
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%s: %w", method, errors.Join(ErrDeadlineExceeded, ctx.Err()))
+			n.timeouts.Add(1)
+			return nil, fmt.Errorf("%s%s: %w", method, mayHaveApplied(m.Update), errors.Join(ErrDeadlineExceeded, ctx.Err()))
 		}
 	}
 }
 
-// answerGrace is how long after the deadline Node.Call's timer fires: an
-// answer sent right at the deadline must not lose to the timer that would
-// turn it into a 504.
-const answerGrace = 2 * time.Millisecond
+// lateAnswer is the error for a success that came too late to be sent
+// before the deadline: a 504, never a late 200.
+func (n *Node) lateAnswer(method, service string, update bool) error {
+	n.lateAnswers.Add(1)
+	return fmt.Errorf("%s on %s: the answer was ready too late to be sent before the deadline%s: %w", method, service, mayHaveApplied(update), ErrDeadlineExceeded)
+}
+
+// mayHaveApplied is what a 504 says of an update: it may have run.
+func mayHaveApplied(update bool) string {
+	if update {
+		return " (the update may have been applied: read it back to know)"
+	}
+	return ""
+}
 
 // readyClones returns the ready clones of rt, fewest outstanding requests
 // first, ties in round-robin order.

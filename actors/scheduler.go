@@ -429,7 +429,7 @@ func (s *schedulerActor) observe(method string, start time.Time) {
 func (s *schedulerActor) reply(r *callRequest, body []byte, err error) {
 	s.c.outstanding.Add(-1)
 	select {
-	case r.reply <- callResult{body: body, err: err}:
+	case r.reply <- callResult{body: body, err: err, at: time.Now()}:
 	default: // cannot happen: the caller sized the channel for every answer
 	}
 }

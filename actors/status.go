@@ -53,8 +53,19 @@ type Status struct {
 	Services       map[string][]MethodInfo `json:"services"`
 	Clones         []CloneStatus           `json:"clones"`
 	RecentFailures []supervisor.Event      `json:"recent_failures"`
+	Deadlines      DeadlineStats           `json:"deadlines"`
 	Persistence    persistence.Stats       `json:"persistence"`
 	ChaosEnabled   bool                    `json:"chaos_enabled"`
+}
+
+// DeadlineStats counts the node's 504s. Every one is sent before the
+// request's deadline (Config.AnswerLead ahead of it), never after.
+type DeadlineStats struct {
+	// Timeouts: no answer came from any clone in time.
+	Timeouts uint64 `json:"timeouts"`
+	// LateAnswers: a success came, but too late to be sent before the
+	// deadline, and was answered 504 instead (an update may have applied).
+	LateAnswers uint64 `json:"late_answers"`
 }
 
 // Status reports the node, its clones and recent supervision events.
@@ -65,6 +76,7 @@ func (n *Node) Status() Status {
 		Services:       n.Services(),
 		RecentFailures: n.sup.Events(),
 		ChaosEnabled:   n.chaos.Load(),
+		Deadlines:      DeadlineStats{Timeouts: n.timeouts.Load(), LateAnswers: n.lateAnswers.Load()},
 	}
 	if n.db != nil {
 		st.Persistence = n.db.Stats()

@@ -29,6 +29,7 @@ import (
 // Backend is what the gateway serves.
 type Backend interface {
 	// Call runs a method; timeout 0 means the method's default deadline.
+	// The budget runs from Arrival(ctx) when ctx carries one.
 	Call(ctx context.Context, service, method string, body []byte, timeout time.Duration) ([]byte, error)
 	// Status returns a JSON-encodable view of the node.
 	Status() any
@@ -102,7 +103,25 @@ type handler struct {
 	o Options
 }
 
+// arrivalKey is the context key of a request's arrival time.
+type arrivalKey struct{}
+
+// WithArrival returns ctx carrying t as the time the request arrived: its
+// budget runs from t, not from when the backend is called.
+func WithArrival(ctx context.Context, t time.Time) context.Context {
+	return context.WithValue(ctx, arrivalKey{}, t)
+}
+
+// Arrival returns the arrival time WithArrival put in ctx.
+func Arrival(ctx context.Context) (time.Time, bool) {
+	t, ok := ctx.Value(arrivalKey{}).(time.Time)
+	return t, ok
+}
+
 func (g *handler) call(w http.ResponseWriter, r *http.Request) {
+	// The handler runs once the headers are read: the budget starts now,
+	// before the body is read, so a slow body counts against it.
+	arrived := time.Now()
 	timeout := time.Duration(0)
 	if h := r.Header.Get(TimeoutHeader); h != "" {
 		ms, err := strconv.ParseInt(h, 10, 64)
@@ -116,7 +135,7 @@ func (g *handler) call(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	out, err := g.b.Call(r.Context(), r.PathValue("service"), r.PathValue("method"), body, timeout)
+	out, err := g.b.Call(WithArrival(r.Context(), arrived), r.PathValue("service"), r.PathValue("method"), body, timeout)
 	if err != nil {
 		writeErr(w, err)
 		return

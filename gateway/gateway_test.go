@@ -27,11 +27,15 @@ func (e testErr) ErrorMessage() string { return e.msg }
 // echoes its body; it records the timeout it was given.
 type backend struct {
 	gotTimeout time.Duration
+	arrived    time.Time // Arrival(ctx) of the last call
+	called     time.Time // when the last call reached the backend
 	killed     string
 }
 
-func (b *backend) Call(_ context.Context, service, method string, body []byte, timeout time.Duration) ([]byte, error) {
+func (b *backend) Call(ctx context.Context, service, method string, body []byte, timeout time.Duration) ([]byte, error) {
 	b.gotTimeout = timeout
+	b.arrived, _ = Arrival(ctx)
+	b.called = time.Now()
 	switch {
 	case service != "echo":
 		return nil, testErr{404, "unknown_service", "no " + service}
@@ -154,4 +158,45 @@ func TestStatusAndKill(t *testing.T) {
 	if status, out := do(t, h, "POST", "/v1/admin/kill", `{}`, nil); status != 400 || errCode(t, out) != "bad_request" {
 		t.Fatalf("kill without actor: %d %v", status, out)
 	}
+}
+
+// TestBudgetStartsWhenTheHeadersAreRead: the request's arrival, from which
+// its budget runs, is taken before its body is read, so a slow body counts
+// against the budget instead of being invisible to it.
+func TestBudgetStartsWhenTheHeadersAreRead(t *testing.T) {
+	b := &backend{}
+	srv := httptest.NewServer(New(b, DefaultOptions()))
+	defer srv.Close()
+	pr, pw := io.Pipe()
+	bodySent := make(chan time.Time, 1)
+	go func() {
+		time.Sleep(30 * time.Millisecond) // the headers are on their way; the body comes later
+		bodySent <- time.Now()
+		_, _ = pw.Write([]byte(`{"x":1}`))
+		_ = pw.Close()
+	}()
+	req, err := http.NewRequest(http.MethodPost, srv.URL+"/v1/services/echo/say", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set(TimeoutHeader, "500")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	sent := <-bodySent
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if b.arrived.IsZero() {
+		t.Fatal("the backend got no arrival time in its context")
+	}
+	if !b.arrived.Before(sent) {
+		t.Fatalf("arrival %v is not before the body was sent (%v): the budget started after the body was read", b.arrived, sent)
+	}
+	if !b.called.After(sent) {
+		t.Fatalf("the backend was called at %v, before the body was sent at %v", b.called, sent)
+	}
+	http.DefaultClient.CloseIdleConnections()
 }

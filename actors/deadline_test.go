@@ -1,0 +1,72 @@
+package actors_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tempestrt/tempest/actors"
+	"github.com/tempestrt/tempest/collections"
+)
+
+// slowService's update puts its value, then takes longer than any budget
+// the test gives it.
+func slowService(d time.Duration) *actors.Service {
+	return actors.NewService("slow", func(b *actors.Builder) {
+		kv := collections.NewMap[string, string](b.Store(), "kv")
+		actors.Update(b, "put", func(_ *actors.Ctx, r kvReq) (kvResp, error) {
+			if err := kv.Put(r.Key, r.Val); err != nil {
+				return kvResp{}, err
+			}
+			time.Sleep(d)
+			return kvResp{Val: r.Val, Exists: true}, nil
+		})
+		actors.Query(b, "get", func(_ *actors.Ctx, r kvReq) (kvResp, error) {
+			v, ok := kv.Get(r.Key)
+			return kvResp{Val: v, Exists: ok}, nil
+		})
+	})
+}
+
+// TestDeadlineExceededIsSentBeforeTheDeadline: an update whose handler runs
+// past the budget is answered 504 deadline_exceeded by the deadline, not
+// after it; the answer says the update may have been applied (it was: the
+// handler is not preempted), and status counts the 504.
+func TestDeadlineExceededIsSentBeforeTheDeadline(t *testing.T) {
+	n := startNode(t, t.TempDir(), func(c *actors.Config) {
+		c.Services = []*actors.Service{slowService(80 * time.Millisecond)}
+		c.Clones = 1
+	})
+	const budget = 50 * time.Millisecond
+	// The scheduler admits it: its estimate of the method is still the
+	// initial guess.
+	start := time.Now()
+	_, err := n.Call(t.Context(), "slow", "put", []byte(`{"key":"k","val":"v"}`), budget)
+	took := time.Since(start)
+	if !errors.Is(err, actors.ErrDeadlineExceeded) {
+		t.Fatalf("got %v, want 504 deadline_exceeded", err)
+	}
+	if !strings.Contains(err.Error(), "may have been applied") {
+		t.Fatalf("504 of an update does not say it may have been applied: %v", err)
+	}
+	// Answered at the cutoff, AnswerLead (1 ms) before the deadline. The
+	// slack is for a loaded machine's scheduling delay only: the old timer
+	// fired after the deadline, and the handler's answer comes 30 ms later.
+	if took > budget+10*time.Millisecond {
+		t.Fatalf("504 after %v, budget %v: sent late", took, budget)
+	}
+	if st := n.Status().Deadlines; st.Timeouts != 1 {
+		t.Fatalf("status deadlines %+v, want 1 timeout", st)
+	}
+	// Not preempted: the update ran and was applied.
+	for deadline := time.Now().Add(2 * time.Second); ; {
+		if got := mustCall[kvResp](t, n, "slow", "get", kvReq{Key: "k"}); got.Val == "v" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the update answered 504 was never applied")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
