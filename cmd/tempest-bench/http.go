@@ -11,18 +11,14 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/tempestrt/tempest/actors"
-	"github.com/tempestrt/tempest/examples/cart"
-	"github.com/tempestrt/tempest/examples/chat"
-	"github.com/tempestrt/tempest/persistence"
 )
 
-// httpResult is what `tempest-bench http` reports.
+// httpResult is what `tempest-bench http` reports in closed-loop mode.
 type httpResult struct {
 	Target      string         `json:"target"`
 	Fsync       string         `json:"fsync"`
@@ -39,57 +35,105 @@ type opStats struct {
 	PerSecond float64 `json:"per_s"`
 }
 
-// runHTTP measures updates/s and latency through the HTTP gateway: of a node
-// it starts in-process with the `tempest-node dev` configuration, or of a
-// running node given by --addr.
+// httpFlags are the flags of `tempest-bench http`, both modes.
+type httpFlags struct {
+	target   targetFlags
+	duration time.Duration
+	conc     int
+	queries  float64
+	users    int
+	budgetMs int
+	seed     uint64
+	asJSON   bool
+
+	// open loop
+	rate         float64
+	findCapacity bool
+	capacity     float64
+	overload     string
+	stepDuration time.Duration
+	startRate    float64
+	maxRate      float64
+	cpuProfile   string
+}
+
+// runHTTP measures the HTTP gateway: of a node it starts in-process with the
+// `tempest-node dev` configuration, of one it starts as a separate process
+// (--node-process, --cpus), or of a running node given by --addr. Without
+// --rate/--find-capacity/--capacity it is a closed loop (--concurrency
+// clients, each sending its next request when the previous one is
+// answered); with them it is an open loop (http_openloop.go).
 func runHTTP(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("http", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("addr", "", "gateway of a running node (default: start a dev node in-process)")
-	duration := fs.Duration("duration", 10*time.Second, "how long to send load")
-	concurrency := fs.Int("concurrency", 32, "concurrent clients (closed loop)")
-	queryFrac := fs.Float64("queries", 0.5, "fraction of requests that are cart/get queries (rest: cart/add updates)")
-	users := fs.Int("users", 1000, "distinct carts")
-	timeoutMs := fs.Int("timeout-ms", 1000, "Tempest-Timeout-Ms of each request")
-	fsync := fs.String("fsync", "always", "fsync policy of the in-process node: always | interval | none")
-	clones := fs.Int("clones", 3, "clones per service of the in-process node")
-	seed := fs.Uint64("seed", 1, "random seed for the request mix")
-	asJSON := fs.Bool("json", false, "print JSON instead of text")
+	var f httpFlags
+	fs.StringVar(&f.target.addr, "addr", "", "gateway of a running node (default: start a dev node in-process)")
+	fs.DurationVar(&f.duration, "duration", 10*time.Second, "how long to send load (open loop: of each --rate or --overload run)")
+	fs.IntVar(&f.conc, "concurrency", 32, "concurrent clients (closed loop only)")
+	fs.Float64Var(&f.queries, "queries", 0.5, "fraction of requests that are cart/get queries (rest: cart/add updates)")
+	fs.IntVar(&f.users, "users", 1000, "distinct carts")
+	fs.IntVar(&f.budgetMs, "timeout-ms", 1000, "Tempest-Timeout-Ms of each request, the budget (default 30 in open loop)")
+	fs.StringVar(&f.target.fsync, "fsync", "always", "fsync policy of the node started: always | interval | none")
+	fs.IntVar(&f.target.clones, "clones", 3, "clones per service of the node started")
+	fs.Uint64Var(&f.seed, "seed", 1, "random seed for the request mix")
+	fs.BoolVar(&f.asJSON, "json", false, "print JSON instead of text")
+	fs.BoolVar(&f.target.process, "node-process", false, "run the node as a separate process (go build ./cmd/tempest-node, then tempest-node dev)")
+	fs.StringVar(&f.target.cpus, "cpus", "", "pin with taskset: node=LIST,gen=LIST (LIST: a CPU or a range a-b, e.g. node=0,gen=1); implies --node-process")
+	fs.StringVar(&f.target.nodeBinary, "node-binary", "", "a built tempest-node to run instead of building ./cmd/tempest-node")
+	fs.Float64Var(&f.rate, "rate", 0, "open loop: requests per second, sent on a fixed schedule whatever the server does")
+	fs.BoolVar(&f.findCapacity, "find-capacity", false, "open loop: search the highest rate at which 99.9% of requests are answered 2xx within budget")
+	fs.Float64Var(&f.capacity, "capacity", 0, "open loop: the node's capacity in requests/s, if known (instead of --find-capacity)")
+	fs.StringVar(&f.overload, "overload", "", "open loop: comma-separated multiples of the capacity to run at, e.g. 1,2,3")
+	fs.DurationVar(&f.stepDuration, "step-duration", 4*time.Second, "open loop: length of each --find-capacity step")
+	fs.Float64Var(&f.startRate, "start-rate", 250, "open loop: first rate of the --find-capacity ramp")
+	fs.Float64Var(&f.maxRate, "max-rate", 100000, "open loop: highest rate --find-capacity tries")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write the bench process's CPU profile (the generator; with an in-process node, the node too) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *concurrency < 1 || *queryFrac < 0 || *queryFrac > 1 || *users < 1 || *duration <= 0 {
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("http: unexpected arguments %q", fs.Args())
+	}
+	budgetSet := false
+	fs.Visit(func(fl *flag.Flag) { budgetSet = budgetSet || fl.Name == "timeout-ms" })
+	if f.rate > 0 || f.findCapacity || f.capacity > 0 || f.overload != "" {
+		if !budgetSet {
+			f.budgetMs = 30
+		}
+		return runOpenLoop(f, stdout, stderr)
+	}
+	return runClosedLoop(f, stdout, stderr)
+}
+
+// runClosedLoop measures updates/s and latency with --concurrency clients
+// each waiting for its answer before sending again.
+func runClosedLoop(f httpFlags, stdout, stderr io.Writer) error {
+	if f.conc < 1 || f.queries < 0 || f.queries > 1 || f.users < 1 || f.duration <= 0 {
 		return errors.New("http: need --concurrency >= 1, --queries in [0,1], --users >= 1, --duration > 0")
 	}
-	target := *addr
-	res := httpResult{Fsync: *fsync, Concurrency: *concurrency, Errors: map[string]int{}}
-	if target == "" {
-		dir, err := os.MkdirTemp("", "tempest-bench-http-*")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		cfg := actors.DefaultConfig(dir)
-		cfg.NodeID = "bench"
-		cfg.Clones = *clones
-		cfg.HTTPAddr = "127.0.0.1:0"
-		cfg.Services = []*actors.Service{cart.Service(), chat.Service()}
-		if cfg.Persistence.Sync, err = persistence.ParseSyncPolicy(*fsync); err != nil {
-			return fmt.Errorf("--fsync: %w", err)
-		}
-		node, err := actors.Start(cfg)
-		if err != nil {
-			return err
-		}
-		defer node.Stop()
-		target = node.HTTPAddr()
-		res.Target = "in-process tempest-node dev (" + fmt.Sprint(*clones) + " clones, fsync " + *fsync + ")"
-	} else {
-		res.Target = target
+	tgt, err := startTarget(context.Background(), f.target, stderr)
+	if err != nil {
+		return err
+	}
+	defer tgt.close()
+	target := tgt.addr
+	res := httpResult{Target: tgt.desc, Fsync: f.target.fsync, Concurrency: f.conc, Errors: map[string]int{}}
+	if f.target.addr != "" {
 		res.Fsync = "(of the target)"
 	}
 	transport := &http.Transport{
-		MaxIdleConnsPerHost: *concurrency,
+		MaxIdleConnsPerHost: f.conc,
 		DialContext:         (&net.Dialer{Timeout: time.Second}).DialContext,
 	}
 	defer transport.CloseIdleConnections()
@@ -101,24 +145,24 @@ func runHTTP(args []string, stdout, stderr io.Writer) error {
 		qryLat    []time.Duration
 		sent      atomic.Int64
 		wg        sync.WaitGroup
-		ctx, stop = context.WithTimeout(context.Background(), *duration)
+		ctx, stop = context.WithTimeout(context.Background(), f.duration)
 	)
 	defer stop()
 	start := time.Now()
-	for w := range *concurrency {
+	for w := range f.conc {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rng := rand.New(rand.NewPCG(*seed, uint64(w)))
+			rng := rand.New(rand.NewPCG(f.seed, uint64(w)))
 			for ctx.Err() == nil {
-				user := fmt.Sprintf("user-%d", rng.IntN(*users))
-				isQuery := rng.Float64() < *queryFrac
+				user := fmt.Sprintf("user-%d", rng.IntN(f.users))
+				isQuery := rng.Float64() < f.queries
 				method, body := "add", fmt.Sprintf(`{"user":%q,"item":"item-%d","qty":1}`, user, rng.IntN(20))
 				if isQuery {
 					method, body = "get", fmt.Sprintf(`{"user":%q}`, user)
 				}
 				req, _ := http.NewRequest(http.MethodPost, "http://"+target+"/v1/services/cart/"+method, strings.NewReader(body))
-				req.Header.Set("Tempest-Timeout-Ms", fmt.Sprint(*timeoutMs))
+				req.Header.Set("Tempest-Timeout-Ms", fmt.Sprint(f.budgetMs))
 				t0 := time.Now()
 				resp, err := client.Do(req)
 				lat := time.Since(t0)
@@ -168,7 +212,7 @@ loop:
 	res.DurationS = elapsed.Seconds()
 	res.Updates = summarize(updLat, elapsed)
 	res.Queries = summarize(qryLat, elapsed)
-	if *asJSON {
+	if f.asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(res)

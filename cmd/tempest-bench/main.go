@@ -3,7 +3,13 @@
 //
 //	tempest-bench ricochet [flags]   Ricochet multicast over real UDP on loopback (or, with --sim, in the
 //	                                 deterministic simulation): LEC+NAK vs a fair NAK-only baseline
-//	tempest-bench http [flags]       the HTTP gateway: updates/s and latency
+//	tempest-bench http [flags]       the HTTP gateway: updates/s and latency with a closed loop of
+//	                                 --concurrency clients; or, with --rate N, an open loop (a fixed
+//	                                 schedule, latency from each request's intended send time, every
+//	                                 answer compared with its budget); --find-capacity searches the
+//	                                 highest rate answered 99.9% 2xx within budget, --overload 1,2,3
+//	                                 runs at multiples of it; --node-process/--cpus node=0,gen=1 run
+//	                                 the node as a separate (pinned) process
 //
 // Progress goes to stderr; stdout carries only the results, so
 // `tempest-bench ricochet --json | jq` works.
@@ -23,7 +29,7 @@ var subcommands = map[string]struct {
 	help string
 }{
 	"ricochet": {runRicochet, "Ricochet reliable multicast over UDP loopback: LEC+NAK vs NAK-only"},
-	"http":     {runHTTP, "HTTP gateway throughput and latency"},
+	"http":     {runHTTP, "HTTP gateway throughput and latency: closed loop, or open loop with --rate/--find-capacity/--overload"},
 }
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
