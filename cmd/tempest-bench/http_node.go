@@ -160,6 +160,38 @@ func parseProcStatCPU(stat string) (float64, error) {
 	return float64(u+s) / userHZ, nil
 }
 
+// parseSystemBusy returns the busy CPU seconds of the whole machine (every
+// field of /proc/stat's "cpu" line but idle and iowait), from its text.
+func parseSystemBusy(stat string) (float64, error) {
+	line, _, _ := strings.Cut(stat, "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, errors.New("no cpu line in /proc/stat")
+	}
+	var busy uint64
+	for i, v := range f[1:min(len(f), 9)] { // user nice system idle iowait irq softirq steal
+		if i == 3 || i == 4 {
+			continue
+		}
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, err
+		}
+		busy += n
+	}
+	return float64(busy) / userHZ, nil
+}
+
+// systemBusy reads the machine's busy CPU seconds; ok=false if it cannot.
+func systemBusy() (float64, bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, false
+	}
+	s, err := parseSystemBusy(string(b))
+	return s, err == nil
+}
+
 func procCPU(pid int) (float64, bool) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {

@@ -132,6 +132,10 @@ type openRun struct {
 	// GenCPUUtil: the generator's CPU as a fraction of one CPU (only when
 	// the node is a separate process).
 	GenCPUUtil *float64 `json:"gen_cpu_util,omitempty"`
+	// OthersCPUUtil: CPU the rest of the machine used during the run, in
+	// CPUs (busy time in /proc/stat minus the node's and the bench's own):
+	// other processes competing with the measurement.
+	OthersCPUUtil *float64 `json:"others_cpu_util,omitempty"`
 	// Dials: new TCP connections the client opened during the run.
 	Dials int64 `json:"dials"`
 	// WallS: from the start of the schedule to the last outcome.
@@ -261,6 +265,8 @@ func (l *loader) run(ctx context.Context, rate float64, d time.Duration, label s
 		gen0 = l.tgt.genCPU()
 	}
 	dials0 := l.dials.Load()
+	sys0, sysOK := systemBusy()
+	self0 := rusageSelf()
 	type job struct {
 		o          *outcome
 		at         time.Time
@@ -319,9 +325,18 @@ func (l *loader) run(ctx context.Context, rate float64, d time.Duration, label s
 	r := account(outs, rate, d, l.budget)
 	r.WallS = wall.Seconds()
 	r.Dials = l.dials.Load() - dials0
-	if cpu1, ok := l.tgt.cpu(); ok && cpuOK && r.Sent > 0 {
+	cpu1, ok := l.tgt.cpu()
+	if ok && cpuOK && r.Sent > 0 {
 		perReq, util := (cpu1-cpu0)/float64(r.Sent), (cpu1-cpu0)/wall.Seconds()
 		r.NodeCPUSPerRequest, r.NodeCPUUtil = &perReq, &util
+	}
+	if sys1, ok2 := systemBusy(); ok2 && sysOK && ok && cpuOK {
+		ours := rusageSelf() - self0
+		if l.tgt.genCPU != nil { // the node is another process
+			ours += cpu1 - cpu0
+		}
+		others := max(0, (sys1-sys0-ours)/wall.Seconds())
+		r.OthersCPUUtil = &others
 	}
 	if l.tgt.genCPU != nil {
 		util := (l.tgt.genCPU() - gen0) / wall.Seconds()
@@ -632,7 +647,7 @@ func printOpenTable(w io.Writer, res openResult) {
 	fmt.Fprintf(w, "target    %s\n", res.Target)
 	fmt.Fprintf(w, "load      open loop; %.0f%% cart/get, %.0f%% cart/add over %d carts; budget %d ms (Tempest-Timeout-Ms), client timeout %d ms\n",
 		100*res.QueriesFraction, 100*(1-res.QueriesFraction), res.Users, res.BudgetMs, res.ClientTimeoutMs)
-	fmt.Fprintf(w, "node cpu  %s\n", res.CPUSource)
+	fmt.Fprintf(w, "node cpu  %s (cpu columns: %% of one CPU; others: the rest of the machine, from /proc/stat)\n", res.CPUSource)
 	if c := res.Capacity; c != nil {
 		switch {
 		case c.Found && c.Capped:
@@ -654,11 +669,11 @@ func printOpenTable(w io.Writer, res openResult) {
 	fmt.Fprintln(w)
 	tw := newTableWriter(w)
 	tw.row("x cap", "offered/s", "sent/s", "goodput/s", "ratio", "sent", "answers", "2xx late", "any late", ">1ms late",
-		"node cpu/req", "node cpu", "gen cpu", "send lag p50/p99/max ms", "dials")
+		"node cpu/req", "node cpu", "gen cpu", "others cpu", "send lag p50/p99/max ms", "dials")
 	for _, r := range res.Runs {
 		tw.row(fmtMultiple(r.Multiple), f0(r.OfferedPerS), f0(r.AchievedSendPerS), f0(r.GoodputPerS), fptr(r.GoodputRatio, "%.2f"),
 			fmt.Sprint(r.Sent), fmt.Sprint(r.Answers), fmt.Sprint(r.Late2xx), fmt.Sprint(r.LateAny), fmt.Sprint(r.LateOver1ms),
-			fptrScaled(r.NodeCPUSPerRequest, 1e6, "%.0f µs"), fptrScaled(r.NodeCPUUtil, 100, "%.0f%%"), fptrScaled(r.GenCPUUtil, 100, "%.0f%%"),
+			fptrScaled(r.NodeCPUSPerRequest, 1e6, "%.0f µs"), fptrScaled(r.NodeCPUUtil, 100, "%.0f%%"), fptrScaled(r.GenCPUUtil, 100, "%.0f%%"), fptrScaled(r.OthersCPUUtil, 100, "%.0f%%"),
 			fmt.Sprintf("%.2f/%.2f/%.1f", r.SendLag.P50Ms, r.SendLag.P99Ms, r.SendLag.MaxMs), fmt.Sprint(r.Dials))
 	}
 	tw.flush()

@@ -234,6 +234,9 @@ func TestParseFlagsOfTheOpenLoop(t *testing.T) {
 	if s, err := parseProcStatCPU(stat); err != nil || s != 3.25 {
 		t.Errorf("/proc stat: %v %v", s, err)
 	}
+	if s, err := parseSystemBusy("cpu  100 5 50 9000 40 3 2 10 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n"); err != nil || s != 1.7 {
+		t.Errorf("/proc/stat busy: %v %v", s, err)
+	}
 	if _, err := parseProcStatCPU("4242 (x) S 1"); err == nil {
 		t.Error("short /proc stat: want an error")
 	}
