@@ -109,6 +109,9 @@ type openRun struct {
 	GoodputPerS    float64 `json:"goodput_per_s"`    // on_time_2xx / duration_s
 	// GoodputRatio: goodput / capacity, when the capacity is known.
 	GoodputRatio *float64 `json:"goodput_ratio_to_capacity,omitempty"`
+	// GoodputRatioTo1x: goodput / the goodput of the 1x run, when there is
+	// one (issue 7's goal: >= 0.9 at 2x and 3x).
+	GoodputRatioTo1x *float64 `json:"goodput_ratio_to_1x,omitempty"`
 	// Late2xx: 2xx after the budget. LateAny: any outcome after the budget
 	// (every status, client timeouts and transport errors included).
 	// LateOver1ms: any outcome more than 1 ms after the budget.
@@ -459,7 +462,12 @@ func parseMultiples(s string) ([]float64, error) {
 
 // runOpenLoop is `tempest-bench http` with --rate, --find-capacity,
 // --capacity or --overload.
-func runOpenLoop(f httpFlags, stdout, stderr io.Writer) error {
+func runOpenLoop(f httpFlags, stdout, stderr io.Writer) (err error) {
+	defer func() {
+		if errors.Is(err, context.Canceled) {
+			err = errors.New("interrupted (node stopped, temp dirs removed)")
+		}
+	}()
 	multiples, err := parseMultiples(f.overload)
 	if err != nil {
 		return err
@@ -570,6 +578,7 @@ func runOpenLoop(f httpFlags, stdout, stderr io.Writer) error {
 			res.Runs = append(res.Runs, r)
 		}
 	}
+	setRatioTo1x(res.Runs)
 	if f.asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -577,6 +586,19 @@ func runOpenLoop(f httpFlags, stdout, stderr io.Writer) error {
 	}
 	printOpenTable(stdout, res)
 	return nil
+}
+
+// setRatioTo1x fills GoodputRatioTo1x of every run when one run is at 1x.
+func setRatioTo1x(runs []openRun) {
+	i := slices.IndexFunc(runs, func(r openRun) bool { return r.Multiple == 1 })
+	if i < 0 || runs[i].GoodputPerS == 0 {
+		return
+	}
+	base := runs[i].GoodputPerS
+	for j := range runs {
+		v := runs[j].GoodputPerS / base
+		runs[j].GoodputRatioTo1x = &v
+	}
 }
 
 // searchCapacity finds the highest rate that passes probe: it doubles the
@@ -666,12 +688,14 @@ func printOpenTable(w io.Writer, res openResult) {
 			fmt.Fprintf(w, "capacity  %.0f/s (given)\n", c.PerS)
 		}
 	}
+	fmt.Fprintln(w, "goodput: 2xx within budget per second; /cap, /1x: its ratio to the capacity and to the 1x run's goodput;")
+	fmt.Fprintln(w, "late: answers (any: every outcome, client timeouts included) after their budget, from the intended send time")
 	fmt.Fprintln(w)
 	tw := newTableWriter(w)
-	tw.row("x cap", "offered/s", "sent/s", "goodput/s", "ratio", "sent", "answers", "2xx late", "any late", ">1ms late",
+	tw.row("x cap", "offered/s", "sent/s", "goodput/s", "/cap", "/1x", "sent", "answers", "2xx late", "any late", ">1ms late",
 		"node cpu/req", "node cpu", "gen cpu", "others cpu", "send lag p50/p99/max ms", "dials")
 	for _, r := range res.Runs {
-		tw.row(fmtMultiple(r.Multiple), f0(r.OfferedPerS), f0(r.AchievedSendPerS), f0(r.GoodputPerS), fptr(r.GoodputRatio, "%.2f"),
+		tw.row(fmtMultiple(r.Multiple), f0(r.OfferedPerS), f0(r.AchievedSendPerS), f0(r.GoodputPerS), fptr(r.GoodputRatio, "%.2f"), fptr(r.GoodputRatioTo1x, "%.2f"),
 			fmt.Sprint(r.Sent), fmt.Sprint(r.Answers), fmt.Sprint(r.Late2xx), fmt.Sprint(r.LateAny), fmt.Sprint(r.LateOver1ms),
 			fptrScaled(r.NodeCPUSPerRequest, 1e6, "%.0f µs"), fptrScaled(r.NodeCPUUtil, 100, "%.0f%%"), fptrScaled(r.GenCPUUtil, 100, "%.0f%%"), fptrScaled(r.OthersCPUUtil, 100, "%.0f%%"),
 			fmt.Sprintf("%.2f/%.2f/%.1f", r.SendLag.P50Ms, r.SendLag.P99Ms, r.SendLag.MaxMs), fmt.Sprint(r.Dials))

@@ -207,6 +207,20 @@ func TestCapacitySearchLimits(t *testing.T) {
 	}
 }
 
+func TestRatioTo1x(t *testing.T) {
+	runs := []openRun{{Multiple: 1, GoodputPerS: 1000}, {Multiple: 2, GoodputPerS: 950}, {Multiple: 3, GoodputPerS: 100}}
+	setRatioTo1x(runs)
+	for i, want := range []float64{1, 0.95, 0.1} {
+		if got := runs[i].GoodputRatioTo1x; got == nil || math.Abs(*got-want) > 1e-9 {
+			t.Errorf("run %d: ratio %v, want %v", i, got, want)
+		}
+	}
+	none := []openRun{{Multiple: 2, GoodputPerS: 950}}
+	if setRatioTo1x(none); none[0].GoodputRatioTo1x != nil {
+		t.Error("no 1x run: want no ratio")
+	}
+}
+
 func TestParseFlagsOfTheOpenLoop(t *testing.T) {
 	if p, err := parseCPUs("node=0,gen=1"); err != nil || p.node != "0" || p.gen != "1" {
 		t.Errorf("node=0,gen=1: %+v %v", p, err)
