@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tempestrt/tempest/collections"
+	"github.com/tempestrt/tempest/internal/admission"
 	"github.com/tempestrt/tempest/internal/group"
 	"github.com/tempestrt/tempest/internal/schedq"
 	"github.com/tempestrt/tempest/persistence"
@@ -74,6 +75,15 @@ type Config struct {
 	// LogRetain is how many op-log records a clone keeps behind its latest
 	// snapshot, to serve catch-up to peers that fell behind.
 	LogRetain uint64
+	// Admission configures the node's front door: the concurrency limit,
+	// driven by measured queueing delay, that refuses requests (503
+	// overloaded, with Retry-After) before their body is read. See
+	// internal/admission.
+	Admission admission.Config
+	// DisableAdmission turns the front door off (every request goes to a
+	// clone's queue). For comparisons only: without it an overloaded node
+	// collapses.
+	DisableAdmission bool
 	// Scheduler configures each clone's request queue.
 	Scheduler schedq.Config
 	// Supervision configures restart backoff and budgets of every supervisor.
@@ -111,6 +121,7 @@ func DefaultConfig(dataDir string) Config {
 		ReadyTimeout:       30 * time.Second,
 		Gateway:            DefaultGatewayOptions(),
 		Scheduler:          schedq.DefaultConfig(),
+		Admission:          admission.DefaultConfig(),
 		Supervision:        supervisor.DefaultBackoffConfig(),
 		Persistence:        persistence.DefaultOptions(dataDir),
 		DeadLetterThrottle: time.Second,
@@ -174,6 +185,9 @@ func (c Config) Validate() error {
 	}
 	if c.CatchupMaxOps < 1 || c.SnapshotEvery < 1 {
 		errs = append(errs, errors.New("CatchupMaxOps and SnapshotEvery must be >= 1"))
+	}
+	if err := c.Admission.Validate(); err != nil && !c.DisableAdmission {
+		errs = append(errs, fmt.Errorf("admission: %w", err))
 	}
 	if err := c.Scheduler.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("scheduler: %w", err))

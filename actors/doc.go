@@ -116,10 +116,15 @@
 //     and answer time, or than the work queued ahead of it), or while queued,
 //     as soon as it would no longer be met. A refused request never ran: the
 //     node tries another clone while the budget allows, updates included.
-//     503 "overloaded" when a clone's request queue is full, and, for
-//     updates, when its op-log write queue is full (Config.OpLogQueue: the
-//     disk is not keeping up).
-//   - 504 "deadline_exceeded" when no answer came by the deadline. Handlers
+//     503 "overloaded" at the node's front door, before the body is read,
+//     when the node is at its admission limit (its measured queueing delay
+//     is over Config.Admission.TargetDelay; the answer carries Retry-After;
+//     WithPriority makes a method's requests refused later or earlier than
+//     others), when a clone's request queue is full, and, for updates, when
+//     its op-log write queue is full (Config.OpLogQueue: the disk is not
+//     keeping up).
+//   - 504 "deadline_exceeded" when no answer came in time; it is sent just
+//     before the deadline (Config.AnswerLead), never after. Handlers
 //     are not preempted: an update answered 504 may still have been applied,
 //     so a client that must know reads it back.
 //

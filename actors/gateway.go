@@ -132,6 +132,9 @@ type nodeBackend struct{ n *Node }
 func (b nodeBackend) Call(ctx context.Context, service, method string, body []byte, timeout time.Duration) ([]byte, error) {
 	return b.n.Call(ctx, service, method, body, timeout)
 }
+func (b nodeBackend) Admit(ctx context.Context, service, method string) (context.Context, func(), error) {
+	return b.n.Admit(ctx, service, method)
+}
 func (b nodeBackend) Status() any      { return b.n.Status() }
 func (b nodeBackend) Actors() []string { return b.n.Actors() }
 func (b nodeBackend) Kill(path string) error {

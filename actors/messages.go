@@ -38,6 +38,9 @@ type callResult struct {
 	ack    bool
 	expect time.Time
 	at     time.Time // when the answer was sent
+	// started is when the handler started (zero if it never ran): Node.Call
+	// feeds the queueing delay, started - arrival, to the front door.
+	started time.Time
 }
 
 // drain tells a scheduler to run the next ready request from its queue.

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tempestrt/tempest/gateway"
+	"github.com/tempestrt/tempest/internal/admission"
 	"github.com/tempestrt/tempest/internal/group"
 	"github.com/tempestrt/tempest/internal/group/memgroup"
 	"github.com/tempestrt/tempest/persistence"
@@ -59,6 +60,10 @@ type Node struct {
 	// lateAnswers those whose success came too late to be sent in time and
 	// was answered 504 instead.
 	timeouts, lateAnswers atomic.Uint64
+	// adm is the front door (nil when Config.DisableAdmission); admMu
+	// serialises it.
+	adm   *admission.Limiter
+	admMu sync.Mutex
 	// readyChanged is signalled (never blocking, capacity 1) whenever a
 	// clone becomes ready or stops being ready.
 	readyChanged chan struct{}
@@ -100,6 +105,13 @@ func Start(cfg Config) (*Node, error) {
 		n.order = append(n.order, s.Name())
 	}
 	slices.Sort(n.order)
+	if !cfg.DisableAdmission {
+		adm, err := admission.New(cfg.Admission)
+		if err != nil {
+			return nil, err
+		}
+		n.adm = adm
+	}
 
 	popts := cfg.Persistence
 	popts.Dir = cfg.DataDir
@@ -344,6 +356,12 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 	if time.Until(deadline) < n.cfg.Scheduler.Margin {
 		return nil, fmt.Errorf("%s: budget %v: %w", method, time.Until(deadline), ErrDeadlineUnmeet)
 	}
+	if n.adm != nil && !admitted(ctx) {
+		if err := n.acquire(m.Priority, service, method); err != nil {
+			return nil, err
+		}
+		defer n.release()
+	}
 	clones := n.readyClones(rt)
 	if len(clones) == 0 {
 		return nil, fmt.Errorf("service %q: %w", service, ErrNoClone)
@@ -375,6 +393,7 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 	}
 	margin := n.cfg.Scheduler.Margin
 	pending := 1
+	observed := false // the queueing delay of the first copy that ran
 	for {
 		select {
 		case r := <-results:
@@ -394,6 +413,10 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 				continue
 			}
 			pending--
+			if !r.started.IsZero() && !observed {
+				observed = true
+				n.observeDelay(r.started.Sub(now))
+			}
 			// A clone that stopped before running the request, or refused it
 			// at admission, never ran it: ask the next one, even for an
 			// update, while the budget allows.
@@ -430,6 +453,9 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 				}
 			}
 			n.timeouts.Add(1)
+			if !observed {
+				n.observeDelay(time.Since(now)) // waited its whole budget
+			}
 			return nil, fmt.Errorf("%s on %s: no answer %v before the deadline%s: %w", method, service, n.cfg.AnswerLead, mayHaveApplied(m.Update), ErrDeadlineExceeded)
 		case <-ctx.Done():
 			n.timeouts.Add(1)

@@ -351,7 +351,7 @@ func (s *schedulerActor) run(ctx actor.Context, r *schedq.Request) {
 	if !m.update {
 		out, err := s.invoke(m, hc, cr.body)
 		s.observe(m.name, start)
-		s.reply(cr, out, err)
+		s.replyRan(cr, start, out, err)
 		return
 	}
 	if s.w.Full() {
@@ -367,11 +367,11 @@ func (s *schedulerActor) run(ctx actor.Context, r *schedq.Request) {
 	})
 	s.observe(m.name, start)
 	if err != nil {
-		s.reply(cr, nil, err)
+		s.replyRan(cr, start, nil, err)
 		return
 	}
 	if len(ops) == 0 {
-		s.reply(cr, out, nil)
+		s.replyRan(cr, start, out, nil)
 		return
 	}
 	s.sinceSnapshot += len(ops)
@@ -386,12 +386,12 @@ func (s *schedulerActor) run(ctx actor.Context, r *schedq.Request) {
 		// On the committer goroutine, in the order of submission.
 		if err != nil {
 			system.Root.Send(self, &persistFailed{w: w, err: err})
-			s.reply(cr, nil, fmt.Errorf("%w: %v", ErrPersistenceFailed, err))
+			s.replyRan(cr, start, nil, fmt.Errorf("%w: %v", ErrPersistenceFailed, err))
 			return
 		}
 		system.Root.Send(self, &persisted{method: cr.method, tail: time.Since(ran)})
 		system.Root.Send(member, &broadcast{payload: payload})
-		s.reply(cr, out, nil)
+		s.replyRan(cr, start, out, nil)
 	})
 	if err != nil {
 		s.reply(cr, nil, fmt.Errorf("%w: %v", ErrPersistenceFailed, err))
@@ -424,12 +424,17 @@ func (s *schedulerActor) observe(method string, start time.Time) {
 	}
 }
 
-// reply answers a request. It may run on a persistence goroutine, so it uses
-// only immutable state.
+// reply answers a request that never ran. It may run on the committer's
+// goroutine, so it uses only immutable state.
 func (s *schedulerActor) reply(r *callRequest, body []byte, err error) {
+	s.replyRan(r, time.Time{}, body, err)
+}
+
+// replyRan answers a request whose handler started at started.
+func (s *schedulerActor) replyRan(r *callRequest, started time.Time, body []byte, err error) {
 	s.c.outstanding.Add(-1)
 	select {
-	case r.reply <- callResult{body: body, err: err, at: time.Now()}:
+	case r.reply <- callResult{body: body, err: err, at: time.Now(), started: started}:
 	default: // cannot happen: the caller sized the channel for every answer
 	}
 }

@@ -66,7 +66,7 @@ func (s *Service) Methods() (methods []MethodInfo, err error) {
 	}
 	for _, name := range slices.Sorted(maps.Keys(b.methods)) {
 		m := b.methods[name]
-		methods = append(methods, MethodInfo{Name: name, Update: m.update, Deadline: m.deadline, HoldBack: m.holdBack})
+		methods = append(methods, MethodInfo{Name: name, Update: m.update, Deadline: m.deadline, HoldBack: m.holdBack, Priority: m.priority})
 	}
 	return methods, nil
 }
@@ -77,6 +77,7 @@ type MethodInfo struct {
 	Update   bool          `json:"update"`
 	Deadline time.Duration `json:"default_deadline_ns,omitempty"` // 0 = the node's default
 	HoldBack bool          `json:"hold_back,omitempty"`
+	Priority int           `json:"priority,omitempty"` // admission class: 0 most important
 }
 
 // build runs setup against a new store.
@@ -139,11 +140,20 @@ func WithHoldBack() MethodOption {
 	return func(m *method) { m.holdBack = true }
 }
 
+// WithPriority sets the method's admission class: 0 (the default) is the
+// most important; under overload the node refuses higher classes first and
+// keeps a reserve of its capacity for lower ones (see Config.Admission,
+// Shares).
+func WithPriority(class int) MethodOption {
+	return func(m *method) { m.priority = max(class, 0) }
+}
+
 type method struct {
 	name     string
 	update   bool
 	deadline time.Duration
 	holdBack bool
+	priority int
 	invoke   func(c *Ctx, body []byte) ([]byte, error)
 }
 
@@ -210,7 +220,10 @@ type Error struct {
 	Status  int
 	Code    string
 	Message string
-	cause   error
+	// RetryAfter, when > 0, is how long the client should wait before it
+	// tries again (the gateway sends it as Retry-After).
+	RetryAfter time.Duration
+	cause      error
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -223,6 +236,9 @@ func (e *Error) ErrorCode() string { return e.Code }
 
 // ErrorMessage is the human-readable message of the error.
 func (e *Error) ErrorMessage() string { return e.Message }
+
+// RetryAfterHint is RetryAfter, for the gateway.
+func (e *Error) RetryAfterHint() time.Duration { return e.RetryAfter }
 
 // Unwrap returns the sentinel this error refines, if any.
 func (e *Error) Unwrap() error { return e.cause }
@@ -259,7 +275,12 @@ func AsError(err error) *Error {
 	}
 	for _, k := range knownErrors {
 		if errors.Is(err, k.err) {
-			return &Error{Status: k.status, Code: k.code, Message: err.Error(), cause: k.err}
+			e := &Error{Status: k.status, Code: k.code, Message: err.Error(), cause: k.err}
+			var ra retryAfter
+			if errors.As(err, &ra) {
+				e.RetryAfter = ra.after
+			}
+			return e
 		}
 	}
 	return &Error{Status: http.StatusInternalServerError, Code: "internal", Message: err.Error(), cause: err}

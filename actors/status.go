@@ -4,6 +4,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"time"
 
+	"github.com/tempestrt/tempest/internal/admission"
 	"github.com/tempestrt/tempest/persistence"
 	"github.com/tempestrt/tempest/supervisor"
 )
@@ -54,6 +55,7 @@ type Status struct {
 	Clones         []CloneStatus           `json:"clones"`
 	RecentFailures []supervisor.Event      `json:"recent_failures"`
 	Deadlines      DeadlineStats           `json:"deadlines"`
+	Admission      *admission.Stats        `json:"admission,omitempty"` // the front door; absent when disabled
 	Persistence    persistence.Stats       `json:"persistence"`
 	ChaosEnabled   bool                    `json:"chaos_enabled"`
 }
@@ -77,6 +79,7 @@ func (n *Node) Status() Status {
 		RecentFailures: n.sup.Events(),
 		ChaosEnabled:   n.chaos.Load(),
 		Deadlines:      DeadlineStats{Timeouts: n.timeouts.Load(), LateAnswers: n.lateAnswers.Load()},
+		Admission:      n.admissionStats(),
 	}
 	if n.db != nil {
 		st.Persistence = n.db.Stats()

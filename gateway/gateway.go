@@ -28,6 +28,12 @@ import (
 
 // Backend is what the gateway serves.
 type Backend interface {
+	// Admit decides, before the request's body is read, whether the
+	// backend takes a request for service/method. On success, pass the
+	// returned context to Call and call done once the answer is written. A
+	// refusal is answered at once (a StatusError, and Retry-After when it
+	// implements RetryAfterHint).
+	Admit(ctx context.Context, service, method string) (admitted context.Context, done func(), err error)
 	// Call runs a method; timeout 0 means the method's default deadline.
 	// The budget runs from Arrival(ctx) when ctx carries one.
 	Call(ctx context.Context, service, method string, body []byte, timeout time.Duration) ([]byte, error)
@@ -46,6 +52,16 @@ type StatusError interface {
 	ErrorCode() string
 	ErrorMessage() string
 }
+
+// RetryAfterHinter is implemented by errors that say how long the client
+// should wait before it tries again.
+type RetryAfterHinter interface {
+	RetryAfterHint() time.Duration
+}
+
+// RetryAfterMsHeader carries a refusal's Retry-After in milliseconds
+// (Retry-After itself has whole seconds only).
+const RetryAfterMsHeader = "Tempest-Retry-After-Ms"
 
 // Options configure the gateway.
 type Options struct {
@@ -131,11 +147,21 @@ func (g *handler) call(w http.ResponseWriter, r *http.Request) {
 		}
 		timeout = min(time.Duration(ms)*time.Millisecond, g.o.MaxTimeout)
 	}
+	// Admission before the body is read or decoded: a refusal costs only
+	// the headers' parsing and this answer.
+	ctx, done, err := g.b.Admit(WithArrival(r.Context(), arrived), r.PathValue("service"), r.PathValue("method"))
+	if err != nil {
+		// net/http drains a small unread body before it writes this answer
+		// (to keep the connection); it does not decode it.
+		writeErr(w, err)
+		return
+	}
+	defer done()
 	body, ok := g.readBody(w, r)
 	if !ok {
 		return
 	}
-	out, err := g.b.Call(WithArrival(r.Context(), arrived), r.PathValue("service"), r.PathValue("method"), body, timeout)
+	out, err := g.b.Call(ctx, r.PathValue("service"), r.PathValue("method"), body, timeout)
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -195,6 +221,13 @@ func (g *handler) kill(w http.ResponseWriter, r *http.Request) {
 }
 
 func writeErr(w http.ResponseWriter, err error) {
+	var ra RetryAfterHinter
+	if errors.As(err, &ra) {
+		if d := ra.RetryAfterHint(); d > 0 {
+			w.Header().Set("Retry-After", strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10))
+			w.Header().Set(RetryAfterMsHeader, strconv.FormatInt(max(d.Milliseconds(), 1), 10))
+		}
+	}
 	var se StatusError
 	if errors.As(err, &se) {
 		WriteError(w, se.HTTPStatus(), se.ErrorCode(), se.ErrorMessage())

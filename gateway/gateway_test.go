@@ -29,6 +29,8 @@ type backend struct {
 	gotTimeout time.Duration
 	arrived    time.Time // Arrival(ctx) of the last call
 	called     time.Time // when the last call reached the backend
+	admitted   int       // Admit successes
+	done       int       // their done calls
 	killed     string
 }
 
@@ -48,8 +50,23 @@ func (b *backend) Call(ctx context.Context, service, method string, body []byte,
 	}
 	return body, nil
 }
-func (b *backend) Status() any      { return map[string]string{"node": "t"} }
-func (b *backend) Actors() []string { return []string{"echo/1"} }
+func (b *backend) Admit(ctx context.Context, service, method string) (context.Context, func(), error) {
+	if method == "full" {
+		return ctx, func() {}, retryErr{testErr{503, "overloaded", "at the limit"}, 1500 * time.Millisecond}
+	}
+	b.admitted++
+	return ctx, func() { b.done++ }, nil
+}
+func (b *backend) Status() any { return map[string]string{"node": "t"} }
+
+// retryErr is a refusal with a Retry-After hint.
+type retryErr struct {
+	testErr
+	after time.Duration
+}
+
+func (e retryErr) RetryAfterHint() time.Duration { return e.after }
+func (b *backend) Actors() []string              { return []string{"echo/1"} }
 func (b *backend) Kill(path string) error {
 	if path != "echo/1" {
 		return testErr{404, "unknown_actor", path}
@@ -199,4 +216,30 @@ func TestBudgetStartsWhenTheHeadersAreRead(t *testing.T) {
 		t.Fatalf("the backend was called at %v, before the body was sent at %v", b.called, sent)
 	}
 	http.DefaultClient.CloseIdleConnections()
+}
+
+// TestRefusedBeforeTheBodyIsDecoded: a request the backend does not admit
+// is answered 503 with Retry-After without its body being decoded (a body
+// that is not JSON gets the refusal, not a 400) and never reaches Call; an
+// admitted request is released once answered.
+func TestRefusedBeforeTheBodyIsDecoded(t *testing.T) {
+	b := &backend{}
+	h := New(b, DefaultOptions())
+	req := httptest.NewRequest(http.MethodPost, "/v1/services/echo/full", strings.NewReader("{not json"))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	var body struct{ Error struct{ Code string } }
+	_ = json.Unmarshal(rec.Body.Bytes(), &body)
+	if rec.Code != http.StatusServiceUnavailable || body.Error.Code != "overloaded" {
+		t.Fatalf("refusal of a request with a bad body: %d %s, want 503 overloaded (the body must not be decoded)", rec.Code, rec.Body)
+	}
+	if rec.Header().Get("Retry-After") != "2" || rec.Header().Get(RetryAfterMsHeader) != "1500" {
+		t.Fatalf("Retry-After %q, %s %q; want 2 and 1500", rec.Header().Get("Retry-After"), RetryAfterMsHeader, rec.Header().Get(RetryAfterMsHeader))
+	}
+	if !b.called.IsZero() {
+		t.Fatal("a refused request reached Call")
+	}
+	if code, _ := do(t, h, http.MethodPost, "/v1/services/echo/say", `{"a":1}`, nil); code != http.StatusOK || b.admitted != 1 || b.done != 1 {
+		t.Fatalf("admitted call: status %d, admitted %d, done %d; want 200, 1, 1", code, b.admitted, b.done)
+	}
 }

@@ -65,6 +65,7 @@ func dev(args []string, stdout, stderr io.Writer) error {
 	chaos := fs.Bool("chaos", false, "enable the chaos API: POST /v1/admin/kill")
 	fsync := fs.String("fsync", "always", "op log fsync policy: always | interval | none (see persistence docs)")
 	logLevel := fs.String("log-level", "info", "debug | info | warn | error")
+	admission := fs.Bool("admission", true, "the front door: refuse at once (503 overloaded) what the node cannot serve in time; false only to compare (an overloaded node without it collapses)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -93,6 +94,7 @@ func dev(args []string, stdout, stderr io.Writer) error {
 	cfg.Clones = *clones
 	cfg.HTTPAddr = *httpAddr
 	cfg.Gateway.EnableChaos = *chaos
+	cfg.DisableAdmission = !*admission
 	cfg.Services = []*actors.Service{cart.Service(), chat.Service()}
 	cfg.Logger = log
 	if cfg.Persistence.Sync, err = persistence.ParseSyncPolicy(*fsync); err != nil {

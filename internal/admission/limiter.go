@@ -1,0 +1,280 @@
+// Package admission is the node's front door: it decides, before a
+// request's body is read or any actor sees it, whether the node takes the
+// request or refuses it at once. It is a pure core (no clock, no I/O, no
+// goroutines): the caller passes the time in and holds a lock around it.
+//
+// # Why a concurrency limit driven by queueing delay
+//
+// A node past its capacity that accepts everything collapses: every
+// request's goroutine, JSON decoding and actor messages compete for the same
+// CPUs, so every request is slow, most miss their deadlines, and the work
+// done for them is wasted (goodput falls to a fraction of capacity). The
+// scheduler's own admission cannot prevent this: it sees a request only once
+// the HTTP stack and the actor mailbox have spent time and CPU on it, and
+// that time counts nowhere.
+//
+// So the node bounds how many requests it holds at once (in flight: from
+// admission at the gateway to the answer written), and refuses the rest at
+// the door, where a refusal costs microseconds. The bound is not a constant
+// to tune per machine and workload: it follows the measured queueing delay,
+// the time from a request's arrival (headers read) to the moment its handler
+// starts. That delay is the signal of overload that does not depend on the
+// request mix (Breakwater, OSDI 2020; Facebook's CoDel on request queues):
+// while it stays under TargetDelay the node has CPU to spare and the limit
+// grows additively; when more than a small share of an interval's requests
+// waited longer (or never started in time), the limit shrinks
+// multiplicatively. This is AIMD, as in TCP and Envoy's and Netflix's
+// adaptive concurrency limits; its equilibrium keeps the admitted load near
+// what the node serves within TargetDelay, so admitted requests still meet
+// their deadlines while the rest are refused cheaply.
+//
+// Alternatives rejected:
+//   - A fixed concurrency or rate limit: right for one machine, one mix and
+//     one fsync policy only; wrong after any change.
+//   - Server-driven client credits (Breakwater proper): needs clients that
+//     speak the protocol; HTTP clients do not. Retry-After carries the
+//     backoff hint instead.
+//   - Gradient of latency (Netflix gradient2): needs a stable "no load"
+//     latency to compare with, which a mix of queries and fsync'd updates
+//     does not have; queueing delay excludes service time, so it needs none.
+//
+// # Priorities
+//
+// Requests carry a class: 0 is the most important. Class c is admitted
+// only while in flight < limit × Shares[c] (Shares[0] = 1), so under
+// pressure the least important requests are refused first and the most
+// important keep a reserve.
+//
+// # Invariants
+//
+//   - MinLimit <= limit <= MaxLimit at all times.
+//   - InFlight counts Acquire successes not yet Released; it never goes
+//     below zero (a Release without an Acquire is ignored).
+//   - The limit changes only at interval boundaries, at most once per
+//     Interval, so one burst of slow samples moves it one step.
+package admission
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrInvalidConfig is returned by Config.Validate and New.
+var ErrInvalidConfig = errors.New("admission: invalid config")
+
+// Config configures a Limiter.
+type Config struct {
+	// TargetDelay is the queueing delay (arrival to handler start) the node
+	// aims to keep its admitted requests under. Default 5 ms: a small part
+	// of a 30 ms budget, and well above a lightly loaded node's ~0.1 ms.
+	TargetDelay time.Duration
+	// Interval is how often the limit is adjusted from the samples of the
+	// interval just ended. Default 20 ms.
+	Interval time.Duration
+	// OverShare is the share of an interval's samples that may exceed
+	// TargetDelay before the interval counts as overloaded (so one GC pause
+	// does not halve the limit). In [0, 1). Default 0.05.
+	OverShare float64
+	// Decrease multiplies the limit after an overloaded interval, in (0, 1):
+	// the mildest cut. When the interval's mean delay overshoots the target
+	// further, the limit is cut by TargetDelay/mean instead, down to half.
+	// Default 0.8.
+	Decrease float64
+	// Increase is added to the limit after an interval that was not
+	// overloaded and in which the limit was reached (there was demand for
+	// more), as a fraction of the limit, at least 1. Default 0.05.
+	Increase float64
+	// InitialLimit, MinLimit, MaxLimit bound the requests in flight.
+	// Defaults 16, 4, 10000. The initial limit is low on purpose: a node
+	// that starts under a flood must not queue more than it can serve in
+	// TargetDelay; the limit grows by 5% per interval (about 2.4x per
+	// second) while there is demand and delays stay low.
+	InitialLimit, MinLimit, MaxLimit int
+	// Shares[c] is the fraction of the limit that class c may use; Shares[0]
+	// must be 1 and the shares must not increase. Classes beyond the last
+	// use the last share. Default [1, 0.9, 0.75].
+	Shares []float64
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	return Config{
+		TargetDelay:  5 * time.Millisecond,
+		Interval:     20 * time.Millisecond,
+		OverShare:    0.05,
+		Decrease:     0.8,
+		Increase:     0.05,
+		InitialLimit: 16,
+		MinLimit:     4,
+		MaxLimit:     10000,
+		Shares:       []float64{1, 0.9, 0.75},
+	}
+}
+
+// Validate reports every problem of c, wrapped in ErrInvalidConfig.
+func (c Config) Validate() error {
+	var errs []error
+	if c.TargetDelay <= 0 {
+		errs = append(errs, fmt.Errorf("TargetDelay must be > 0, got %v", c.TargetDelay))
+	}
+	if c.Interval <= 0 {
+		errs = append(errs, fmt.Errorf("Interval must be > 0, got %v", c.Interval))
+	}
+	if !(c.OverShare >= 0 && c.OverShare < 1) {
+		errs = append(errs, fmt.Errorf("OverShare must be in [0,1), got %v", c.OverShare))
+	}
+	if !(c.Decrease > 0 && c.Decrease < 1) {
+		errs = append(errs, fmt.Errorf("Decrease must be in (0,1), got %v", c.Decrease))
+	}
+	if !(c.Increase > 0) {
+		errs = append(errs, fmt.Errorf("Increase must be > 0, got %v", c.Increase))
+	}
+	if c.MinLimit < 1 || c.MaxLimit < c.MinLimit || c.InitialLimit < c.MinLimit || c.InitialLimit > c.MaxLimit {
+		errs = append(errs, fmt.Errorf("limits must satisfy 1 <= MinLimit (%d) <= InitialLimit (%d) <= MaxLimit (%d)", c.MinLimit, c.InitialLimit, c.MaxLimit))
+	}
+	if len(c.Shares) == 0 || c.Shares[0] != 1 {
+		errs = append(errs, fmt.Errorf("Shares must start with 1, got %v", c.Shares))
+	}
+	for i := 1; i < len(c.Shares); i++ {
+		if !(c.Shares[i] > 0 && c.Shares[i] <= c.Shares[i-1]) {
+			errs = append(errs, fmt.Errorf("Shares must be in (0,1] and not increase, got %v", c.Shares))
+			break
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
+}
+
+// Limiter is the admission state. It is not safe for concurrent use: the
+// caller serialises calls (a mutex held for a few instructions).
+type Limiter struct {
+	cfg      Config
+	limit    float64
+	inFlight int
+
+	// The interval being measured.
+	start                time.Time
+	samples, over        int
+	reached              bool          // in flight reached the limit
+	sumDelay             time.Duration // of the samples, for RetryAfter
+	lastDelay            time.Duration // mean delay of the last interval with samples
+	overloadedIntervals  uint64
+	admitted, refused    uint64
+	refusedByClass       []uint64
+	increases, decreases uint64
+}
+
+// New returns a Limiter, or the configuration's problems.
+func New(cfg Config) (*Limiter, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Limiter{cfg: cfg, limit: float64(cfg.InitialLimit), refusedByClass: make([]uint64, len(cfg.Shares))}, nil
+}
+
+// share returns the share of the limit class may use.
+func (l *Limiter) share(class int) float64 {
+	return l.cfg.Shares[min(max(class, 0), len(l.cfg.Shares)-1)]
+}
+
+// Acquire admits a request of class at now, or refuses it. A refused
+// request gets retryAfter: how long the client should wait before trying
+// again (at least Interval; the recent queueing delay when larger).
+func (l *Limiter) Acquire(now time.Time, class int) (ok bool, retryAfter time.Duration) {
+	l.advance(now)
+	if allowed := l.limit * l.share(class); float64(l.inFlight) >= allowed {
+		if class == 0 || float64(l.inFlight) >= l.limit {
+			l.reached = true // demand for more than the limit
+		}
+		l.refused++
+		l.refusedByClass[min(max(class, 0), len(l.refusedByClass)-1)]++
+		return false, max(l.cfg.Interval, l.lastDelay)
+	}
+	l.inFlight++
+	l.admitted++
+	if float64(l.inFlight) >= l.limit {
+		l.reached = true
+	}
+	return true, 0
+}
+
+// Release ends an admitted request (answered, refused inside the node, or
+// timed out).
+func (l *Limiter) Release(now time.Time) {
+	l.advance(now)
+	if l.inFlight > 0 {
+		l.inFlight--
+	}
+}
+
+// Observe records the queueing delay of an admitted request whose handler
+// started: from its arrival to the start. A request that never started
+// before its deadline is observed with the delay it had when it gave up
+// (its whole budget), which counts as over TargetDelay.
+func (l *Limiter) Observe(now time.Time, delay time.Duration) {
+	l.advance(now)
+	l.samples++
+	l.sumDelay += max(delay, 0)
+	if delay > l.cfg.TargetDelay {
+		l.over++
+	}
+}
+
+// advance closes the measured interval if now is past its end and adjusts
+// the limit from it. Intervals without traffic change nothing.
+func (l *Limiter) advance(now time.Time) {
+	if l.start.IsZero() {
+		l.start = now
+		return
+	}
+	if now.Sub(l.start) < l.cfg.Interval {
+		return
+	}
+	overloaded := l.samples > 0 && float64(l.over) > l.cfg.OverShare*float64(l.samples)
+	switch {
+	case overloaded:
+		// The further the delay overshoots, the harder the cut (as in
+		// Breakwater): by target/mean delay, but at least by Decrease and
+		// at most by half, so one interval cannot empty the node.
+		factor := l.cfg.Decrease
+		if mean := l.sumDelay / time.Duration(l.samples); mean > 0 {
+			factor = min(factor, max(0.5, float64(l.cfg.TargetDelay)/float64(mean)))
+		}
+		l.limit = max(float64(l.cfg.MinLimit), l.limit*factor)
+		l.overloadedIntervals++
+		l.decreases++
+	case l.reached:
+		l.limit = min(float64(l.cfg.MaxLimit), l.limit+max(1, l.limit*l.cfg.Increase))
+		l.increases++
+	}
+	if l.samples > 0 {
+		l.lastDelay = l.sumDelay / time.Duration(l.samples)
+	}
+	l.start = now
+	l.samples, l.over, l.sumDelay, l.reached = 0, 0, 0, float64(l.inFlight) >= l.limit
+}
+
+// Stats is a snapshot of a Limiter for status.
+type Stats struct {
+	Limit               int           `json:"limit"`
+	InFlight            int           `json:"in_flight"`
+	Admitted            uint64        `json:"admitted"`
+	Refused             uint64        `json:"refused"`
+	RefusedByClass      []uint64      `json:"refused_by_class"`
+	LastMeanDelay       time.Duration `json:"last_mean_delay_ns"`
+	OverloadedIntervals uint64        `json:"overloaded_intervals"`
+	Increases           uint64        `json:"increases"`
+	Decreases           uint64        `json:"decreases"`
+}
+
+// Stats returns the current figures.
+func (l *Limiter) Stats() Stats {
+	return Stats{
+		Limit: int(l.limit), InFlight: l.inFlight, Admitted: l.admitted, Refused: l.refused,
+		RefusedByClass: append([]uint64(nil), l.refusedByClass...), LastMeanDelay: l.lastDelay,
+		OverloadedIntervals: l.overloadedIntervals, Increases: l.increases, Decreases: l.decreases,
+	}
+}

@@ -1,0 +1,262 @@
+package admission
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+)
+
+var t0 = time.Unix(1_000_000, 0)
+
+func ms(n float64) time.Duration { return time.Duration(n * float64(time.Millisecond)) }
+
+func newL(t *testing.T, mutate ...func(*Config)) *Limiter {
+	t.Helper()
+	c := DefaultConfig()
+	c.InitialLimit, c.MinLimit, c.MaxLimit = 10, 2, 20
+	for _, f := range mutate {
+		f(&c)
+	}
+	l, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func TestAdmitsUpToTheLimitAndReleaseFreesASlot(t *testing.T) {
+	l := newL(t)
+	for i := 0; i < 10; i++ {
+		if ok, _ := l.Acquire(t0, 0); !ok {
+			t.Fatalf("request %d refused below the limit of 10", i)
+		}
+	}
+	if ok, retry := l.Acquire(t0, 0); ok || retry < DefaultConfig().Interval {
+		t.Fatalf("11th request: admitted %v, retry after %v; want refused with retry >= Interval", ok, retry)
+	}
+	l.Release(t0)
+	if ok, _ := l.Acquire(t0, 0); !ok {
+		t.Fatal("refused after a release freed a slot")
+	}
+	if st := l.Stats(); st.InFlight != 10 || st.Admitted != 11 || st.Refused != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestLowerClassesAreRefusedFirst(t *testing.T) {
+	l := newL(t) // limit 10, shares 1, 0.9, 0.75
+	for i := 0; i < 7; i++ {
+		l.Acquire(t0, 0)
+	}
+	if ok, _ := l.Acquire(t0, 2); !ok {
+		t.Fatal("class 2 refused at 7 of 10 (its share is 7.5)")
+	}
+	if ok, _ := l.Acquire(t0, 2); ok {
+		t.Fatal("class 2 admitted at 8 of 10, over its 0.75 share")
+	}
+	if ok, _ := l.Acquire(t0, 1); !ok {
+		t.Fatal("class 1 refused at 8 of 10 (its share is 9)")
+	}
+	if ok, _ := l.Acquire(t0, 0); !ok {
+		t.Fatal("class 0 refused at 9 of 10")
+	}
+	if ok, _ := l.Acquire(t0, 7); ok {
+		t.Fatal("a class beyond the last share must use the last share")
+	}
+	if st := l.Stats(); !slices.Equal(st.RefusedByClass, []uint64{0, 0, 2}) {
+		t.Fatalf("refused by class %v, want [0 0 2]", st.RefusedByClass)
+	}
+}
+
+// interval feeds one interval of n samples of which over exceed the target,
+// then crosses into the next interval.
+func interval(l *Limiter, at time.Time, n, over int) time.Time {
+	for i := 0; i < n; i++ {
+		d := ms(1)
+		if i < over {
+			d = ms(50)
+		}
+		l.Observe(at, d)
+	}
+	next := at.Add(l.cfg.Interval)
+	l.advance(next)
+	return next
+}
+
+func TestOverloadedIntervalShrinksTheLimitDownToMin(t *testing.T) {
+	l := newL(t)
+	at := t0
+	l.advance(at)
+	at = interval(l, at, 100, 10) // 10% over the target: overloaded
+	if got := l.Stats().Limit; got != 8 {
+		t.Fatalf("limit %d after an overloaded interval, want 10*0.8 = 8", got)
+	}
+	for i := 0; i < 20; i++ {
+		at = interval(l, at, 10, 10)
+	}
+	if got := l.Stats().Limit; got != 2 {
+		t.Fatalf("limit %d after many overloaded intervals, want MinLimit 2", got)
+	}
+}
+
+func TestAFewSlowSamplesDoNotShrinkIt(t *testing.T) {
+	l := newL(t)
+	l.advance(t0)
+	interval(l, t0, 100, 5) // 5%: not more than OverShare
+	if got := l.Stats().Limit; got != 10 {
+		t.Fatalf("limit %d after 5 slow samples of 100, want 10 unchanged", got)
+	}
+}
+
+func TestLimitGrowsOnlyWhenReachedAndDelaysAreLow(t *testing.T) {
+	l := newL(t)
+	at := t0
+	l.advance(at)
+	at = interval(l, at, 50, 0) // fast, but the limit was never reached
+	if got := l.Stats().Limit; got != 10 {
+		t.Fatalf("limit %d without demand, want 10 unchanged", got)
+	}
+	for i := 0; i < 10; i++ {
+		l.Acquire(at, 0)
+	}
+	at = interval(l, at, 50, 0)
+	if got := l.Stats().Limit; got != 11 {
+		t.Fatalf("limit %d after a fast interval at the limit, want 10+max(1, 5%%) = 11", got)
+	}
+	for i := 0; i < 30; i++ {
+		l.Acquire(at, 0)
+		at = interval(l, at, 5, 0)
+	}
+	if got := l.Stats().Limit; got != 20 {
+		t.Fatalf("limit %d, want capped at MaxLimit 20", got)
+	}
+}
+
+func TestRetryAfterFollowsTheRecentDelay(t *testing.T) {
+	l := newL(t, func(c *Config) { c.InitialLimit, c.MinLimit = 2, 1 })
+	l.advance(t0)
+	for i := 0; i < 10; i++ {
+		l.Observe(t0, ms(70))
+	}
+	at := t0.Add(l.cfg.Interval)
+	l.Acquire(at, 0)
+	l.Acquire(at, 0)
+	if ok, retry := l.Acquire(at, 0); ok || retry != ms(70) {
+		t.Fatalf("refused with retry %v, want the last interval's mean delay 70ms", retry)
+	}
+}
+
+func TestReleaseWithoutAcquireIsIgnored(t *testing.T) {
+	l := newL(t)
+	l.Release(t0)
+	if st := l.Stats(); st.InFlight != 0 {
+		t.Fatalf("in flight %d", st.InFlight)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	bad := map[string]func(*Config){
+		"target":   func(c *Config) { c.TargetDelay = 0 },
+		"interval": func(c *Config) { c.Interval = 0 },
+		"share":    func(c *Config) { c.OverShare = 1 },
+		"decrease": func(c *Config) { c.Decrease = 1 },
+		"increase": func(c *Config) { c.Increase = 0 },
+		"limits":   func(c *Config) { c.InitialLimit = c.MaxLimit + 1 },
+		"shares0":  func(c *Config) { c.Shares = []float64{0.9} },
+		"sharesUp": func(c *Config) { c.Shares = []float64{1, 0.5, 0.7} },
+	}
+	for name, f := range bad {
+		c := DefaultConfig()
+		f(&c)
+		if _, err := New(c); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: New = %v, want ErrInvalidConfig", name, err)
+		}
+	}
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHoldsGoodputAtThreeTimesCapacity runs the control law against a
+// simulated node (one server, FIFO, fixed service time, virtual clock) fed
+// at 3x its capacity. Without admission the queue grows without bound and
+// nearly every request misses a 30 ms budget; with it, the node serves
+// about its capacity, and the admitted requests wait little.
+func TestHoldsGoodputAtThreeTimesCapacity(t *testing.T) {
+	const (
+		service  = 500 * time.Microsecond // capacity 2000/s
+		budget   = 30 * time.Millisecond
+		duration = 5 * time.Second
+	)
+	arrivalEvery := service / 3 // 6000/s offered
+	for _, admit := range []bool{false, true} {
+		c := DefaultConfig()
+		l, err := New(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		type req struct{ arrived time.Time }
+		var queue []req
+		var busyUntil time.Time
+		onTime, late, refused := 0, 0, 0
+		var delays []time.Duration
+		for now := t0; now.Before(t0.Add(duration)); now = now.Add(arrivalEvery) {
+			// Serve everything whose start falls before now.
+			for len(queue) > 0 {
+				start := maxTime(busyUntil, queue[0].arrived)
+				if start.After(now) {
+					break
+				}
+				r := queue[0]
+				queue = queue[1:]
+				delay := start.Sub(r.arrived)
+				busyUntil = start.Add(service)
+				if admit {
+					l.Observe(start, delay)
+					l.Release(busyUntil)
+				}
+				if delay+service <= budget {
+					onTime++
+					delays = append(delays, delay)
+				} else {
+					late++
+				}
+			}
+			if admit {
+				if ok, _ := l.Acquire(now, 0); !ok {
+					refused++
+					continue
+				}
+			}
+			queue = append(queue, req{arrived: now})
+		}
+		goodput := float64(onTime) / duration.Seconds()
+		slices.Sort(delays)
+		p99 := time.Duration(0)
+		if len(delays) > 0 {
+			p99 = delays[len(delays)*99/100]
+		}
+		t.Logf("admission %v: goodput %.0f/s of capacity 2000/s, late %d, refused %d, p99 delay of on-time %v, final %+v",
+			admit, goodput, late, refused, p99, l.Stats())
+		if !admit {
+			if goodput > 0.5*2000 {
+				t.Fatalf("without admission the simulated node kept %.0f/s: the scenario does not overload it", goodput)
+			}
+			continue
+		}
+		if goodput < 0.9*2000 {
+			t.Fatalf("goodput %.0f/s at 3x load, want >= 90%% of capacity 2000/s", goodput)
+		}
+		if late > onTime/1000 {
+			t.Fatalf("%d admitted requests late, %d on time: want < 0.1%%", late, onTime)
+		}
+	}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
