@@ -55,6 +55,7 @@ type httpFlags struct {
 	startRate    float64
 	maxRate      float64
 	cpuProfile   string
+	confirm      bool
 }
 
 // runHTTP measures the HTTP gateway: of a node it starts in-process with the
@@ -87,6 +88,7 @@ func runHTTP(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&f.stepDuration, "step-duration", 4*time.Second, "open loop: length of each --find-capacity step")
 	fs.Float64Var(&f.startRate, "start-rate", 250, "open loop: first rate of the --find-capacity ramp")
 	fs.Float64Var(&f.maxRate, "max-rate", 100000, "open loop: highest rate --find-capacity tries")
+	fs.BoolVar(&f.confirm, "confirm", true, "open loop: --find-capacity runs a failing rate a second time and counts it failed only if both fail")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write the bench process's CPU profile (the generator; with an in-process node, the node too) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -438,6 +438,7 @@ type capacityStep struct {
 	GoodputPerS    float64 `json:"goodput_per_s"`
 	SendLagP99Ms   float64 `json:"send_lag_p99_ms"`
 	Pass           bool    `json:"pass"`
+	Retry          bool    `json:"retry,omitempty"` // the second try of a rate that failed (--confirm)
 }
 
 // capacityCriterion: the fraction of sent requests that must be answered
@@ -534,8 +535,11 @@ func runOpenLoop(f httpFlags, stdout, stderr io.Writer) (err error) {
 		if f.findCapacity {
 			capRes = &capacityResult{Found: true, Criterion: fmt.Sprintf(">= %.1f%% of sent requests answered 2xx within budget, steps of %s",
 				capacityCriterion*100, f.stepDuration)}
+			if f.confirm {
+				capRes.Criterion += ", a failure confirmed by a second step"
+			}
 			step := 0
-			probe := func(rate float64) (bool, error) {
+			once := func(rate float64, again bool) (bool, error) {
 				step++
 				if err := pause(); err != nil {
 					return false, err
@@ -546,14 +550,26 @@ func runOpenLoop(f httpFlags, stdout, stderr io.Writer) (err error) {
 				}
 				pass := r.OnTimeFraction >= capacityCriterion
 				capRes.Steps = append(capRes.Steps, capacityStep{RatePerS: rate, OnTimeFraction: r.OnTimeFraction,
-					GoodputPerS: r.GoodputPerS, SendLagP99Ms: r.SendLag.P99Ms, Pass: pass})
+					GoodputPerS: r.GoodputPerS, SendLagP99Ms: r.SendLag.P99Ms, Pass: pass, Retry: again})
 				verdict := "within capacity"
-				if !pass {
+				switch {
+				case !pass && !again && f.confirm:
+					verdict = "over capacity? trying it again"
+				case !pass:
 					verdict = "over capacity"
 				}
-				fmt.Fprintf(stderr, "  %.0f/s: %.2f%% 2xx on time, goodput %.0f/s, p99 2xx %.1f ms, send lag p99 %.2f ms -> %s\n",
-					rate, 100*r.OnTimeFraction, r.GoodputPerS, r.OK.P99Ms, r.SendLag.P99Ms, verdict)
+				fmt.Fprintf(stderr, "  %.0f/s: %.2f%% 2xx on time, goodput %.0f/s, p99 2xx %.1f ms, send lag p99 %.2f ms, others cpu %s -> %s\n",
+					rate, 100*r.OnTimeFraction, r.GoodputPerS, r.OK.P99Ms, r.SendLag.P99Ms, fptrScaled(r.OthersCPUUtil, 100, "%.0f%%"), verdict)
 				return pass, nil
+			}
+			// A rate fails only if it fails twice in a row (--confirm): one
+			// stall of a noisy machine does not decide the capacity.
+			probe := func(rate float64) (bool, error) {
+				pass, err := once(rate, false)
+				if err != nil || pass || !f.confirm {
+					return pass, err
+				}
+				return once(rate, true)
 			}
 			c, capped, err := searchCapacity(probe, f.startRate, f.maxRate, 0.05, 14)
 			if err != nil {
@@ -680,6 +696,9 @@ func printOpenTable(w io.Writer, res openResult) {
 				mark := "ok"
 				if !s.Pass {
 					mark = fmt.Sprintf("%.2f%%", 100*s.OnTimeFraction)
+				}
+				if s.Retry {
+					mark = "again " + mark
 				}
 				fmt.Fprintf(w, " %.0f %s,", s.RatePerS, mark)
 			}
