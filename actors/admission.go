@@ -68,13 +68,14 @@ func (n *Node) release() {
 }
 
 // observeDelay feeds the limiter a request's queueing delay: from its
-// arrival to its handler's start (or to giving up, if it never started).
-func (n *Node) observeDelay(delay time.Duration) {
+// arrival to its handler's start (or to giving up, if it never started),
+// and its whole budget.
+func (n *Node) observeDelay(delay, budget time.Duration) {
 	if n.adm == nil {
 		return
 	}
 	n.admMu.Lock()
-	n.adm.Observe(time.Now(), delay)
+	n.adm.Observe(time.Now(), delay, budget)
 	n.admMu.Unlock()
 }
 

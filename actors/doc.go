@@ -117,8 +117,9 @@
 //     as soon as it would no longer be met. A refused request never ran: the
 //     node tries another clone while the budget allows, updates included.
 //     503 "overloaded" at the node's front door, before the body is read,
-//     when the node is at its admission limit (its measured queueing delay
-//     is over Config.Admission.TargetDelay; the answer carries Retry-After;
+//     when the node is at its admission limit (requests wait longer than
+//     Config.Admission.TargetShare of their budgets before their handlers
+//     start; the answer carries Retry-After;
 //     WithPriority makes a method's requests refused later or earlier than
 //     others), when a clone's request queue is full, and, for updates, when
 //     its op-log write queue is full (Config.OpLogQueue: the disk is not

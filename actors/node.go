@@ -415,7 +415,7 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 			pending--
 			if !r.started.IsZero() && !observed {
 				observed = true
-				n.observeDelay(r.started.Sub(now))
+				n.observeDelay(r.started.Sub(now), deadline.Sub(now))
 			}
 			// A clone that stopped before running the request, or refused it
 			// at admission, never ran it: ask the next one, even for an
@@ -454,7 +454,7 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 			}
 			n.timeouts.Add(1)
 			if !observed {
-				n.observeDelay(time.Since(now)) // waited its whole budget
+				n.observeDelay(time.Since(now), deadline.Sub(now)) // waited its whole budget
 			}
 			return nil, fmt.Errorf("%s on %s: no answer %v before the deadline%s: %w", method, service, n.cfg.AnswerLead, mayHaveApplied(m.Update), ErrDeadlineExceeded)
 		case <-ctx.Done():

@@ -19,14 +19,17 @@
 // to tune per machine and workload: it follows the measured queueing delay,
 // the time from a request's arrival (headers read) to the moment its handler
 // starts. That delay is the signal of overload that does not depend on the
-// request mix (Breakwater, OSDI 2020; Facebook's CoDel on request queues):
-// while it stays under TargetDelay the node has CPU to spare and the limit
-// grows additively; when more than a small share of an interval's requests
-// waited longer (or never started in time), the limit shrinks
-// multiplicatively. This is AIMD, as in TCP and Envoy's and Netflix's
-// adaptive concurrency limits; its equilibrium keeps the admitted load near
-// what the node serves within TargetDelay, so admitted requests still meet
-// their deadlines while the rest are refused cheaply.
+// request mix (Breakwater, OSDI 2020; Facebook's CoDel on request queues).
+// What delay is too much depends on the request: a request may wait
+// TargetShare of its own budget (at least MinTarget), so a node serving
+// 30 ms requests keeps its queues short and one serving 1 s requests may
+// buffer more. While few requests wait longer than that, the limit grows
+// additively; when more than OverShare of an interval's requests waited
+// longer (or never started in time), the limit shrinks multiplicatively.
+// This is AIMD, as in TCP and Envoy's and Netflix's adaptive concurrency
+// limits; its equilibrium keeps the admitted load near what the node serves
+// within those targets, so admitted requests still meet their deadlines
+// while the rest are refused cheaply.
 //
 // Alternatives rejected:
 //   - A fixed concurrency or rate limit: right for one machine, one mix and
@@ -65,20 +68,25 @@ var ErrInvalidConfig = errors.New("admission: invalid config")
 
 // Config configures a Limiter.
 type Config struct {
-	// TargetDelay is the queueing delay (arrival to handler start) the node
-	// aims to keep its admitted requests under. Default 5 ms: a small part
-	// of a 30 ms budget, and well above a lightly loaded node's ~0.1 ms.
-	TargetDelay time.Duration
+	// TargetShare is the share of its budget an admitted request may spend
+	// queued (arrival to handler start) before it counts as delayed too
+	// long, in (0, 1). Default 0.2: 6 ms of a 30 ms budget, leaving the rest
+	// for the handler, the fsync and the way back.
+	TargetShare float64
+	// MinTarget is the least delay that counts as too long, whatever the
+	// budget: below it, delays are scheduling noise. Default 2 ms.
+	MinTarget time.Duration
 	// Interval is how often the limit is adjusted from the samples of the
 	// interval just ended. Default 20 ms.
 	Interval time.Duration
-	// OverShare is the share of an interval's samples that may exceed
-	// TargetDelay before the interval counts as overloaded (so one GC pause
+	// OverShare is the share of an interval's samples that may exceed their
+	// target before the interval counts as overloaded (so one GC pause
 	// does not halve the limit). In [0, 1). Default 0.05.
 	OverShare float64
 	// Decrease multiplies the limit after an overloaded interval, in (0, 1):
-	// the mildest cut. When the interval's mean delay overshoots the target
-	// further, the limit is cut by TargetDelay/mean instead, down to half.
+	// the mildest cut. When the interval's delays overshoot their targets
+	// further (mean of delay/target above 1/Decrease), the limit is cut by
+	// the inverse of that mean instead, down to half.
 	// Default 0.8.
 	Decrease float64
 	// Increase is added to the limit after an interval that was not
@@ -88,7 +96,7 @@ type Config struct {
 	// InitialLimit, MinLimit, MaxLimit bound the requests in flight.
 	// Defaults 16, 4, 10000. The initial limit is low on purpose: a node
 	// that starts under a flood must not queue more than it can serve in
-	// TargetDelay; the limit grows by 5% per interval (about 2.4x per
+	// their targets; the limit grows by 5% per interval (about 2.4x per
 	// second) while there is demand and delays stay low.
 	InitialLimit, MinLimit, MaxLimit int
 	// Shares[c] is the fraction of the limit that class c may use; Shares[0]
@@ -100,7 +108,8 @@ type Config struct {
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config {
 	return Config{
-		TargetDelay:  5 * time.Millisecond,
+		TargetShare:  0.2,
+		MinTarget:    2 * time.Millisecond,
 		Interval:     20 * time.Millisecond,
 		OverShare:    0.05,
 		Decrease:     0.8,
@@ -115,8 +124,11 @@ func DefaultConfig() Config {
 // Validate reports every problem of c, wrapped in ErrInvalidConfig.
 func (c Config) Validate() error {
 	var errs []error
-	if c.TargetDelay <= 0 {
-		errs = append(errs, fmt.Errorf("TargetDelay must be > 0, got %v", c.TargetDelay))
+	if !(c.TargetShare > 0 && c.TargetShare < 1) {
+		errs = append(errs, fmt.Errorf("TargetShare must be in (0,1), got %v", c.TargetShare))
+	}
+	if c.MinTarget <= 0 {
+		errs = append(errs, fmt.Errorf("MinTarget must be > 0, got %v", c.MinTarget))
 	}
 	if c.Interval <= 0 {
 		errs = append(errs, fmt.Errorf("Interval must be > 0, got %v", c.Interval))
@@ -160,6 +172,7 @@ type Limiter struct {
 	samples, over        int
 	reached              bool          // in flight reached the limit
 	sumDelay             time.Duration // of the samples, for RetryAfter
+	sumRatio             float64       // of delay/target of the samples
 	lastDelay            time.Duration // mean delay of the last interval with samples
 	overloadedIntervals  uint64
 	admitted, refused    uint64
@@ -211,14 +224,18 @@ func (l *Limiter) Release(now time.Time) {
 }
 
 // Observe records the queueing delay of an admitted request whose handler
-// started: from its arrival to the start. A request that never started
-// before its deadline is observed with the delay it had when it gave up
-// (its whole budget), which counts as over TargetDelay.
-func (l *Limiter) Observe(now time.Time, delay time.Duration) {
+// started: from its arrival to the start; budget is the request's whole
+// budget. A request that never started before its deadline is observed with
+// the delay it had when it gave up (its whole budget), which counts as too
+// long.
+func (l *Limiter) Observe(now time.Time, delay, budget time.Duration) {
 	l.advance(now)
+	target := max(l.cfg.MinTarget, time.Duration(l.cfg.TargetShare*float64(budget)))
+	delay = max(delay, 0)
 	l.samples++
-	l.sumDelay += max(delay, 0)
-	if delay > l.cfg.TargetDelay {
+	l.sumDelay += delay
+	l.sumRatio += float64(delay) / float64(target)
+	if delay > target {
 		l.over++
 	}
 }
@@ -236,12 +253,13 @@ func (l *Limiter) advance(now time.Time) {
 	overloaded := l.samples > 0 && float64(l.over) > l.cfg.OverShare*float64(l.samples)
 	switch {
 	case overloaded:
-		// The further the delay overshoots, the harder the cut (as in
-		// Breakwater): by target/mean delay, but at least by Decrease and
-		// at most by half, so one interval cannot empty the node.
+		// The further the delays overshoot their targets, the harder the
+		// cut (as in Breakwater): by 1/(mean delay/target), but at least by
+		// Decrease and at most by half, so one interval cannot empty the
+		// node.
 		factor := l.cfg.Decrease
-		if mean := l.sumDelay / time.Duration(l.samples); mean > 0 {
-			factor = min(factor, max(0.5, float64(l.cfg.TargetDelay)/float64(mean)))
+		if mean := l.sumRatio / float64(l.samples); mean > 0 {
+			factor = min(factor, max(0.5, 1/mean))
 		}
 		l.limit = max(float64(l.cfg.MinLimit), l.limit*factor)
 		l.overloadedIntervals++
@@ -254,7 +272,7 @@ func (l *Limiter) advance(now time.Time) {
 		l.lastDelay = l.sumDelay / time.Duration(l.samples)
 	}
 	l.start = now
-	l.samples, l.over, l.sumDelay, l.reached = 0, 0, 0, float64(l.inFlight) >= l.limit
+	l.samples, l.over, l.sumDelay, l.sumRatio, l.reached = 0, 0, 0, 0, float64(l.inFlight) >= l.limit
 }
 
 // Stats is a snapshot of a Limiter for status.

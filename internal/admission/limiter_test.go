@@ -77,7 +77,7 @@ func interval(l *Limiter, at time.Time, n, over int) time.Time {
 		if i < over {
 			d = ms(50)
 		}
-		l.Observe(at, d)
+		l.Observe(at, d, ms(30)) // target 6 ms
 	}
 	next := at.Add(l.cfg.Interval)
 	l.advance(next)
@@ -137,7 +137,7 @@ func TestRetryAfterFollowsTheRecentDelay(t *testing.T) {
 	l := newL(t, func(c *Config) { c.InitialLimit, c.MinLimit = 2, 1 })
 	l.advance(t0)
 	for i := 0; i < 10; i++ {
-		l.Observe(t0, ms(70))
+		l.Observe(t0, ms(70), ms(30))
 	}
 	at := t0.Add(l.cfg.Interval)
 	l.Acquire(at, 0)
@@ -157,7 +157,8 @@ func TestReleaseWithoutAcquireIsIgnored(t *testing.T) {
 
 func TestConfigValidation(t *testing.T) {
 	bad := map[string]func(*Config){
-		"target":   func(c *Config) { c.TargetDelay = 0 },
+		"target":   func(c *Config) { c.TargetShare = 0 },
+		"min":      func(c *Config) { c.MinTarget = 0 },
 		"interval": func(c *Config) { c.Interval = 0 },
 		"share":    func(c *Config) { c.OverShare = 1 },
 		"decrease": func(c *Config) { c.Decrease = 1 },
@@ -213,7 +214,7 @@ func TestHoldsGoodputAtThreeTimesCapacity(t *testing.T) {
 				delay := start.Sub(r.arrived)
 				busyUntil = start.Add(service)
 				if admit {
-					l.Observe(start, delay)
+					l.Observe(start, delay, budget)
 					l.Release(busyUntil)
 				}
 				if delay+service <= budget {
