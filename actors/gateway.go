@@ -135,8 +135,9 @@ func (b nodeBackend) Call(ctx context.Context, service, method string, body []by
 func (b nodeBackend) Admit(ctx context.Context, service, method string) (context.Context, func(), error) {
 	return b.n.Admit(ctx, service, method)
 }
-func (b nodeBackend) Status() any      { return b.n.Status() }
-func (b nodeBackend) Actors() []string { return b.n.Actors() }
+func (b nodeBackend) ObserveRefusal(took time.Duration) { b.n.refusalTime.observe(took) }
+func (b nodeBackend) Status() any                       { return b.n.Status() }
+func (b nodeBackend) Actors() []string                  { return b.n.Actors() }
 func (b nodeBackend) Kill(path string) error {
 	if err := b.n.Kill(path); err != nil {
 		return AsError(err)

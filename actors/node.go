@@ -64,6 +64,9 @@ type Node struct {
 	// serialises it.
 	adm   *admission.Limiter
 	admMu sync.Mutex
+	// refusalTime: how long refusals at the front door took, from arrival
+	// to the answer written (gateway) or returned (Node.Call).
+	refusalTime latencyHist
 	// readyChanged is signalled (never blocking, capacity 1) whenever a
 	// clone becomes ready or stops being ready.
 	readyChanged chan struct{}
@@ -358,6 +361,7 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 	}
 	if n.adm != nil && !admitted(ctx) {
 		if err := n.acquire(m.Priority, service, method); err != nil {
+			n.refusalTime.observe(time.Since(now))
 			return nil, err
 		}
 		defer n.release()

@@ -498,6 +498,9 @@ func TestLoadSpikeShedsInsteadOfAnsweringLate(t *testing.T) {
 	for _, c := range st.Clones {
 		refused += c.DeadlineMisses
 	}
+	if st.Admission != nil && st.RefusalTime.Count != st.Admission.Refused {
+		t.Fatalf("status times %d refusals at the front door, counts %d", st.RefusalTime.Count, st.Admission.Refused)
+	}
 	if refused < uint64(shed) {
 		t.Fatalf("status counts %d refusals (front door + clones' deadline misses), fewer than the callers got (%d)", refused, shed)
 	}

@@ -56,6 +56,7 @@ type Status struct {
 	RecentFailures []supervisor.Event      `json:"recent_failures"`
 	Deadlines      DeadlineStats           `json:"deadlines"`
 	Admission      *admission.Stats        `json:"admission,omitempty"` // the front door; absent when disabled
+	RefusalTime    LatencySummary          `json:"refusal_time"`        // arrival to the front door's 503 written
 	Persistence    persistence.Stats       `json:"persistence"`
 	ChaosEnabled   bool                    `json:"chaos_enabled"`
 }
@@ -80,6 +81,7 @@ func (n *Node) Status() Status {
 		ChaosEnabled:   n.chaos.Load(),
 		Deadlines:      DeadlineStats{Timeouts: n.timeouts.Load(), LateAnswers: n.lateAnswers.Load()},
 		Admission:      n.admissionStats(),
+		RefusalTime:    n.refusalTime.summary(),
 	}
 	if n.db != nil {
 		st.Persistence = n.db.Stats()

@@ -59,6 +59,13 @@ type RetryAfterHinter interface {
 	RetryAfterHint() time.Duration
 }
 
+// RefusalObserver is implemented by backends that want to know how long
+// each refusal at admission took, from the request's arrival to the answer
+// written.
+type RefusalObserver interface {
+	ObserveRefusal(took time.Duration)
+}
+
 // RetryAfterMsHeader carries a refusal's Retry-After in milliseconds
 // (Retry-After itself has whole seconds only).
 const RetryAfterMsHeader = "Tempest-Retry-After-Ms"
@@ -154,6 +161,9 @@ func (g *handler) call(w http.ResponseWriter, r *http.Request) {
 		// net/http drains a small unread body before it writes this answer
 		// (to keep the connection); it does not decode it.
 		writeErr(w, err)
+		if o, ok := g.b.(RefusalObserver); ok {
+			o.ObserveRefusal(time.Since(arrived))
+		}
 		return
 	}
 	defer done()
