@@ -56,6 +56,7 @@ type httpFlags struct {
 	maxRate      float64
 	cpuProfile   string
 	confirm      bool
+	maxOthersCPU float64
 }
 
 // runHTTP measures the HTTP gateway: of a node it starts in-process with the
@@ -89,6 +90,7 @@ func runHTTP(args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&f.startRate, "start-rate", 250, "open loop: first rate of the --find-capacity ramp")
 	fs.Float64Var(&f.maxRate, "max-rate", 100000, "open loop: highest rate --find-capacity tries")
 	fs.BoolVar(&f.confirm, "confirm", true, "open loop: --find-capacity runs a failing rate a second time and counts it failed only if both fail")
+	fs.Float64Var(&f.maxOthersCPU, "max-others-cpu", 0.25, "open loop: a run during which other processes used more than this many CPUs (from /proc/stat) is run again, up to 3 times; 0: never")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write the bench process's CPU profile (the generator; with an in-process node, the node too) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -207,6 +207,14 @@ func TestCapacitySearchLimits(t *testing.T) {
 	}
 }
 
+func TestTooNoisy(t *testing.T) {
+	busy, calm := 0.6, 0.1
+	if !tooNoisy(openRun{OthersCPUUtil: &busy}, 0.25) || tooNoisy(openRun{OthersCPUUtil: &calm}, 0.25) ||
+		tooNoisy(openRun{OthersCPUUtil: &busy}, 0) || tooNoisy(openRun{}, 0.25) {
+		t.Error("tooNoisy")
+	}
+}
+
 func TestRatioTo1x(t *testing.T) {
 	runs := []openRun{{Multiple: 1, GoodputPerS: 1000}, {Multiple: 2, GoodputPerS: 950}, {Multiple: 3, GoodputPerS: 100}}
 	setRatioTo1x(runs)
