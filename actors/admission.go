@@ -53,7 +53,14 @@ func (n *Node) priority(service, method string) int {
 
 func (n *Node) acquire(class int, service, method string) error {
 	n.admMu.Lock()
-	ok, retry := n.adm.Acquire(time.Now(), class)
+	now := time.Now()
+	if now.Sub(n.schedReadAt) >= n.cfg.Admission.Interval {
+		// Once per interval, on the request path (no goroutine of its own):
+		// a few microseconds.
+		n.schedReadAt = now
+		n.adm.ObserveScheduling(now, n.sched.read(0.99))
+	}
+	ok, retry := n.adm.Acquire(now, class)
 	n.admMu.Unlock()
 	if ok {
 		return nil

@@ -62,8 +62,10 @@ type Node struct {
 	timeouts, lateAnswers atomic.Uint64
 	// adm is the front door (nil when Config.DisableAdmission); admMu
 	// serialises it.
-	adm   *admission.Limiter
-	admMu sync.Mutex
+	adm         *admission.Limiter
+	admMu       sync.Mutex
+	sched       *schedLatency // the runtime's scheduling latency, for adm
+	schedReadAt time.Time
 	// refusalTime: how long refusals at the front door took, from arrival
 	// to the answer written (gateway) or returned (Node.Call).
 	refusalTime latencyHist
@@ -114,6 +116,7 @@ func Start(cfg Config) (*Node, error) {
 			return nil, err
 		}
 		n.adm = adm
+		n.sched = newSchedLatency()
 	}
 
 	popts := cfg.Persistence

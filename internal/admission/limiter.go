@@ -76,6 +76,12 @@ type Config struct {
 	// MinTarget is the least delay that counts as too long, whatever the
 	// budget: below it, delays are scheduling noise. Default 2 ms.
 	MinTarget time.Duration
+	// SchedTarget: an interval in which the runtime's scheduling latency
+	// (p99 of the time goroutines wait to run, see ObserveScheduling)
+	// exceeded this counts as overloaded, whatever the requests' own delays
+	// say: under CPU saturation the requests the HTTP server has not yet
+	// handed over wait too, unmeasured. 0 ignores the signal. Default 5 ms.
+	SchedTarget time.Duration
 	// Interval is how often the limit is adjusted from the samples of the
 	// interval just ended. Default 20 ms.
 	Interval time.Duration
@@ -110,6 +116,7 @@ func DefaultConfig() Config {
 	return Config{
 		TargetShare:  0.2,
 		MinTarget:    2 * time.Millisecond,
+		SchedTarget:  5 * time.Millisecond,
 		Interval:     20 * time.Millisecond,
 		OverShare:    0.05,
 		Decrease:     0.8,
@@ -126,6 +133,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if !(c.TargetShare > 0 && c.TargetShare < 1) {
 		errs = append(errs, fmt.Errorf("TargetShare must be in (0,1), got %v", c.TargetShare))
+	}
+	if c.SchedTarget < 0 {
+		errs = append(errs, fmt.Errorf("SchedTarget must be >= 0, got %v", c.SchedTarget))
 	}
 	if c.MinTarget <= 0 {
 		errs = append(errs, fmt.Errorf("MinTarget must be > 0, got %v", c.MinTarget))
@@ -173,6 +183,9 @@ type Limiter struct {
 	reached              bool          // in flight reached the limit
 	sumDelay             time.Duration // of the samples, for RetryAfter
 	sumRatio             float64       // of delay/target of the samples
+	schedOver            bool          // the scheduling latency exceeded SchedTarget
+	lastSched            time.Duration // the last ObserveScheduling reading
+	schedOverIntervals   uint64
 	lastDelay            time.Duration // mean delay of the last interval with samples
 	overloadedIntervals  uint64
 	admitted, refused    uint64
@@ -240,6 +253,16 @@ func (l *Limiter) Observe(now time.Time, delay, budget time.Duration) {
 	}
 }
 
+// ObserveScheduling records the runtime's scheduling latency (p99 of the
+// time runnable goroutines waited) measured over the last interval.
+func (l *Limiter) ObserveScheduling(now time.Time, p99 time.Duration) {
+	l.advance(now)
+	l.lastSched = p99
+	if l.cfg.SchedTarget > 0 && p99 > l.cfg.SchedTarget {
+		l.schedOver = true
+	}
+}
+
 // advance closes the measured interval if now is past its end and adjusts
 // the limit from it. Intervals without traffic change nothing.
 func (l *Limiter) advance(now time.Time) {
@@ -251,6 +274,10 @@ func (l *Limiter) advance(now time.Time) {
 		return
 	}
 	overloaded := l.samples > 0 && float64(l.over) > l.cfg.OverShare*float64(l.samples)
+	if l.schedOver {
+		overloaded = true
+		l.schedOverIntervals++
+	}
 	switch {
 	case overloaded:
 		// The further the delays overshoot their targets, the harder the
@@ -258,7 +285,9 @@ func (l *Limiter) advance(now time.Time) {
 		// Decrease and at most by half, so one interval cannot empty the
 		// node.
 		factor := l.cfg.Decrease
-		if mean := l.sumRatio / float64(l.samples); mean > 0 {
+		if l.samples == 0 {
+			// Overloaded by the scheduling signal alone: the mild cut.
+		} else if mean := l.sumRatio / float64(l.samples); mean > 0 {
 			factor = min(factor, max(0.5, 1/mean))
 		}
 		l.limit = max(float64(l.cfg.MinLimit), l.limit*factor)
@@ -272,7 +301,7 @@ func (l *Limiter) advance(now time.Time) {
 		l.lastDelay = l.sumDelay / time.Duration(l.samples)
 	}
 	l.start = now
-	l.samples, l.over, l.sumDelay, l.sumRatio, l.reached = 0, 0, 0, 0, float64(l.inFlight) >= l.limit
+	l.samples, l.over, l.sumDelay, l.sumRatio, l.schedOver, l.reached = 0, 0, 0, 0, false, float64(l.inFlight) >= l.limit
 }
 
 // Stats is a snapshot of a Limiter for status.
@@ -286,6 +315,8 @@ type Stats struct {
 	OverloadedIntervals uint64        `json:"overloaded_intervals"`
 	Increases           uint64        `json:"increases"`
 	Decreases           uint64        `json:"decreases"`
+	SchedP99            time.Duration `json:"sched_p99_ns"`               // the last scheduling-latency reading
+	SchedOverIntervals  uint64        `json:"sched_overloaded_intervals"` // intervals overloaded by it
 }
 
 // Stats returns the current figures.
@@ -294,5 +325,6 @@ func (l *Limiter) Stats() Stats {
 		Limit: int(l.limit), InFlight: l.inFlight, Admitted: l.admitted, Refused: l.refused,
 		RefusedByClass: append([]uint64(nil), l.refusedByClass...), LastMeanDelay: l.lastDelay,
 		OverloadedIntervals: l.overloadedIntervals, Increases: l.increases, Decreases: l.decreases,
+		SchedP99: l.lastSched, SchedOverIntervals: l.schedOverIntervals,
 	}
 }

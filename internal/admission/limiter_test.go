@@ -261,3 +261,29 @@ func maxTime(a, b time.Time) time.Time {
 	}
 	return b
 }
+
+// TestSchedulingLatencyAloneShrinksTheLimit: an interval whose requests all
+// started quickly still counts as overloaded when the runtime reports that
+// runnable goroutines waited longer than SchedTarget (the requests the HTTP
+// server has not handed over yet are among them).
+func TestSchedulingLatencyAloneShrinksTheLimit(t *testing.T) {
+	l := newL(t)
+	l.advance(t0)
+	l.ObserveScheduling(t0, ms(4)) // under the 5 ms target
+	at := interval(l, t0, 50, 0)
+	if got := l.Stats().Limit; got != 10 {
+		t.Fatalf("limit %d after a calm interval, want 10", got)
+	}
+	l.ObserveScheduling(at, ms(12))
+	interval(l, at, 50, 0)
+	if st := l.Stats(); st.Limit != 8 || st.SchedOverIntervals != 1 || st.SchedP99 != ms(12) {
+		t.Fatalf("after a 12 ms scheduling p99: %+v, want limit 8, one sched-overloaded interval", st)
+	}
+	off := newL(t, func(c *Config) { c.SchedTarget = 0 })
+	off.advance(t0)
+	off.ObserveScheduling(t0, ms(100))
+	interval(off, t0, 50, 0)
+	if got := off.Stats().Limit; got != 10 {
+		t.Fatalf("SchedTarget 0: limit %d, want the signal ignored", got)
+	}
+}
