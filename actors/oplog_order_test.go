@@ -24,25 +24,17 @@ import (
 // crashNode starts a cart-only node on fs with the given hooks.
 func crashNode(t *testing.T, fs vfs.FS, clones int, hooks *persistence.TestHooks, mutate ...func(*actors.Config)) *actors.Node {
 	t.Helper()
-	cfg := actors.TestConfig("db")
-	cfg.Services = []*actors.Service{cart.Service()}
-	cfg.Clones = clones
-	cfg.Persistence.FS = fs
-	cfg.Persistence.Hooks = hooks
-	for _, f := range mutate {
-		f(&cfg)
-	}
-	n, err := actors.Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = n.Stop() })
-	return n
+	return startNode(t, "db", append([]func(*actors.Config){func(cfg *actors.Config) {
+		cfg.Services = []*actors.Service{cart.Service()}
+		cfg.Clones = clones
+		cfg.Persistence.FS = fs
+		cfg.Persistence.Hooks = hooks
+	}}, mutate...)...)
 }
 
-// holdOwnAppend returns hooks that hold the first append of a clone's own op
-// with sequence number seq, until release is closed. held is closed when
-// the hold starts and *heldClone names the clone.
+// appendHold's hooks hold the first append of a clone's own op with
+// sequence number seq, until release is closed. held is closed when the
+// hold starts and heldClone names the clone.
 type appendHold struct {
 	seq       uint64
 	once      atomic.Bool

@@ -550,15 +550,7 @@ func TestContextCancellation(t *testing.T) {
 		t.Fatalf("pre-cancelled: %v", err)
 	}
 
-	entered, release := make(chan struct{}, 1), make(chan struct{})
-	hook := func() {
-		select {
-		case entered <- struct{}{}:
-		default:
-		}
-		<-release
-	}
-	db.testHookCommit.Store(&hook)
+	entered, release := holdCommitter(db)
 
 	ctx1, cancel1 := context.WithCancel(ctx)
 	r1 := make(chan error, 1)
@@ -568,15 +560,7 @@ func TestContextCancellation(t *testing.T) {
 	ctx2, cancel2 := context.WithCancel(ctx)
 	r2 := make(chan error, 1)
 	go func() { _, err := c.Append(ctx2, rec("o", 2)); r2 <- err }()
-	for {
-		db.mu.Lock()
-		n := len(db.queue)
-		db.mu.Unlock()
-		if n == 1 {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitQueued(db, 1)
 	cancel2()
 	if err := <-r2; !errors.Is(err, context.Canceled) || errors.Is(err, ErrInDoubt) {
 		t.Fatalf("cancelled while queued: %v, want context.Canceled", err)
@@ -585,8 +569,7 @@ func TestContextCancellation(t *testing.T) {
 	if err := <-r1; !errors.Is(err, ErrInDoubt) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled while committing: %v, want ErrInDoubt wrapping context.Canceled", err)
 	}
-	db.testHookCommit.Store(nil)
-	close(release)
+	release()
 	mustAppend(t, c, rec("other", 1)) // goes through the committer after the held group
 	if m, _ := c.MaxSeq("o"); m != 1 {
 		t.Fatalf("MaxSeq(o) = %d: want record 1 stored (taken before cancel), record 2 and 9 not", m)

@@ -44,6 +44,19 @@ func holdCommitter(db *DB) (entered chan struct{}, release func()) {
 	return entered, func() { db.testHookCommit.Store(nil); close(ch) }
 }
 
+// waitQueued waits until n writes wait in the committer's queue.
+func waitQueued(db *DB, n int) {
+	for {
+		db.mu.Lock()
+		queued := len(db.queue)
+		db.mu.Unlock()
+		if queued >= n {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestWriterKeepsOrderAndSnapshotCoversWhatPrecedesIt: appends, a snapshot
 // and more appends submitted through one Writer, while another clone's
 // writes interleave, complete in submission order; the snapshot covers
@@ -62,11 +75,7 @@ func TestWriterKeepsOrderAndSnapshotCoversWhatPrecedesIt(t *testing.T) {
 	<-entered // the committer holds a group with a1; the rest queues up
 	otherDone := make(chan error, 1)
 	go func() { _, err := other.Append(t.Context(), rec("x", 1)); otherDone <- err }()
-	for queued := 0; queued < 1; time.Sleep(time.Millisecond) {
-		db.mu.Lock()
-		queued = len(db.queue)
-		db.mu.Unlock()
-	}
+	waitQueued(db, 1)
 	for i := uint64(2); i <= 5; i++ {
 		if err := w.Append([]Record{rec("o", i)}, got.cb(fmt.Sprint("a", i))); err != nil {
 			t.Fatal(err)
