@@ -931,6 +931,190 @@ func (x *StoreSnapshot) GetApplied() uint64 {
 	return 0
 }
 
+// SnapshotHeader is the replica-wide part of a snapshot stream: everything
+// of a StoreSnapshot but its items, captured at one point. Field numbers are
+// those of StoreSnapshot (items, 3, is left out), so the two stay aligned.
+// The items follow in SnapshotChunks.
+type SnapshotHeader struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Service       string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	Replica       string                 `protobuf:"bytes,2,opt,name=replica,proto3" json:"replica,omitempty"`
+	Origins       []*OriginState         `protobuf:"bytes,4,rep,name=origins,proto3" json:"origins,omitempty"`
+	StableWallMs  uint64                 `protobuf:"varint,5,opt,name=stable_wall_ms,json=stableWallMs,proto3" json:"stable_wall_ms,omitempty"`
+	StableLogical uint32                 `protobuf:"varint,6,opt,name=stable_logical,json=stableLogical,proto3" json:"stable_logical,omitempty"`
+	OwnSeq        uint64                 `protobuf:"varint,7,opt,name=own_seq,json=ownSeq,proto3" json:"own_seq,omitempty"`
+	ClockWallMs   uint64                 `protobuf:"varint,8,opt,name=clock_wall_ms,json=clockWallMs,proto3" json:"clock_wall_ms,omitempty"`
+	ClockLogical  uint32                 `protobuf:"varint,9,opt,name=clock_logical,json=clockLogical,proto3" json:"clock_logical,omitempty"`
+	Applied       uint64                 `protobuf:"varint,10,opt,name=applied,proto3" json:"applied,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotHeader) Reset() {
+	*x = SnapshotHeader{}
+	mi := &file_tempest_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotHeader) ProtoMessage() {}
+
+func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_tempest_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
+func (*SnapshotHeader) Descriptor() ([]byte, []int) {
+	return file_tempest_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SnapshotHeader) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *SnapshotHeader) GetReplica() string {
+	if x != nil {
+		return x.Replica
+	}
+	return ""
+}
+
+func (x *SnapshotHeader) GetOrigins() []*OriginState {
+	if x != nil {
+		return x.Origins
+	}
+	return nil
+}
+
+func (x *SnapshotHeader) GetStableWallMs() uint64 {
+	if x != nil {
+		return x.StableWallMs
+	}
+	return 0
+}
+
+func (x *SnapshotHeader) GetStableLogical() uint32 {
+	if x != nil {
+		return x.StableLogical
+	}
+	return 0
+}
+
+func (x *SnapshotHeader) GetOwnSeq() uint64 {
+	if x != nil {
+		return x.OwnSeq
+	}
+	return 0
+}
+
+func (x *SnapshotHeader) GetClockWallMs() uint64 {
+	if x != nil {
+		return x.ClockWallMs
+	}
+	return 0
+}
+
+func (x *SnapshotHeader) GetClockLogical() uint32 {
+	if x != nil {
+		return x.ClockLogical
+	}
+	return 0
+}
+
+func (x *SnapshotHeader) GetApplied() uint64 {
+	if x != nil {
+		return x.Applied
+	}
+	return 0
+}
+
+// SnapshotChunk is one slice of a snapshot stream's items, in no particular
+// order. Chunks are numbered 0, 1, 2, ... and restored in that order; the
+// final one has last set and item_count, the number of items in the whole
+// stream, so a lost, repeated or truncated chunk is detected.
+type SnapshotChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Items         []*ItemState           `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
+	Last          bool                   `protobuf:"varint,3,opt,name=last,proto3" json:"last,omitempty"`
+	ItemCount     uint64                 `protobuf:"varint,4,opt,name=item_count,json=itemCount,proto3" json:"item_count,omitempty"` // on the last chunk only
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotChunk) Reset() {
+	*x = SnapshotChunk{}
+	mi := &file_tempest_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotChunk) ProtoMessage() {}
+
+func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_tempest_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
+func (*SnapshotChunk) Descriptor() ([]byte, []int) {
+	return file_tempest_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SnapshotChunk) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SnapshotChunk) GetItems() []*ItemState {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+func (x *SnapshotChunk) GetLast() bool {
+	if x != nil {
+		return x.Last
+	}
+	return false
+}
+
+func (x *SnapshotChunk) GetItemCount() uint64 {
+	if x != nil {
+		return x.ItemCount
+	}
+	return 0
+}
+
 var File_tempest_proto protoreflect.FileDescriptor
 
 const file_tempest_proto_rawDesc = "" +
@@ -1009,7 +1193,24 @@ const file_tempest_proto_rawDesc = "" +
 	"\rclock_wall_ms\x18\b \x01(\x04R\vclockWallMs\x12#\n" +
 	"\rclock_logical\x18\t \x01(\rR\fclockLogical\x12\x18\n" +
 	"\aapplied\x18\n" +
-	" \x01(\x04R\aapplied*\xd0\x01\n" +
+	" \x01(\x04R\aapplied\"\xc6\x02\n" +
+	"\x0eSnapshotHeader\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12\x18\n" +
+	"\areplica\x18\x02 \x01(\tR\areplica\x121\n" +
+	"\aorigins\x18\x04 \x03(\v2\x17.tempest.v1.OriginStateR\aorigins\x12$\n" +
+	"\x0estable_wall_ms\x18\x05 \x01(\x04R\fstableWallMs\x12%\n" +
+	"\x0estable_logical\x18\x06 \x01(\rR\rstableLogical\x12\x17\n" +
+	"\aown_seq\x18\a \x01(\x04R\x06ownSeq\x12\"\n" +
+	"\rclock_wall_ms\x18\b \x01(\x04R\vclockWallMs\x12#\n" +
+	"\rclock_logical\x18\t \x01(\rR\fclockLogical\x12\x18\n" +
+	"\aapplied\x18\n" +
+	" \x01(\x04R\aappliedJ\x04\b\x03\x10\x04\"\x85\x01\n" +
+	"\rSnapshotChunk\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12+\n" +
+	"\x05items\x18\x02 \x03(\v2\x15.tempest.v1.ItemStateR\x05items\x12\x12\n" +
+	"\x04last\x18\x03 \x01(\bR\x04last\x12\x1d\n" +
+	"\n" +
+	"item_count\x18\x04 \x01(\x04R\titemCount*\xd0\x01\n" +
 	"\x06OpKind\x12\x17\n" +
 	"\x13OP_KIND_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
@@ -1039,7 +1240,7 @@ func file_tempest_proto_rawDescGZIP() []byte {
 }
 
 var file_tempest_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tempest_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_tempest_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_tempest_proto_goTypes = []any{
 	(OpKind)(0),            // 0: tempest.v1.OpKind
 	(*Op)(nil),             // 1: tempest.v1.Op
@@ -1052,11 +1253,13 @@ var file_tempest_proto_goTypes = []any{
 	(*ItemState)(nil),      // 8: tempest.v1.ItemState
 	(*OriginState)(nil),    // 9: tempest.v1.OriginState
 	(*StoreSnapshot)(nil),  // 10: tempest.v1.StoreSnapshot
-	nil,                    // 11: tempest.v1.CatchupRequest.HaveEntry
+	(*SnapshotHeader)(nil), // 11: tempest.v1.SnapshotHeader
+	(*SnapshotChunk)(nil),  // 12: tempest.v1.SnapshotChunk
+	nil,                    // 13: tempest.v1.CatchupRequest.HaveEntry
 }
 var file_tempest_proto_depIdxs = []int32{
 	0,  // 0: tempest.v1.Op.kind:type_name -> tempest.v1.OpKind
-	11, // 1: tempest.v1.CatchupRequest.have:type_name -> tempest.v1.CatchupRequest.HaveEntry
+	13, // 1: tempest.v1.CatchupRequest.have:type_name -> tempest.v1.CatchupRequest.HaveEntry
 	1,  // 2: tempest.v1.CatchupReply.ops:type_name -> tempest.v1.Op
 	2,  // 3: tempest.v1.CatchupReply.horizons:type_name -> tempest.v1.Heartbeat
 	6,  // 4: tempest.v1.GroupMessage.ops:type_name -> tempest.v1.OpBatch
@@ -1068,11 +1271,13 @@ var file_tempest_proto_depIdxs = []int32{
 	1,  // 10: tempest.v1.ItemState.pending:type_name -> tempest.v1.Op
 	8,  // 11: tempest.v1.StoreSnapshot.items:type_name -> tempest.v1.ItemState
 	9,  // 12: tempest.v1.StoreSnapshot.origins:type_name -> tempest.v1.OriginState
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	9,  // 13: tempest.v1.SnapshotHeader.origins:type_name -> tempest.v1.OriginState
+	8,  // 14: tempest.v1.SnapshotChunk.items:type_name -> tempest.v1.ItemState
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_tempest_proto_init() }
@@ -1092,7 +1297,7 @@ func file_tempest_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tempest_proto_rawDesc), len(file_tempest_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
