@@ -98,6 +98,12 @@ func (c *collection) get(key []byte) *item {
 		return it
 	}
 	it := &item{c: c, key: string(key), heapIdx: -1}
+	if st := c.s.stream; st != nil {
+		// Absent at the capture point: not in the stream. (The hook of the
+		// insert that follows would find it empty and capture nothing
+		// anyway; marking it here saves that work.)
+		it.captured = st.epoch
+	}
 	c.items[it.key] = it
 	c.sorted = nil
 	return it
@@ -124,6 +130,7 @@ func (c *collection) maybeDrop(it *item) {
 	if len(it.ops) > 0 || !it.cur.zero() || it.gone {
 		return
 	}
+	c.s.changing(it)
 	if it.live {
 		it.live = false
 		c.live--

@@ -3,10 +3,11 @@
 // every mutation is an operation (a tempestpb.Op) that the runtime
 // persists and multicasts to the other clones of the service.
 //
-// It is a pure core: it imports the op messages and the standard library
-// only — no actors, no network, no disk — and it is driven by one
-// goroutine through Store (Update, Deliver, Heartbeat, ObserveHeartbeat,
-// Compact, Snapshot, Restore).
+// It is a pure core: it imports the op messages (and the protobuf runtime,
+// for encoded sizes) and the standard library only — no actors, no
+// network, no disk — and it is driven by one goroutine through Store
+// (Update, Deliver, Heartbeat, ObserveHeartbeat, Compact, Snapshot,
+// Restore, BeginSnapshot, RestoreStream).
 //
 // # Consistency model
 //
@@ -67,5 +68,9 @@
 // of items by oldest tentative op). An op late by k positions costs k
 // reverts and k re-applications. Folding is O(log items) per op, digests
 // are incremental (only items changed since the last Digest are
-// rehashed), snapshots are O(state). See the benchmarks (go test -bench .).
+// rehashed), snapshots are O(state). A snapshot stream (BeginSnapshot)
+// spreads that cost: O(origins) to begin, then chunks of bounded size and
+// work, interleaved with updates; an item changed before its turn copies
+// its state once (see snapshot_stream.go). See the benchmarks (go test
+// -bench .).
 package collections

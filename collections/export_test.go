@@ -4,6 +4,9 @@ package collections
 const (
 	MutantTiesByArrival  = mutationTiesByArrival
 	MutantReplaySkipsOne = mutationReplaySkipsOne
+
+	MutantStreamInsertUnhooked = mutationStreamInsertUnhooked
+	MutantStreamFoldUnhooked   = mutationStreamFoldUnhooked
 )
 
 // SetMutation switches a deliberate bug on until restore is called. Not

@@ -178,6 +178,11 @@ type item struct {
 	hashed  uint64
 	dirty   bool // cur changed since hashed was computed
 	gone    bool // dropped from its collection
+
+	// captured is the epoch of the latest snapshot stream that holds this
+	// item's state at its capture point (or knows it was absent then); see
+	// SnapshotStream. 0: none.
+	captured uint64
 }
 
 // position returns where an op with key k belongs in it.ops.
@@ -225,6 +230,9 @@ func (s *Store) replay(it *item, i int) {
 
 // insert puts op at position i and brings cur up to date.
 func (s *Store) insert(it *item, i int, op *tempestpb.Op) {
+	if mutation != mutationStreamInsertUnhooked { // a test's deliberate bug, see mutant.go
+		s.changing(it)
+	}
 	s.rollback(it, i)
 	it.ops = slices.Insert(it.ops, i, op)
 	it.undo = slices.Insert(it.undo, i, undoRec{})
@@ -234,6 +242,7 @@ func (s *Store) insert(it *item, i int, op *tempestpb.Op) {
 
 // remove takes the op at position i out of the history (retraction).
 func (s *Store) remove(it *item, i int) {
+	s.changing(it)
 	s.rollback(it, i)
 	it.ops[i] = nil
 	it.ops = slices.Delete(it.ops, i, i+1)
@@ -244,6 +253,9 @@ func (s *Store) remove(it *item, i int) {
 
 // foldFirst makes the oldest tentative op part of the base.
 func (s *Store) foldFirst(it *item) *tempestpb.Op {
+	if mutation != mutationStreamFoldUnhooked { // a test's deliberate bug, see mutant.go
+		s.changing(it)
+	}
 	op := it.ops[0]
 	it.ops[0], it.undo[0] = nil, undoRec{}
 	it.ops, it.undo = it.ops[1:], it.undo[1:]

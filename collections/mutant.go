@@ -13,9 +13,11 @@ import (
 // it (through export_test.go), and they must not run in parallel with
 // other tests of the package while it is set.
 //
-// It is read in two places, each once per call and outside any loop:
-// item.position on its slow path (an op that does not go last) and
-// Store.replay. Nothing else depends on it.
+// It is read once per call and outside any loop in: item.position on its
+// slow path (an op that does not go last), Store.replay, and the
+// snapshot stream hooks of Store.insert and Store.foldFirst (whose mutants
+// TestSnapshotStreamCatchesMutants uses).
+// Nothing else depends on it.
 var mutation mutationKind
 
 type mutationKind uint8
@@ -28,6 +30,12 @@ const (
 	// mutationReplaySkipsOne leaves the last op of a replay of two or more
 	// ops (a late insert or a retraction) unapplied.
 	mutationReplaySkipsOne
+	// mutationStreamInsertUnhooked: inserting an op into an item's history
+	// does not first capture the item for the open snapshot stream.
+	mutationStreamInsertUnhooked
+	// mutationStreamFoldUnhooked: folding an item's oldest op does not
+	// first capture the item for the open snapshot stream.
+	mutationStreamFoldUnhooked
 )
 
 // positionByArrival is item.position under mutationTiesByArrival: after

@@ -16,8 +16,36 @@ import (
 // states give equal snapshots. The snapshot shares ops and byte slices
 // with the store: marshal it, do not modify it.
 func (s *Store) Snapshot() *tempestpb.StoreSnapshot {
-	clock := s.hlc.Last()
+	h := s.header()
 	snap := &tempestpb.StoreSnapshot{
+		Service:       h.Service,
+		Replica:       h.Replica,
+		Origins:       h.Origins,
+		StableWallMs:  h.StableWallMs,
+		StableLogical: h.StableLogical,
+		OwnSeq:        h.OwnSeq,
+		ClockWallMs:   h.ClockWallMs,
+		ClockLogical:  h.ClockLogical,
+		Applied:       h.Applied,
+	}
+	for _, name := range s.Collections() {
+		c := s.colls[name]
+		for _, k := range c.keys() {
+			if is := c.items[k].state(); is != nil {
+				snap.Items = append(snap.Items, is)
+			}
+		}
+	}
+	return snap
+}
+
+// header captures the replica-wide part of a snapshot: clock, counters,
+// folded point and every origin's state (origins sorted by name). It costs
+// O(origins + their out-of-order seqs), never O(items), and shares nothing
+// mutable with the store.
+func (s *Store) header() *tempestpb.SnapshotHeader {
+	clock := s.hlc.Last()
+	h := &tempestpb.SnapshotHeader{
 		Service:       s.cfg.Service,
 		Replica:       s.cfg.Replica,
 		StableWallMs:  s.foldedPoint.WallMs,
@@ -27,22 +55,6 @@ func (s *Store) Snapshot() *tempestpb.StoreSnapshot {
 		ClockLogical:  clock.Logical,
 		Applied:       s.applied,
 	}
-	for _, name := range s.Collections() {
-		c := s.colls[name]
-		for _, k := range c.keys() {
-			it := c.items[k]
-			base := it.base()
-			if len(it.ops) == 0 && base.zero() {
-				continue
-			}
-			snap.Items = append(snap.Items, &tempestpb.ItemState{
-				Collection: name,
-				Item:       []byte(k),
-				Base:       base.toProto(),
-				Pending:    slices.Clone(it.ops),
-			})
-		}
-	}
 	for _, name := range sortedKeys(s.origins) {
 		o := s.origins[name]
 		beyond := make([]uint64, 0, len(o.beyond))
@@ -50,7 +62,7 @@ func (s *Store) Snapshot() *tempestpb.StoreSnapshot {
 			beyond = append(beyond, seq)
 		}
 		slices.Sort(beyond)
-		snap.Origins = append(snap.Origins, &tempestpb.OriginState{
+		h.Origins = append(h.Origins, &tempestpb.OriginState{
 			Origin:         name,
 			Contiguous:     o.contiguous,
 			Beyond:         beyond,
@@ -58,7 +70,40 @@ func (s *Store) Snapshot() *tempestpb.StoreSnapshot {
 			HorizonLogical: o.horizon.Logical,
 		})
 	}
-	return snap
+	return h
+}
+
+// headerOf is the header part of a whole snapshot.
+func headerOf(snap *tempestpb.StoreSnapshot) *tempestpb.SnapshotHeader {
+	return &tempestpb.SnapshotHeader{
+		Service:       snap.GetService(),
+		Replica:       snap.GetReplica(),
+		Origins:       snap.GetOrigins(),
+		StableWallMs:  snap.GetStableWallMs(),
+		StableLogical: snap.GetStableLogical(),
+		OwnSeq:        snap.GetOwnSeq(),
+		ClockWallMs:   snap.GetClockWallMs(),
+		ClockLogical:  snap.GetClockLogical(),
+		Applied:       snap.GetApplied(),
+	}
+}
+
+// state is the item as a snapshot holds it (base value and tentative ops),
+// or nil for an item a snapshot leaves out (zero base, no tentative ops).
+// It shares ops and byte slices with the store, which never modifies them,
+// and owns its slices (the ops slice and the list's elements slice are
+// copies), so later changes to the item do not show through it.
+func (it *item) state() *tempestpb.ItemState {
+	base := it.base()
+	if len(it.ops) == 0 && base.zero() {
+		return nil
+	}
+	return &tempestpb.ItemState{
+		Collection: it.c.name,
+		Item:       []byte(it.key),
+		Base:       base.toProto(),
+		Pending:    slices.Clone(it.ops),
+	}
 }
 
 // Restore loads a snapshot into a fresh store (no ops, no snapshot
@@ -73,17 +118,23 @@ func (s *Store) Snapshot() *tempestpb.StoreSnapshot {
 // the snapshot's timestamps. Ops delivered afterwards that the snapshot
 // covers are ignored as duplicates.
 func (s *Store) Restore(snap *tempestpb.StoreSnapshot) error {
-	if s.inUpdate {
-		return fmt.Errorf("%w: Restore", ErrInUpdate)
-	}
-	if err := s.checkFresh(); err != nil {
+	if err := s.restorable(); err != nil {
 		return err
 	}
-	r, err := s.validateSnapshot(snap)
+	if snap == nil {
+		return fmt.Errorf("%w: nil snapshot", ErrSnapshot)
+	}
+	h := headerOf(snap)
+	r, err := s.validateHeader(h)
 	if err != nil {
 		return err
 	}
-	s.install(snap, r)
+	for i, is := range snap.GetItems() {
+		if err := r.addItem(s, i, is); err != nil {
+			return err
+		}
+	}
+	s.install(h, r)
 	return nil
 }
 
@@ -104,28 +155,42 @@ func (s *Store) checkFresh() error {
 	return nil
 }
 
+// restoring is a validated snapshot, not yet installed: the origins and
+// the items to give a fresh store, and what validation must remember
+// across items (Restore sees them all at once, a stream restore chunk by
+// chunk).
 type restoring struct {
 	origins map[string]*originState
 	items   []*item
 	maxTS   Timestamp // latest timestamp of a pending op of another origin
 	ownTS   Timestamp // latest own timestamp known (pending op or horizon)
+
+	seenOps   map[OpID]bool
+	seenItems map[itemID]bool
+	count     uint64 // ItemStates validated, including those left out as empty
 }
 
-func (s *Store) validateSnapshot(snap *tempestpb.StoreSnapshot) (*restoring, error) {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: "+format, append([]any{ErrSnapshot}, args...)...)
+type itemID struct{ coll, key string }
+
+func badSnapshot(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrSnapshot}, args...)...)
+}
+
+// validateHeader checks the replica-wide part of a snapshot and builds the
+// origin states the items are validated against.
+func (s *Store) validateHeader(h *tempestpb.SnapshotHeader) (*restoring, error) {
+	bad := badSnapshot
+	if h == nil {
+		return nil, bad("nil snapshot header")
 	}
-	if snap == nil {
-		return nil, bad("nil snapshot")
+	if h.GetService() != s.cfg.Service {
+		return nil, bad("snapshot of service %q, this store is %q", h.GetService(), s.cfg.Service)
 	}
-	if snap.GetService() != s.cfg.Service {
-		return nil, bad("snapshot of service %q, this store is %q", snap.GetService(), s.cfg.Service)
+	if h.GetOwnSeq() > MaxSeq {
+		return nil, bad("own seq %d > MaxSeq", h.GetOwnSeq())
 	}
-	if snap.GetOwnSeq() > MaxSeq {
-		return nil, bad("own seq %d > MaxSeq", snap.GetOwnSeq())
-	}
-	r := &restoring{origins: map[string]*originState{}}
-	for i, os := range snap.GetOrigins() {
+	r := &restoring{origins: map[string]*originState{}, seenOps: map[OpID]bool{}, seenItems: map[itemID]bool{}}
+	for i, os := range h.GetOrigins() {
 		name := os.GetOrigin()
 		if name == "" {
 			return nil, bad("origin %d has no name", i)
@@ -160,69 +225,73 @@ func (s *Store) validateSnapshot(snap *tempestpb.StoreSnapshot) (*restoring, err
 		}
 		r.origins[name] = o
 	}
-	seen := map[OpID]bool{}
-	type itemID struct{ coll, key string }
-	items := map[itemID]bool{}
-	for i, is := range snap.GetItems() {
-		c := s.colls[is.GetCollection()]
-		if c == nil {
-			return nil, bad("item %d: %w %q", i, ErrUnknownCollection, is.GetCollection())
-		}
-		key := is.GetItem()
-		id := itemID{c.name, string(key)}
-		if items[id] {
-			return nil, bad("item %q of %q listed twice", truncate(key), c.name)
-		}
-		items[id] = true
-		if c.kind.keyed() {
-			if err := c.validKey(key); err != nil {
-				return nil, bad("item %d of %s %q: key: %v", i, c.kind, c.name, err)
-			}
-		} else if len(key) != 0 {
-			return nil, bad("item %d: %s %q is one item, got key %q", i, c.kind, c.name, truncate(key))
-		}
-		base := valueFromProto(c.kind, is.GetBase())
-		if err := c.validateValue(&base); err != nil {
-			return nil, bad("item %q of %s %q: base: %v", truncate(key), c.kind, c.name, err)
-		}
-		it := &item{c: c, key: string(key), cur: base, heapIdx: -1}
-		for j, op := range is.GetPending() {
-			if err := s.checkEnvelope(op); err != nil {
-				return nil, bad("item %q of %q, pending op %d: %w", truncate(key), c.name, j, err)
-			}
-			if op.GetCollection() != c.name || string(op.GetItem()) != it.key {
-				return nil, bad("item %q of %q, pending op %s names item %q of %q", truncate(key), c.name, ID(op), truncate(op.GetItem()), op.GetCollection())
-			}
-			if err := c.validate(op); err != nil {
-				return nil, bad("item %q of %q, pending op %s: %w", truncate(key), c.name, ID(op), err)
-			}
-			oid := ID(op)
-			if seen[oid] {
-				return nil, bad("op %s pending twice", oid)
-			}
-			seen[oid] = true
-			o := r.origins[oid.Origin]
-			if o == nil || !o.delivered(oid.Seq) {
-				return nil, bad("pending op %s is not marked delivered in the origin states", oid)
-			}
-			ts := TimestampOf(op)
-			if _, ok := o.beyond[oid.Seq]; ok {
-				o.beyond[oid.Seq] = ts
-			}
-			if oid.Origin == s.cfg.Replica {
-				r.ownTS = maxTS(r.ownTS, ts)
-			} else {
-				r.maxTS = maxTS(r.maxTS, ts)
-			}
-			it.ops = append(it.ops, op)
-		}
-		slices.SortFunc(it.ops, func(a, b *tempestpb.Op) int { return keyOf(a).compare(keyOf(b)) })
-		if len(it.ops) == 0 && it.cur.zero() {
-			continue // nothing to keep
-		}
-		r.items = append(r.items, it)
-	}
 	return r, nil
+}
+
+// addItem validates the i-th item of a snapshot against the origins and
+// the items already added, and keeps it unless it is empty. On error r
+// must be discarded (it may hold part of the item's ops as seen).
+func (r *restoring) addItem(s *Store, i int, is *tempestpb.ItemState) error {
+	bad := badSnapshot
+	r.count++
+	c := s.colls[is.GetCollection()]
+	if c == nil {
+		return bad("item %d: %w %q", i, ErrUnknownCollection, is.GetCollection())
+	}
+	key := is.GetItem()
+	id := itemID{c.name, string(key)}
+	if r.seenItems[id] {
+		return bad("item %q of %q listed twice", truncate(key), c.name)
+	}
+	r.seenItems[id] = true
+	if c.kind.keyed() {
+		if err := c.validKey(key); err != nil {
+			return bad("item %d of %s %q: key: %v", i, c.kind, c.name, err)
+		}
+	} else if len(key) != 0 {
+		return bad("item %d: %s %q is one item, got key %q", i, c.kind, c.name, truncate(key))
+	}
+	base := valueFromProto(c.kind, is.GetBase())
+	if err := c.validateValue(&base); err != nil {
+		return bad("item %q of %s %q: base: %v", truncate(key), c.kind, c.name, err)
+	}
+	it := &item{c: c, key: string(key), cur: base, heapIdx: -1}
+	for j, op := range is.GetPending() {
+		if err := s.checkEnvelope(op); err != nil {
+			return bad("item %q of %q, pending op %d: %w", truncate(key), c.name, j, err)
+		}
+		if op.GetCollection() != c.name || string(op.GetItem()) != it.key {
+			return bad("item %q of %q, pending op %s names item %q of %q", truncate(key), c.name, ID(op), truncate(op.GetItem()), op.GetCollection())
+		}
+		if err := c.validate(op); err != nil {
+			return bad("item %q of %q, pending op %s: %w", truncate(key), c.name, ID(op), err)
+		}
+		oid := ID(op)
+		if r.seenOps[oid] {
+			return bad("op %s pending twice", oid)
+		}
+		r.seenOps[oid] = true
+		o := r.origins[oid.Origin]
+		if o == nil || !o.delivered(oid.Seq) {
+			return bad("pending op %s is not marked delivered in the origin states", oid)
+		}
+		ts := TimestampOf(op)
+		if _, ok := o.beyond[oid.Seq]; ok {
+			o.beyond[oid.Seq] = ts
+		}
+		if oid.Origin == s.cfg.Replica {
+			r.ownTS = maxTS(r.ownTS, ts)
+		} else {
+			r.maxTS = maxTS(r.maxTS, ts)
+		}
+		it.ops = append(it.ops, op)
+	}
+	slices.SortFunc(it.ops, func(a, b *tempestpb.Op) int { return keyOf(a).compare(keyOf(b)) })
+	if len(it.ops) == 0 && it.cur.zero() {
+		return nil // nothing to keep
+	}
+	r.items = append(r.items, it)
+	return nil
 }
 
 func maxTS(a, b Timestamp) Timestamp {
@@ -251,7 +320,7 @@ func (c *collection) validateValue(v *value) error {
 }
 
 // install replaces the (fresh) store's state with a validated snapshot.
-func (s *Store) install(snap *tempestpb.StoreSnapshot, r *restoring) {
+func (s *Store) install(snap *tempestpb.SnapshotHeader, r *restoring) {
 	if o := r.origins[s.cfg.Replica]; o != nil {
 		r.ownTS = maxTS(r.ownTS, o.horizon)
 	}

@@ -73,6 +73,9 @@ type Store struct {
 	madePanic error         // a user op's ErrReadOnly panic, re-raised by mutate
 	applying  int           // > 0 while a user op's function runs
 
+	stream      *SnapshotStream // the open snapshot stream, if any
+	streamEpoch uint64          // epoch of the latest stream begun
+
 	stats Stats
 }
 

@@ -1,0 +1,437 @@
+package collections
+
+import (
+	"fmt"
+	"iter"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tempestrt/tempest/proto/tempestpb"
+)
+
+// A snapshot stream is a Snapshot taken at one point and produced in small
+// pieces while the store keeps changing, so that a clone with a million
+// items never spends a long turn copying and marshalling its state, and so
+// that the same pieces can be written to disk or sent to a new or lagging
+// clone (state transfer).
+//
+// # Design: a fuzzy scan with pre-images
+//
+// BeginSnapshot captures the replica-wide part (SnapshotHeader: clock,
+// counters, folded point, origin states) at once and opens the stream with
+// a new epoch E. Nothing is copied per item: the items are read later, by
+// an iteration over the collections' item maps that Next advances a little
+// at a time. Items change in between, so every change to an item's state
+// goes through one hook, Store.changing, called before the change:
+//
+//   - insert (an op applied, late or not, own or remote),
+//   - remove (an op of a failed Update retracted),
+//   - foldFirst (an op folded by Compact),
+//   - collection.maybeDrop (an empty item forgotten).
+//
+// Those four are the only writers of an item's ops, undo records and
+// value, and of its presence in its collection, once it is installed
+// (Store.install, which a stream excludes: restoring needs a fresh store
+// and no open stream). The hook sees whether the item was captured for the
+// open stream (item.captured == E); if not, it copies the item's current —
+// hence capture-time — state into the stream's queue of pre-images
+// (item.state: the ItemState Snapshot would hold) and marks the item
+// captured. An item created while the stream is open is marked captured
+// at once: it was absent at the capture point.
+//
+// Invariant: an item not captured for the open stream is exactly as it
+// was at the capture point. So an item the iteration reaches is either
+// captured (skipped: its pre-image is queued or already emitted, or it was
+// absent) or unchanged (its state now is its state then). Every item
+// present at the capture point is emitted exactly once: the iteration
+// reaches every map entry that is not deleted before it is reached (Go
+// guarantees it for entries added and deleted during a range loop, which
+// the iteration is, suspended with iter.Pull between calls), and an entry
+// deleted before that was captured by the hook of the change that emptied
+// it. Hence the stream's items are exactly Snapshot().Items at the capture
+// point, in another order, and RestoreStream rebuilds the replica Restore
+// would.
+//
+// Costs: BeginSnapshot is O(origins) (the header) plus O(collections).
+// A change to an item not yet captured pays one copy of that item
+// (O(its ops) for maps, sets and counters; O(its elements) for a list),
+// once per stream. Next is bounded by its byte and item budgets and by
+// a budget of items visited (see Next). The pre-image queue holds at most
+// the items changed and not yet emitted, never more than the state at the
+// capture point.
+//
+// Why not persistent (copy-on-write) maps? They would make every write pay
+// for snapshots taken every 10 000 ops, and their iteration is slower;
+// here writes pay only a nil check while no stream is open, and one copy
+// per item per stream while one is.
+
+// Chunk budgets Next uses when given 0.
+const (
+	DefaultChunkBytes = 64 << 10
+	DefaultChunkItems = 256
+)
+
+// chunkOverhead bounds what a SnapshotChunk encodes besides its items:
+// index (1 + 10 bytes), last (2), item_count (1 + 10).
+const chunkOverhead = 24
+
+// SnapshotStreamOptions configures BeginSnapshot.
+type SnapshotStreamOptions struct {
+	// ChunkBytes and ChunkItems are Next's budgets when it is given 0
+	// (default DefaultChunkBytes, DefaultChunkItems).
+	ChunkBytes int
+	ChunkItems int
+}
+
+// SnapshotStreamStats counts a stream's work.
+type SnapshotStreamStats struct {
+	Chunks    uint64 // chunks returned by Next
+	Items     uint64 // ItemStates emitted
+	Bytes     uint64 // encoded size of the chunks returned (proto.Size)
+	PreImages uint64 // items captured by the hook before a change (copy-on-write)
+	Visited   uint64 // items the iteration reached, captured or not
+	Queued    int    // pre-images waiting to be emitted
+}
+
+// SnapshotStream is a snapshot being produced: see BeginSnapshot. It is
+// driven by the store's goroutine, like the Store.
+type SnapshotStream struct {
+	s      *Store
+	epoch  uint64
+	opts   SnapshotStreamOptions
+	header *tempestpb.SnapshotHeader
+
+	next func() (*item, bool) // the iteration over every collection's items
+	stop func()
+
+	queue []*tempestpb.ItemState // pre-images (and an item a full chunk left over), oldest first
+	qhead int
+
+	exhausted bool // the iteration has reached every item
+	finished  bool // the last chunk was returned, or Close was called
+	index     uint64
+	stats     SnapshotStreamStats
+}
+
+// BeginSnapshot opens a snapshot stream at the current state: the header
+// (Header) is captured now, the items are produced by Next, chunk by
+// chunk, while the store keeps taking updates, deliveries and compactions
+// between calls. The stream's items are exactly those Snapshot would have
+// returned now, in no particular order (see the design note above), so
+// restoring header and chunks with RestoreStream gives the replica that
+// Restore(Snapshot()) would.
+//
+// Its cost does not depend on the number of items. One stream may be open
+// at a time (ErrSnapshot otherwise); not inside Update (ErrInUpdate), since
+// the Update could still be retracted. Close a stream given up on: until
+// it is closed or finished, changes to items copy their pre-images into it.
+func (s *Store) BeginSnapshot(opts SnapshotStreamOptions) (*SnapshotStream, error) {
+	if s.inUpdate {
+		return nil, fmt.Errorf("%w: BeginSnapshot", ErrInUpdate)
+	}
+	if s.stream != nil {
+		return nil, fmt.Errorf("%w: a snapshot stream is already open", ErrSnapshot)
+	}
+	if opts.ChunkBytes <= 0 {
+		opts.ChunkBytes = DefaultChunkBytes
+	}
+	if opts.ChunkItems <= 0 {
+		opts.ChunkItems = DefaultChunkItems
+	}
+	s.streamEpoch++
+	colls := make([]*collection, 0, len(s.colls))
+	for _, name := range s.Collections() {
+		colls = append(colls, s.colls[name])
+	}
+	st := &SnapshotStream{s: s, epoch: s.streamEpoch, opts: opts, header: s.header()}
+	// A range loop over each item map, suspended between Next calls. The
+	// maps change in between (same goroutine), which a range loop allows:
+	// an entry deleted before it is reached is not produced, an entry added
+	// may or may not be (added items are marked captured and skipped).
+	st.next, st.stop = iter.Pull(func(yield func(*item) bool) {
+		for _, c := range colls {
+			for _, it := range c.items {
+				if !yield(it) {
+					return
+				}
+			}
+		}
+	})
+	s.stream = st
+	return st, nil
+}
+
+// Header returns the stream's header, captured by BeginSnapshot. It is the
+// stream's: marshal it, do not modify it.
+func (st *SnapshotStream) Header() *tempestpb.SnapshotHeader { return st.header }
+
+// Stats returns the stream's counters.
+func (st *SnapshotStream) Stats() SnapshotStreamStats {
+	out := st.stats
+	out.Queued = len(st.queue) - st.qhead
+	return out
+}
+
+// Done reports whether the stream returned its last chunk or was closed.
+func (st *SnapshotStream) Done() bool { return st.finished }
+
+// Close gives the stream up (or releases a finished one): the store stops
+// copying pre-images into it and its iteration is stopped. Idempotent.
+func (st *SnapshotStream) Close() {
+	if st.finished {
+		return
+	}
+	st.finished = true
+	st.stop()
+	if st.s.stream == st {
+		st.s.stream = nil
+	}
+	st.queue, st.qhead = nil, 0
+}
+
+// changing is the snapshot stream's hook, called before any change to an
+// item's state (value, ops, undo records) or its removal from its
+// collection: if a stream is open and has not captured the item yet, the
+// item's state — unchanged since the capture point — is queued as a
+// pre-image. While no stream is open it costs a nil check.
+func (s *Store) changing(it *item) {
+	st := s.stream
+	if st == nil || it.captured == st.epoch {
+		return
+	}
+	it.captured = st.epoch
+	if is := it.state(); is != nil {
+		st.queue = append(st.queue, is)
+		st.stats.PreImages++
+	}
+}
+
+// Next returns the next chunk of the stream's items and whether it is the
+// last one (then chunk.Last is set, chunk.ItemCount is the number of items
+// in the stream, and the stream is finished: the store no longer pays for
+// it). Chunks are numbered from 0.
+//
+// A chunk holds at most maxItems items and encodes (proto.Size) to at most
+// maxBytes, except that one item larger than maxBytes alone makes a chunk
+// of its own. Zero means the stream's default (SnapshotStreamOptions). The
+// work of a call is bounded accordingly: it copies at most maxItems items
+// and visits at most 4*maxItems items of the iteration (visiting an item
+// captured earlier is a cheap skip; when the budget runs out the chunk is
+// returned as is, possibly empty). Chunks may be empty; the last one often
+// is.
+//
+// A chunk shares ops and byte slices with the store, which never modifies
+// them, and owns everything else: it may be marshalled later, or on
+// another goroutine, while the store keeps changing. Do not modify it.
+func (st *SnapshotStream) Next(maxBytes, maxItems int) (chunk *tempestpb.SnapshotChunk, last bool, err error) {
+	if st.finished {
+		return nil, false, fmt.Errorf("%w: snapshot stream is finished or closed", ErrSnapshot)
+	}
+	if maxBytes <= 0 {
+		maxBytes = st.opts.ChunkBytes
+	}
+	if maxItems <= 0 {
+		maxItems = st.opts.ChunkItems
+	}
+	chunk = &tempestpb.SnapshotChunk{Index: st.index}
+	size := chunkOverhead
+	// fits adds is to the chunk if the budgets allow.
+	fits := func(is *tempestpb.ItemState) bool {
+		n := proto.Size(is)
+		field := protowire.SizeTag(2) + protowire.SizeBytes(n)
+		if len(chunk.Items) > 0 && size+field > maxBytes {
+			return false
+		}
+		chunk.Items = append(chunk.Items, is)
+		size += field
+		return true
+	}
+	// Pre-images first: they are what changed since the capture point.
+	for st.qhead < len(st.queue) && len(chunk.Items) < maxItems {
+		if !fits(st.queue[st.qhead]) {
+			break
+		}
+		st.queue[st.qhead] = nil
+		st.qhead++
+	}
+	if st.qhead == len(st.queue) {
+		st.queue, st.qhead = st.queue[:0], 0
+	}
+	// Then items the iteration reaches and nobody captured yet.
+	visits := 4 * maxItems
+	full := st.qhead < len(st.queue) // the queue is left over: the chunk is full
+	for !full && !st.exhausted && len(chunk.Items) < maxItems && visits > 0 {
+		it, ok := st.next()
+		if !ok {
+			st.exhausted = true
+			break
+		}
+		visits--
+		st.stats.Visited++
+		if it.captured == st.epoch || it.gone {
+			continue
+		}
+		it.captured = st.epoch
+		is := it.state()
+		if is == nil {
+			continue
+		}
+		if !fits(is) {
+			st.queue = append(st.queue, is) // first of the next chunk
+			full = true
+		}
+	}
+	st.stats.Items += uint64(len(chunk.Items))
+	if st.exhausted && st.qhead == len(st.queue) {
+		chunk.Last, chunk.ItemCount = true, st.stats.Items
+		last = true
+	}
+	st.index++
+	st.stats.Chunks++
+	st.stats.Bytes += uint64(proto.Size(chunk))
+	if last {
+		st.Close()
+	}
+	return chunk, last, nil
+}
+
+// All returns the rest of the stream as a sequence of chunks with the
+// given budgets, for callers that do not need to interleave (tests, a
+// state transfer from a stopped store). Breaking out of the loop leaves
+// the stream open.
+func (st *SnapshotStream) All(maxBytes, maxItems int) iter.Seq2[*tempestpb.SnapshotChunk, error] {
+	return func(yield func(*tempestpb.SnapshotChunk, error) bool) {
+		for !st.finished {
+			chunk, _, err := st.Next(maxBytes, maxItems)
+			if !yield(chunk, err) || err != nil {
+				return
+			}
+		}
+	}
+}
+
+// StreamRestorer restores a snapshot stream chunk by chunk: see
+// Store.BeginRestore. Validated items are kept as the store's future items
+// (no StoreSnapshot is assembled); the store itself is changed only by
+// Finish.
+type StreamRestorer struct {
+	s      *Store
+	header *tempestpb.SnapshotHeader
+	r      *restoring
+	next   uint64 // index of the next chunk
+	last   bool   // the last chunk was added
+	err    error  // sticky: the first failure
+	done   bool   // Finish was called
+}
+
+// BeginRestore starts restoring a snapshot stream (a header, then its
+// chunks in order with Add, then Finish) into a fresh store, as Restore
+// does with a whole snapshot: everything is validated as it is added, and
+// the store is changed only by a successful Finish. Errors wrap
+// ErrSnapshot (and the cause, as Restore's do).
+func (s *Store) BeginRestore(header *tempestpb.SnapshotHeader) (*StreamRestorer, error) {
+	if err := s.restorable(); err != nil {
+		return nil, err
+	}
+	r, err := s.validateHeader(header)
+	if err != nil {
+		return nil, err
+	}
+	return &StreamRestorer{s: s, header: header, r: r}, nil
+}
+
+// restorable checks that the store may be restored into now.
+func (s *Store) restorable() error {
+	if s.inUpdate {
+		return fmt.Errorf("%w: Restore", ErrInUpdate)
+	}
+	if err := s.checkFresh(); err != nil {
+		return err
+	}
+	if s.stream != nil {
+		return fmt.Errorf("%w: a snapshot stream is open", ErrSnapshot)
+	}
+	return nil
+}
+
+// Add validates the next chunk. Chunks must come in stream order (index
+// 0, 1, 2, ...), the last one last; items need not be sorted. After an
+// error the restorer is broken: every later call returns that error.
+func (b *StreamRestorer) Add(chunk *tempestpb.SnapshotChunk) error {
+	if b.err != nil {
+		return b.err
+	}
+	b.err = b.add(chunk)
+	return b.err
+}
+
+func (b *StreamRestorer) add(chunk *tempestpb.SnapshotChunk) error {
+	switch {
+	case b.done:
+		return badSnapshot("restore already finished")
+	case chunk == nil:
+		return badSnapshot("nil chunk")
+	case b.last:
+		return badSnapshot("chunk %d after the last chunk", chunk.GetIndex())
+	case chunk.GetIndex() != b.next:
+		return badSnapshot("chunk %d, want chunk %d", chunk.GetIndex(), b.next)
+	}
+	b.next++
+	for _, is := range chunk.GetItems() {
+		if err := b.r.addItem(b.s, int(b.r.count), is); err != nil {
+			return fmt.Errorf("chunk %d: %w", chunk.GetIndex(), err)
+		}
+	}
+	if chunk.GetLast() {
+		b.last = true
+		if chunk.GetItemCount() != b.r.count {
+			return badSnapshot("last chunk says %d items, the stream held %d", chunk.GetItemCount(), b.r.count)
+		}
+	} else if chunk.GetItemCount() != 0 {
+		return badSnapshot("chunk %d is not the last but has an item count", chunk.GetIndex())
+	}
+	return nil
+}
+
+// Finish installs the restored state once the last chunk is added. It
+// fails (changing nothing) if a chunk was missing or bad, or if the store
+// is no longer fresh.
+func (b *StreamRestorer) Finish() error {
+	if b.err != nil {
+		return b.err
+	}
+	if b.done {
+		return badSnapshot("restore already finished")
+	}
+	if !b.last {
+		return badSnapshot("stream ended after %d chunks without its last chunk", b.next)
+	}
+	if err := b.s.restorable(); err != nil {
+		return err
+	}
+	b.done = true
+	b.s.install(b.header, b.r)
+	b.r = nil
+	return nil
+}
+
+// RestoreStream restores a snapshot stream (header, then chunks in order)
+// into a fresh store: BeginRestore, Add for each chunk, Finish. An error
+// yielded by chunks is returned, wrapped. On any error the store is
+// unchanged.
+func (s *Store) RestoreStream(header *tempestpb.SnapshotHeader, chunks iter.Seq2[*tempestpb.SnapshotChunk, error]) error {
+	b, err := s.BeginRestore(header)
+	if err != nil {
+		return err
+	}
+	for chunk, err := range chunks {
+		if err != nil {
+			return fmt.Errorf("%w: reading chunk %d: %w", ErrSnapshot, b.next, err)
+		}
+		if err := b.Add(chunk); err != nil {
+			return err
+		}
+	}
+	return b.Finish()
+}
