@@ -2,9 +2,14 @@ package collections_test
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"testing"
+	"time"
 
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tempestrt/tempest/collections"
 	"github.com/tempestrt/tempest/proto/tempestpb"
 )
 
@@ -134,6 +139,105 @@ func BenchmarkDigest(b *testing.B) {
 			})
 			b.StartTimer()
 			f.s.Digest()
+		}
+	})
+}
+
+// streamBenchFixture is a store of 1 000 000 map entries (plus 250 000 set
+// elements and a 100 000-element list), built once per process.
+var streamBenchFixture *fixture
+
+func bigBenchFixture(b *testing.B) *fixture {
+	if streamBenchFixture == nil {
+		streamBenchFixture = bigFixture(b, 1_000_000)
+		streamBenchFixture.s.Compact()
+	}
+	return streamBenchFixture
+}
+
+// BenchmarkSnapshotStream: a whole snapshot of a 1 000 000-item store,
+// produced as a stream with the default chunk budgets (Next, then
+// proto.Marshal of the chunk, as a scheduler turn would do it) or at once
+// (Snapshot then Marshal: one turn). Reported: ns/item over the whole
+// stream, and the longest single Next(+Marshal) call, the figure that
+// bounds a scheduler turn, with its p99. "with-writes" puts 100 entries between chunks,
+// so items not yet streamed are captured as pre-images. Run with
+// -benchtime=1x: one iteration streams a million items.
+func BenchmarkSnapshotStream(b *testing.B) {
+	f := bigBenchFixture(b)
+	stream := func(b *testing.B, marshal bool, writes int) {
+		var items, chunks, preImages uint64
+		var longest time.Duration
+		var longestBytes int
+		var took []time.Duration
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			st, err := f.s.BeginSnapshot(collections.SnapshotStreamOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for j := 0; ; j++ {
+				if writes > 0 {
+					b.StopTimer()
+					f.update(b, func() {
+						for k := range writes {
+							f.m.Put(strconv.Itoa((j*7919+k*104729)%1_000_000), i)
+						}
+					})
+					b.StartTimer()
+				}
+				t0 := time.Now()
+				chunk, last, err := st.Next(0, 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if marshal {
+					if _, err := proto.Marshal(chunk); err != nil {
+						b.Fatal(err)
+					}
+				}
+				d := time.Since(t0)
+				took = append(took, d)
+				if d > longest {
+					longest, longestBytes = d, proto.Size(chunk)
+				}
+				if last {
+					break
+				}
+			}
+			s := st.Stats()
+			items, chunks, preImages = items+s.Items, chunks+s.Chunks, preImages+s.PreImages
+		}
+		b.StopTimer()
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(items), "ns/item")
+		slices.Sort(took)
+		b.ReportMetric(float64(took[len(took)/2].Microseconds()), "p50-µs/next")
+		b.ReportMetric(float64(took[len(took)*99/100].Microseconds()), "p99-µs/next")
+		b.ReportMetric(float64(longest.Microseconds()), "max-µs/next")
+		b.ReportMetric(float64(longestBytes), "max-chunk-bytes")
+		b.ReportMetric(float64(chunks)/float64(b.N), "chunks/op")
+		b.ReportMetric(float64(preImages)/float64(b.N), "pre-images/op")
+	}
+	b.Run("next", func(b *testing.B) { stream(b, false, 0) })
+	b.Run("next+marshal", func(b *testing.B) { stream(b, true, 0) })
+	b.Run("next+marshal/with-writes", func(b *testing.B) { stream(b, true, 100) })
+	b.Run("whole-snapshot+marshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if _, err := proto.Marshal(f.s.Snapshot()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("begin", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			st, err := f.s.BeginSnapshot(collections.SnapshotStreamOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			st.Close()
 		}
 	})
 }

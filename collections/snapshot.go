@@ -94,14 +94,17 @@ func headerOf(snap *tempestpb.StoreSnapshot) *tempestpb.SnapshotHeader {
 // and owns its slices (the ops slice and the list's elements slice are
 // copies), so later changes to the item do not show through it.
 func (it *item) state() *tempestpb.ItemState {
-	base := it.base()
-	if len(it.ops) == 0 && base.zero() {
-		return nil
+	if len(it.ops) == 0 {
+		if it.cur.zero() {
+			return nil
+		}
+		return &tempestpb.ItemState{Collection: it.c.name, Item: []byte(it.key), Base: it.cur.toProto()}
 	}
+	base := it.base() // owns its elems: no second copy
 	return &tempestpb.ItemState{
 		Collection: it.c.name,
 		Item:       []byte(it.key),
-		Base:       base.toProto(),
+		Base:       &tempestpb.ItemValue{Exists: base.exists, Data: base.data, Elems: base.elems, Count: base.count},
 		Pending:    slices.Clone(it.ops),
 	}
 }
