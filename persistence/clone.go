@@ -121,7 +121,7 @@ func (c *CloneLog) LoadSnapshot() (data []byte, pos uint64, ok bool, err error) 
 		return nil, 0, false, err
 	}
 	defer c.db.release()
-	v, closer, err := c.db.pdb.Get(snapKey(c.prefix))
+	v, closer, err := c.db.get(c.db.pdb, snapKey(c.prefix))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, 0, false, nil
 	}
@@ -203,7 +203,7 @@ func (c *CloneLog) GetMeta(key string) ([]byte, bool, error) {
 		return nil, false, err
 	}
 	defer c.db.release()
-	v, closer, err := c.db.pdb.Get(metaKey(c.prefix, key))
+	v, closer, err := c.db.get(c.db.pdb, metaKey(c.prefix, key))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil
 	}
@@ -229,7 +229,7 @@ func (c *CloneLog) Replay(after uint64, fn func(pos uint64, r Record) error) err
 	defer c.db.release()
 	snap := c.db.pdb.NewSnapshot()
 	defer snap.Close()
-	hdr, err := readHeader(snap, c.prefix)
+	hdr, err := c.db.readHeader(snap, c.prefix)
 	if err != nil {
 		return fmt.Errorf("clone %s: %w", c.id, err)
 	}
@@ -301,7 +301,7 @@ func (c *CloneLog) Range(origin string, fromSeq, toSeq uint64, fn func(Record) e
 	}
 	snap := c.db.pdb.NewSnapshot()
 	defer snap.Close()
-	st, err := readOriginState(snap, c.prefix, origin)
+	st, err := c.db.readOriginState(snap, c.prefix, origin)
 	if err != nil {
 		return fmt.Errorf("clone %s origin %s: %w", c.id, origin, err)
 	}
@@ -347,7 +347,7 @@ func (c *CloneLog) rangeEntry(r pebble.Reader, it *pebble.Iterator, origin strin
 	if err != nil {
 		return Record{}, fmt.Errorf("clone %s origin %s seq %d: %w", c.id, origin, p.seq, err)
 	}
-	lv, closer, err := r.Get(logKey(c.prefix, pos))
+	lv, closer, err := c.db.get(r, logKey(c.prefix, pos))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return Record{}, corruptf("clone %s: index entry %s/%d points to missing position %d", c.id, origin, p.seq, pos)
 	}
@@ -376,7 +376,7 @@ func (c *CloneLog) MaxSeq(origin string) (uint64, error) {
 		return 0, err
 	}
 	defer c.db.release()
-	st, err := readOriginState(c.db.pdb, c.prefix, origin)
+	st, err := c.db.readOriginState(c.db.pdb, c.prefix, origin)
 	if err != nil {
 		return 0, fmt.Errorf("clone %s origin %s: %w", c.id, origin, err)
 	}
@@ -392,7 +392,7 @@ func (c *CloneLog) LastPos() (uint64, error) {
 	defer c.db.release()
 	snap := c.db.pdb.NewSnapshot()
 	defer snap.Close()
-	cc, err := loadClone(snap, c.prefix)
+	cc, err := c.db.loadHead(snap, c.prefix)
 	if err != nil {
 		return 0, fmt.Errorf("clone %s: %w", c.id, err)
 	}

@@ -250,7 +250,7 @@ func (db *DB) take() ([]*op, bool) {
 }
 
 // cloneCache is the committer's view of one clone: what it needs to assign
-// positions and detect duplicates without reading the disk on every record.
+// positions and detect duplicates without reading the disk (see dedup.go).
 // It always equals the committed state between groups; a group that fails
 // drops the caches it touched, which are then reloaded from disk.
 type cloneCache struct {
@@ -258,12 +258,17 @@ type cloneCache struct {
 	hdr      header
 	hdrDirty bool
 	head     uint64 // last assigned log position
-	origins  map[string]*originCache
+	// origins holds every origin of the clone (loaded all at once), so an
+	// origin missing here has no state on disk either.
+	origins map[string]*originCache
+	nRuns   int // position runs over all origins, capped by maxPosRuns
 }
 
 type originCache struct {
-	st    originState
+	st    originState // persisted: maxSeq, pruned seqs
 	dirty bool
+	live  seqSet  // seqs of the records in the log (after the prune point)
+	runs  posRuns // positions of (some of) the live records
 }
 
 // group is the state of one group commit being built.
@@ -271,7 +276,6 @@ type group struct {
 	db      *DB
 	b       *pebble.Batch
 	touched map[string]*cloneCache
-	seen    map[string]uint64 // index key -> position, for records of this group
 	dropped []string
 	records uint64
 	dups    uint64
@@ -283,7 +287,6 @@ func (db *DB) commitGroup(ops []*op) {
 		db:      db,
 		b:       db.pdb.NewBatch(),
 		touched: make(map[string]*cloneCache),
-		seen:    make(map[string]uint64),
 	}
 	res := make([]result, len(ops))
 	var fatal error
@@ -394,7 +397,7 @@ func (gs *group) clone(c *CloneLog) (*cloneCache, error) {
 	cc, ok := gs.db.cache[c.id]
 	if !ok {
 		var err error
-		if cc, err = loadClone(gs.db.pdb, c.prefix); err != nil {
+		if cc, err = gs.db.loadClone(gs.db.pdb, c.prefix); err != nil {
 			return nil, fmt.Errorf("clone %s: %w", c.id, err)
 		}
 		gs.db.cache[c.id] = cc
@@ -403,17 +406,15 @@ func (gs *group) clone(c *CloneLog) (*cloneCache, error) {
 	return cc, nil
 }
 
-func (gs *group) origin(cc *cloneCache, origin string) (*originCache, error) {
-	if oc, ok := cc.origins[origin]; ok {
-		return oc, nil
+// origin returns the cache of one origin of cc. Every origin with a state on
+// disk was loaded with the clone, so a missing one is new: nothing to read.
+func (gs *group) origin(cc *cloneCache, origin string) *originCache {
+	oc, ok := cc.origins[origin]
+	if !ok {
+		oc = &originCache{}
+		cc.origins[origin] = oc
 	}
-	st, err := readOriginState(gs.db.pdb, cc.prefix, origin)
-	if err != nil {
-		return nil, err
-	}
-	oc := &originCache{st: st}
-	cc.origins[origin] = oc
-	return oc, nil
+	return oc
 }
 
 // apply adds o to the batch. A non-nil fatal error aborts the whole group
@@ -432,14 +433,9 @@ func (gs *group) apply(o *op) (r result, fatal error) {
 		if err != nil {
 			return result{err: err}, nil
 		}
-		for _, rec := range o.recs { // load first, so a bad origin fails o alone
-			if _, err := gs.origin(cc, rec.origin); err != nil {
-				return result{err: fmt.Errorf("clone %s origin %s: %w", c.id, rec.origin, err)}, nil
-			}
-		}
 		var last uint64
-		for _, rec := range o.recs {
-			pos, err := gs.appendRecord(cc, rec)
+		for i, rec := range o.recs {
+			pos, err := gs.appendRecord(cc, rec, i == len(o.recs)-1)
 			if err != nil {
 				return result{}, fmt.Errorf("clone %s: %w", c.id, err)
 			}
@@ -488,36 +484,42 @@ func (gs *group) apply(o *op) (r result, fatal error) {
 // appendRecord stores rec unless it is already stored (in the log, earlier in
 // this group, or pruned), and returns its position. For a record skipped
 // because Prune removed it, the position is the clone's prune point: the
-// snapshot covering it covers the record.
-func (gs *group) appendRecord(cc *cloneCache, rec encRecord) (uint64, error) {
-	k := string(rec.idx)
-	if pos, ok := gs.seen[k]; ok {
+// snapshot covering it covers the record. The position of a skipped record
+// is only computed when needPos (the last record of an Append, whose position
+// the caller gets); otherwise 0 is returned for it.
+//
+// Whether rec is stored is answered from memory (see dedup.go): no read.
+// The only read left is the index Get of a duplicate's position when its
+// position run was evicted from memory, and only when needPos.
+func (gs *group) appendRecord(cc *cloneCache, rec encRecord, needPos bool) (uint64, error) {
+	oc := gs.origin(cc, rec.origin)
+	switch {
+	case oc.live.contains(rec.seq):
 		gs.dups++
-		return pos, nil
-	}
-	oc := cc.origins[rec.origin] // loaded by apply
-	if rec.seq <= oc.st.maxSeq {
-		// Possibly a duplicate. Records above maxSeq (the common case) need
-		// no disk read.
-		if oc.st.prunedContains(rec.seq) {
-			gs.dups++
-			gs.seen[k] = cc.hdr.prunedThrough
-			return cc.hdr.prunedThrough, nil
+		if !needPos {
+			return 0, nil
 		}
-		v, closer, err := gs.db.pdb.Get(rec.idx)
-		switch {
-		case err == nil:
-			pos, derr := decodePos(v)
-			_ = closer.Close()
-			if derr != nil {
-				return 0, fmt.Errorf("origin %s seq %d: %w", rec.origin, rec.seq, derr)
+		pos, ok := oc.runs.lookup(rec.seq)
+		if !ok {
+			// Evicted run: the record was committed by an earlier group
+			// (this group's runs are never evicted before it ends).
+			v, closer, err := gs.db.get(gs.db.pdb, rec.idx)
+			if err != nil {
+				if errors.Is(err, pebble.ErrNotFound) {
+					err = corruptf("origin %s seq %d: in the log by the committer's cache, but no index entry", rec.origin, rec.seq)
+				}
+				return 0, fmt.Errorf("origin %s seq %d: %w", rec.origin, rec.seq, err)
 			}
-			gs.dups++
-			gs.seen[k] = pos
-			return pos, nil
-		case !errors.Is(err, pebble.ErrNotFound):
-			return 0, err
+			pos, err = decodePos(v)
+			_ = closer.Close()
+			if err != nil {
+				return 0, fmt.Errorf("origin %s seq %d: %w", rec.origin, rec.seq, err)
+			}
 		}
+		return pos, nil
+	case oc.st.prunedContains(rec.seq):
+		gs.dups++
+		return cc.hdr.prunedThrough, nil
 	}
 	cc.head++
 	pos := cc.head
@@ -529,7 +531,10 @@ func (gs *group) appendRecord(cc *cloneCache, rec encRecord) (uint64, error) {
 	}
 	oc.st.maxSeq = max(oc.st.maxSeq, rec.seq)
 	oc.dirty = true
-	gs.seen[k] = pos
+	oc.live.add(rec.seq)
+	if oc.runs.add(rec.seq, pos) {
+		cc.nRuns++
+	}
 	gs.records++
 	return pos, nil
 }
@@ -581,21 +586,32 @@ func (gs *group) prune(c *CloneLog, keepAfter uint64) (result, error) {
 		return result{}, err
 	}
 	for origin, ss := range seqs {
-		oc, err := gs.origin(cc, origin)
-		if err != nil {
-			return result{}, fmt.Errorf("clone %s origin %s: %w", c.id, origin, err)
-		}
+		oc := gs.origin(cc, origin)
 		slices.Sort(ss)
-		oc.st.addPruned(slices.Compact(ss))
+		ss = slices.Compact(ss)
+		oc.st.addPruned(ss)
+		for i := 0; i < len(ss); { // the pruned seqs leave the log
+			j := i
+			for j+1 < len(ss) && ss[j+1] == ss[j]+1 {
+				j++
+			}
+			oc.live.remove(ss[i], ss[j])
+			i = j + 1
+		}
 		oc.dirty = true
+	}
+	for _, oc := range cc.origins {
+		cc.nRuns -= oc.runs.dropBefore(keep + 1)
 	}
 	cc.hdr.prunedThrough, cc.hdrDirty = keep, true
 	return result{pos: keep}, nil
 }
 
-// finish writes the bookkeeping (origin states, headers) the group changed.
+// finish writes the bookkeeping (origin states, headers) the group changed,
+// and trims the position runs of the clones it touched.
 func (gs *group) finish() error {
 	for _, cc := range gs.touched {
+		cc.evictRuns()
 		for origin, oc := range cc.origins {
 			if !oc.dirty {
 				continue
@@ -615,9 +631,10 @@ func (gs *group) finish() error {
 	return nil
 }
 
-// loadClone reads the committed state of a clone.
-func loadClone(r pebble.Reader, prefix []byte) (*cloneCache, error) {
-	hdr, err := readHeader(r, prefix)
+// loadHead reads the header and last log position of a clone (what LastPos
+// needs), without its origins.
+func (db *DB) loadHead(r pebble.Reader, prefix []byte) (*cloneCache, error) {
+	hdr, err := db.readHeader(r, prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -633,8 +650,80 @@ func loadClone(r pebble.Reader, prefix []byte) (*cloneCache, error) {
 	}, nil
 }
 
-func readHeader(r pebble.Reader, prefix []byte) (header, error) {
-	v, closer, err := r.Get(headerKey(prefix))
+// loadClone reads the committed state of a clone for the committer: its
+// head, every origin's state (one range scan) and, from one scan of the log
+// after the prune point, which seqs are live and where (see dedup.go). The
+// cost is proportional to the log kept, not to the clone's state.
+func (db *DB) loadClone(r pebble.Reader, prefix []byte) (*cloneCache, error) {
+	cc, err := db.loadHead(r, prefix)
+	if err != nil {
+		return nil, err
+	}
+	lo, hi := originBounds(prefix)
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, err
+	}
+	for valid := it.First(); valid; valid = it.Next() {
+		p, err := decodeKey(it.Key())
+		if err == nil && p.kind != kindOrigin {
+			err = corruptf("unexpected key %q in the origin range", it.Key())
+		}
+		var v []byte
+		if err == nil {
+			v, err = it.ValueAndErr()
+		}
+		var st originState
+		if err == nil {
+			st, err = decodeOriginState(v)
+		}
+		if err != nil {
+			return nil, errors.Join(err, it.Close())
+		}
+		cc.origins[p.origin] = &originCache{st: st}
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return nil, err
+	}
+
+	lo, hi = logBounds(prefix)
+	if cc.hdr.prunedThrough < math.MaxUint64 {
+		lo = logKey(prefix, cc.hdr.prunedThrough+1)
+	}
+	if it, err = r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi}); err != nil {
+		return nil, err
+	}
+	for valid := it.First(); valid; valid = it.Next() {
+		p, err := decodeKey(it.Key())
+		var v []byte
+		if err == nil {
+			v, err = it.ValueAndErr()
+		}
+		var rec Record
+		if err == nil {
+			rec, err = decodeRecord(v)
+		}
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("log position %d: %w", p.pos, err), it.Close())
+		}
+		oc := cc.origins[rec.Origin]
+		if oc == nil || rec.Seq > oc.st.maxSeq {
+			return nil, errors.Join(corruptf("log position %d holds %s/%d beyond its origin's max seq", p.pos, rec.Origin, rec.Seq), it.Close())
+		}
+		oc.live.add(rec.Seq)
+		if oc.runs.add(rec.Seq, p.pos) {
+			cc.nRuns++
+		}
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return nil, err
+	}
+	cc.evictRuns()
+	return cc, nil
+}
+
+func (db *DB) readHeader(r pebble.Reader, prefix []byte) (header, error) {
+	v, closer, err := db.get(r, headerKey(prefix))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return header{}, nil
 	}
@@ -645,8 +734,8 @@ func readHeader(r pebble.Reader, prefix []byte) (header, error) {
 	return decodeHeader(v)
 }
 
-func readOriginState(r pebble.Reader, prefix []byte, origin string) (originState, error) {
-	v, closer, err := r.Get(originKey(prefix, origin))
+func (db *DB) readOriginState(r pebble.Reader, prefix []byte, origin string) (originState, error) {
+	v, closer, err := db.get(r, originKey(prefix, origin))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return originState{}, nil
 	}

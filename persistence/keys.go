@@ -98,6 +98,11 @@ func logBounds(prefix []byte) (lo, hi []byte) {
 	return kindKey(prefix, kindLog, 0), kindKey(prefix, kindLog+1, 0)
 }
 
+// originBounds returns [first, end) over all origin-state keys of the clone.
+func originBounds(prefix []byte) (lo, hi []byte) {
+	return kindKey(prefix, kindOrigin, 0), kindKey(prefix, kindOrigin+1, 0)
+}
+
 func indexPrefix(prefix []byte, origin string) []byte {
 	b := kindKey(prefix, kindIndex, 2+len(origin)+8)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(origin)))

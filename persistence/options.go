@@ -66,8 +66,9 @@ var (
 	// DefaultMaxBatchRecords caps the records of one group commit: 4096.
 	DefaultMaxBatchRecords = 4096
 	// DefaultMaxBatchBytes caps the encoded bytes of one group commit:
-	// 1 MiB, well below pebble's large-batch threshold (half the 4 MiB
-	// memtable), above which a batch is flushed as its own memtable.
+	// 1 MiB, well below pebble's large-batch threshold (half the 32 MiB
+	// memtable, see pebble.go), above which a batch is flushed as its own
+	// memtable.
 	DefaultMaxBatchBytes = 1 << 20
 )
 
@@ -95,6 +96,9 @@ type Options struct {
 	// queue; a single larger write still goes through, alone. Must be in
 	// [1, 1 GiB]. Default 1 MiB.
 	MaxBatchBytes int
+	// CacheBytes is the size of pebble's block cache. 0 means
+	// DefaultCacheBytes (64 MiB).
+	CacheBytes int64
 	// Logger receives pebble's messages and the store's own. Nil means
 	// zap.NewNop().
 	Logger *zap.Logger
@@ -178,6 +182,8 @@ func (o Options) Validate() error {
 		return bad("MaxBatchRecords %d < 1", o.MaxBatchRecords)
 	case o.MaxBatchBytes < 1 || o.MaxBatchBytes > 1<<30:
 		return bad("MaxBatchBytes %d out of [1, 1 GiB]", o.MaxBatchBytes)
+	case o.CacheBytes < 0:
+		return bad("CacheBytes %d is negative", o.CacheBytes)
 	}
 	return nil
 }
