@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"iter"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"testing"
@@ -624,5 +625,23 @@ func chunkSeq(cs []*tempestpb.SnapshotChunk) iter.Seq2[*tempestpb.SnapshotChunk,
 				return
 			}
 		}
+	}
+}
+
+// TestSnapshotStreamHugeBudgets: budgets as large as int allows take the
+// whole stream in one chunk (the visit budget must not overflow).
+func TestSnapshotStreamHugeBudgets(t *testing.T) {
+	f := bigFixture(t, 100)
+	want := len(f.s.Snapshot().GetItems())
+	st, err := f.s.BeginSnapshot(collections.SnapshotStreamOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk, last, err := st.Next(math.MaxInt, math.MaxInt)
+	if err != nil || !last || len(chunk.GetItems()) != want || chunk.GetItemCount() != uint64(want) {
+		t.Fatalf("one chunk of %d items, last %v, count %d, err %v; want %d items", len(chunk.GetItems()), last, chunk.GetItemCount(), err, want)
+	}
+	if !st.Done() {
+		t.Fatal("stream not done after its last chunk")
 	}
 }
