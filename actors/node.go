@@ -377,12 +377,8 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 	results := make(chan callResult, 2*len(clones))
 	settled := new(atomic.Bool)
 	defer settled.Store(true)
-	// Every answer must leave the node by its deadline, so Node.Call gives
-	// up AnswerLead before it: the time its caller (the gateway) needs to
-	// write the answer. A success that reaches Node.Call after that cutoff
-	// would leave late: it is answered 504 instead (see lateAnswer). The
-	// clones schedule against the cutoff, not the deadline.
-	cutoff := deadline.Add(-n.cfg.AnswerLead)
+	win := newAnswerWindow(deadline, n.cfg.AnswerLead)
+	cutoff := win.cutoff
 	ask := func(c *cloneRuntime) {
 		c.outstanding.Add(1)
 		n.system.Root.Send(c.schedulerPID, &callRequest{method: method, body: body, deadline: cutoff, arrived: now, reply: results, settled: settled})
@@ -433,7 +429,7 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 				pending++
 				continue
 			}
-			if r.err == nil && time.Now().After(cutoff) {
+			if r.err == nil && !win.deliverable(time.Now()) {
 				return nil, n.lateAnswer(method, service, m.Update)
 			}
 			// With a hedge still out, a failure waits for the other answer.
@@ -453,7 +449,7 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 			// receives, so len is exact.
 			for len(results) > 0 {
 				if r := <-results; !r.ack && r.err == nil {
-					if r.at.After(cutoff) {
+					if !win.deliverable(r.at) {
 						return nil, n.lateAnswer(method, service, m.Update)
 					}
 					return r.body, nil
@@ -470,6 +466,23 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 		}
 	}
 }
+
+// answerWindow is Node.Call's deadline rule, kept pure so that it can be
+// tested without a clock. Every answer must leave the node by the request's
+// deadline, so Node.Call gives up AnswerLead before it, at the cutoff: the
+// time its caller (the gateway) needs to write the answer. The clones
+// schedule against the cutoff, not the deadline. A success is sent only if
+// it was ready by the cutoff (deliverable); one ready later would leave
+// late, so it becomes a 504 instead (lateAnswer), and at the cutoff itself
+// Node.Call answers 504 without waiting for anything more.
+type answerWindow struct{ cutoff time.Time }
+
+func newAnswerWindow(deadline time.Time, lead time.Duration) answerWindow {
+	return answerWindow{cutoff: deadline.Add(-lead)}
+}
+
+// deliverable reports whether a success ready at t may still be sent.
+func (w answerWindow) deliverable(t time.Time) bool { return !t.After(w.cutoff) }
 
 // lateAnswer is the error for a success that came too late to be sent
 // before the deadline: a 504, never a late 200.
