@@ -32,6 +32,17 @@ type RemoveRequest struct {
 	Item string `json:"item"`
 }
 
+// AddManyRequest adds to many carts in one update (bulk loading): all or
+// nothing, at most MaxBatch adds.
+type AddManyRequest struct {
+	Adds []AddRequest `json:"adds"`
+}
+
+// AddManyResponse says how many adds the update made.
+type AddManyResponse struct {
+	Added int `json:"added"`
+}
+
 // GetRequest reads user's cart.
 type GetRequest struct {
 	User string `json:"user"`
@@ -44,10 +55,12 @@ type View struct {
 	Stable bool             `json:"stable"`
 }
 
-// MaxQty bounds one add, and MaxKeyLen user and item names.
+// MaxQty bounds one add, MaxKeyLen user and item names, and MaxBatch the
+// adds of one addmany.
 const (
 	MaxQty    = 1_000_000
 	MaxKeyLen = 256
+	MaxBatch  = 1000
 )
 
 type addArgs struct {
@@ -101,6 +114,27 @@ func Service() *actors.Service {
 				return View{}, err
 			}
 			return view(r.User), nil
+		})
+		// addmany validates every add before making any, so a bad one
+		// fails the whole batch with nothing applied.
+		actors.Update(b, "addmany", func(_ *actors.Ctx, r AddManyRequest) (AddManyResponse, error) {
+			if len(r.Adds) == 0 || len(r.Adds) > MaxBatch {
+				return AddManyResponse{}, actors.BadRequest("adds must hold 1..%d adds, got %d", MaxBatch, len(r.Adds))
+			}
+			for i, a := range r.Adds {
+				if err := checkNames(a.User, a.Item); err != nil {
+					return AddManyResponse{}, actors.BadRequest("adds[%d]: %v", i, err)
+				}
+				if a.Qty <= 0 || a.Qty > MaxQty {
+					return AddManyResponse{}, actors.BadRequest("adds[%d]: qty must be in [1, %d], got %d", i, MaxQty, a.Qty)
+				}
+			}
+			for _, a := range r.Adds {
+				if err := carts.Do(a.User, "add", addArgs{Item: a.Item, Qty: a.Qty}); err != nil {
+					return AddManyResponse{}, err
+				}
+			}
+			return AddManyResponse{Added: len(r.Adds)}, nil
 		})
 		actors.Update(b, "remove", func(_ *actors.Ctx, r RemoveRequest) (View, error) {
 			if err := checkNames(r.User, r.Item); err != nil {
