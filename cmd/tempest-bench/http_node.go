@@ -45,7 +45,9 @@ type target struct {
 	// genCPU, when the node is a separate process, reads the generator's
 	// own CPU seconds; nil otherwise (they are the same process).
 	genCPU func() float64
-	close  func()
+	// proc is the node's process when the bench started one, else nil.
+	proc  *nodeProcess
+	close func()
 }
 
 // cpuPins is the parsed --cpus.
@@ -277,69 +279,15 @@ func startNodeProcess(ctx context.Context, tf targetFlags, pins cpuPins, stderr 
 			return nil, fmt.Errorf("go build ./cmd/tempest-node (run from the module, or give --node-binary): %v\n%s", err, out)
 		}
 	}
-	dataDir := filepath.Join(dir, "data")
-	logPath := filepath.Join(dir, "node.log")
-	logFile, err := os.Create(logPath)
+	np := &nodeProcess{bin: bin, tasksetPath: tasksetPath, cpus: pins.node,
+		dataDir: filepath.Join(dir, "data"), logPath: filepath.Join(dir, "node.log"),
+		args: []string{"--clones", fmt.Sprint(tf.clones), "--fsync", tf.fsync}}
+	addr, err := np.start(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer logFile.Close() // the child has its own descriptor
-	args := []string{"dev", "--http", "127.0.0.1:0", "--data-dir", dataDir,
-		"--clones", fmt.Sprint(tf.clones), "--fsync", tf.fsync, "--log-level", "warn"}
-	var cmd *exec.Cmd
-	if pins.node != "" {
-		cmd = exec.Command(tasksetPath, append([]string{"-c", pins.node, bin}, args...)...) // taskset execs: same pid
-	} else {
-		cmd = exec.Command(bin, args...)
-	}
-	cmd.Stderr = logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the bench
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	exited := make(chan struct{})
-	stop := func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	}
-	addrCh := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if a, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "gateway  http://"); ok {
-				select {
-				case addrCh <- a:
-				default:
-				}
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	var addr string
-	select {
-	case addr = <-addrCh:
-	case <-exited:
-		log, _ := os.ReadFile(logPath)
-		return nil, fmt.Errorf("tempest-node exited before serving: %v\n%s", cmd.ProcessState, tail(log, 2000))
-	case <-time.After(30 * time.Second):
-		stop()
-		return nil, errors.New("tempest-node did not print its gateway address within 30 s")
-	case <-ctx.Done():
-		stop()
-		return nil, ctx.Err()
-	}
-	pid := cmd.Process.Pid
+	stop := np.stop
+	pid := np.pid()
 	desc := fmt.Sprintf("tempest-node dev as a separate process (pid %d, %d clones, fsync %s)", pid, tf.clones, tf.fsync)
 	if pins.node != "" {
 		desc += ", node on CPU " + pins.node
@@ -357,11 +305,97 @@ func startNodeProcess(ctx context.Context, tf targetFlags, pins cpuPins, stderr 
 		cpu:       func() (float64, bool) { return procCPU(pid) },
 		cpuSource: fmt.Sprintf("/proc/%d/stat utime+stime of the node process", pid),
 		genCPU:    rusageSelf,
+		proc:      np,
 		close: func() {
 			stop()
 			cleanup()
 		},
 	}, nil
+}
+
+// nodeProcess is a `tempest-node dev` child process whose data directory
+// outlives it: it can be stopped, killed with SIGKILL and started again on
+// the same data (the restart measurement of `tempest-bench state`).
+type nodeProcess struct {
+	bin, tasksetPath, cpus string // cpus: taskset's list, "" unpinned
+	dataDir, logPath       string
+	args                   []string // after dev --http --data-dir --log-level
+
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// start launches the node and waits until it prints its gateway address.
+func (p *nodeProcess) start(ctx context.Context) (addr string, err error) {
+	logFile, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return "", err
+	}
+	defer logFile.Close() // the child has its own descriptor
+	args := append([]string{"dev", "--http", "127.0.0.1:0", "--data-dir", p.dataDir, "--log-level", "warn"}, p.args...)
+	var cmd *exec.Cmd
+	if p.cpus != "" {
+		cmd = exec.Command(p.tasksetPath, append([]string{"-c", p.cpus, p.bin}, args...)...) // taskset execs: same pid
+	} else {
+		cmd = exec.Command(p.bin, args...)
+	}
+	cmd.Stderr = logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the bench
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	exited := make(chan struct{})
+	p.cmd, p.exited = cmd, exited
+	addrCh := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if a, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "gateway  http://"); ok {
+				select {
+				case addrCh <- a:
+				default:
+				}
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	select {
+	case addr = <-addrCh:
+		return addr, nil
+	case <-exited:
+		log, _ := os.ReadFile(p.logPath)
+		return "", fmt.Errorf("tempest-node exited before serving: %v\n%s", cmd.ProcessState, tail(log, 2000))
+	case <-time.After(5 * time.Minute):
+		p.kill9()
+		return "", errors.New("tempest-node did not print its gateway address within 5 minutes")
+	case <-ctx.Done():
+		p.stop()
+		return "", ctx.Err()
+	}
+}
+
+func (p *nodeProcess) pid() int { return p.cmd.Process.Pid }
+
+// stop asks the node to stop (SIGTERM) and kills it after 10 s.
+func (p *nodeProcess) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(10 * time.Second):
+		p.kill9()
+	}
+}
+
+// kill9 kills the node with SIGKILL and waits until it is gone.
+func (p *nodeProcess) kill9() {
+	_ = p.cmd.Process.Kill()
+	<-p.exited
 }
 
 func tail(b []byte, n int) []byte {

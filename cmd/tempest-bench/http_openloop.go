@@ -146,6 +146,36 @@ type openRun struct {
 	Dials int64 `json:"dials"`
 	// WallS: from the start of the schedule to the last outcome.
 	WallS float64 `json:"wall_s"`
+	// Per second of the schedule (by intended send time): a stall second is
+	// one in which more than 1% of the requests sent missed (were not 2xx
+	// within budget). LongestStallS is the longest run of them.
+	StallSeconds            int     `json:"stall_seconds"`
+	LongestStallS           int     `json:"longest_stall_s"`
+	WorstSecondMissFraction float64 `json:"worst_second_miss_fraction"`
+}
+
+// stallShare is the share of a second's requests that must miss for the
+// second to count as a stall.
+const stallShare = 0.01
+
+// secondStats fills in the per-second stall figures from each second's
+// sent and missed counts.
+func (r *openRun) secondStats(sent, missed []int) {
+	run := 0
+	for i := range sent {
+		if sent[i] == 0 {
+			continue
+		}
+		f := float64(missed[i]) / float64(sent[i])
+		r.WorstSecondMissFraction = max(r.WorstSecondMissFraction, f)
+		if f > stallShare {
+			r.StallSeconds++
+			run++
+			r.LongestStallS = max(r.LongestStallS, run)
+		} else {
+			run = 0
+		}
+	}
 }
 
 // account turns the outcomes of a run into its figures (CPU and dials
@@ -154,11 +184,18 @@ func account(outs []outcome, rate float64, d, budget time.Duration) openRun {
 	r := openRun{OfferedPerS: rate, DurationS: d.Seconds(), Scheduled: len(outs), Codes: map[string]int{}}
 	var ok, refused, timeout, other, lags []time.Duration
 	firstSend, lastSend := time.Duration(math.MaxInt64), time.Duration(0)
+	secs := int(d/time.Second) + 1
+	sentIn, missedIn := make([]int, secs), make([]int, secs)
 	for i, o := range outs {
 		if o.status == statusNotSent || o.status == statusInterrupted {
 			continue
 		}
 		r.Sent++
+		sec := min(int(intendedOffset(rate, i)/time.Second), secs-1)
+		sentIn[sec]++
+		if o.status < 200 || o.status >= 300 || o.lat > budget {
+			missedIn[sec]++
+		}
 		lags = append(lags, o.lag)
 		actual := intendedOffset(rate, i) + o.lag
 		firstSend, lastSend = min(firstSend, actual), max(lastSend, actual)
@@ -217,6 +254,7 @@ func account(outs []outcome, rate float64, d, budget time.Duration) openRun {
 	}
 	r.OK, r.Refused, r.Timeout, r.Other = summarizeLat(ok), summarizeLat(refused), summarizeLat(timeout), summarizeLat(other)
 	r.SendLag = summarizeLat(lags)
+	r.secondStats(sentIn, missedIn)
 	return r
 }
 

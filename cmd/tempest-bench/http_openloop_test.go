@@ -312,3 +312,28 @@ func TestOpenLoopRunInProcess(t *testing.T) {
 		t.Errorf("no progress on stderr: %q", errOut.String())
 	}
 }
+
+// TestStallSeconds: a second counts as a stall when more than 1% of the
+// requests due in it missed (not 2xx within budget), and the longest run
+// of consecutive stall seconds is reported.
+func TestStallSeconds(t *testing.T) {
+	const rate, budget = 200.0, 100 * time.Millisecond
+	outs := make([]outcome, 5*int(rate)) // 5 s
+	for i := range outs {
+		outs[i] = outcome{status: 200, lat: time.Millisecond}
+	}
+	sec := func(s, k int) *outcome { return &outs[s*int(rate)+k] }
+	*sec(0, 3) = outcome{status: 200, lat: 2 * budget}                                                    // 1 of 200 = 0.5%: not a stall
+	*sec(1, 0), *sec(1, 1), *sec(1, 2) = outcome{status: 503}, outcome{status: 503}, outcome{status: 503} // 1.5%
+	for k := range 100 {                                                                                  // half of second 2
+		*sec(2, k) = outcome{status: statusClientTimeout, lat: time.Second}
+	}
+	*sec(4, 0), *sec(4, 1), *sec(4, 9) = outcome{status: 504}, outcome{status: 504}, outcome{status: 504}
+	r := account(outs, rate, 5*time.Second, budget)
+	if r.StallSeconds != 3 || r.LongestStallS != 2 {
+		t.Errorf("stall seconds %d, longest %d s; want 3 and 2 (seconds 1, 2 and 4)", r.StallSeconds, r.LongestStallS)
+	}
+	if math.Abs(r.WorstSecondMissFraction-0.5) > 1e-9 {
+		t.Errorf("worst second's miss fraction %v, want 0.5", r.WorstSecondMissFraction)
+	}
+}

@@ -10,6 +10,10 @@
 //	                                 highest rate answered 99.9% 2xx within budget, --overload 1,2,3
 //	                                 runs at multiples of it; --node-process/--cpus node=0,gen=1 run
 //	                                 the node as a separate (pinned) process
+//	tempest-bench state [flags]      cost against state size: for each --items size, a fresh node
+//	                                 process preloaded through cart/addmany, open-loop load over every
+//	                                 cart (latency, stalls, CPU/request, RSS, bytes/item), then
+//	                                 kill -9 and the time until every clone is ready again
 //
 // Progress goes to stderr; stdout carries only the results, so
 // `tempest-bench ricochet --json | jq` works.
@@ -30,6 +34,7 @@ var subcommands = map[string]struct {
 }{
 	"ricochet": {runRicochet, "Ricochet reliable multicast over UDP loopback: LEC+NAK vs NAK-only"},
 	"http":     {runHTTP, "HTTP gateway throughput and latency: closed loop, or open loop with --rate/--find-capacity/--overload"},
+	"state":    {runState, "cost against state size: latency, stalls, CPU, memory and restart time at --items sizes"},
 }
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -60,7 +65,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: tempest-bench <subcommand> [flags]   (tempest-bench <subcommand> -h for flags)")
-	for _, name := range []string{"ricochet", "http"} {
+	for _, name := range []string{"ricochet", "http", "state"} {
 		fmt.Fprintf(w, "  %-9s %s\n", name, subcommands[name].help)
 	}
 }

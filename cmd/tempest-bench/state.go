@@ -1,0 +1,441 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+// `tempest-bench state`: does the cost of a request grow with the state a
+// service holds? For each --items size it starts a fresh node process,
+// preloads that many carts through the service API (cart/addmany, batched),
+// runs the open-loop load of `http --rate` over all of them, then kills the
+// node with SIGKILL and measures how long it takes to serve again.
+
+type stateFlags struct {
+	target       targetFlags
+	items        []int
+	rate         float64
+	duration     time.Duration
+	queries      float64
+	budgetMs     int
+	batch        int
+	seed         uint64
+	asJSON       bool
+	maxOthersCPU float64
+}
+
+// stateRun is the figures of one --items size.
+type stateRun struct {
+	Items    int     `json:"items"`
+	PreloadS float64 `json:"preload_s"`
+	// PreloadItemsPerS: carts loaded per second through cart/addmany.
+	PreloadItemsPerS float64 `json:"preload_items_per_s"`
+	// The open-loop run over every cart (its stall_seconds: seconds with
+	// more than 1% of their requests missed).
+	Load openRun `json:"load"`
+	// RSS of the node process: empty (just started), after the preload,
+	// after the load.
+	RSSEmptyBytes   int64 `json:"rss_empty_bytes"`
+	RSSPreloadBytes int64 `json:"rss_preload_bytes"`
+	RSSAfterBytes   int64 `json:"rss_after_bytes"`
+	// RSSPerItemReplicaBytes: (RSS after preload - empty) / (items x
+	// clones). An upper bound of what one item costs one replica (it
+	// includes garbage not yet collected).
+	RSSPerItemReplicaBytes float64 `json:"rss_per_item_replica_bytes"`
+	// Snapshot: the last snapshot of a cart clone as /v1/status reports it
+	// (absent when the node does not report one).
+	Snapshot map[string]any `json:"last_snapshot,omitempty"`
+	// RestartS: from starting the killed node's process again until every
+	// clone is ready; RestoredOK: sampled carts were all there.
+	RestartS   float64 `json:"restart_s"`
+	RestoredOK bool    `json:"restored_ok"`
+}
+
+type stateResult struct {
+	Mode     string     `json:"mode"` // "state"
+	Target   string     `json:"target"`
+	RatePerS float64    `json:"rate_per_s"`
+	Queries  float64    `json:"queries_fraction"`
+	BudgetMs int        `json:"budget_ms"`
+	Runs     []stateRun `json:"runs"`
+}
+
+func runState(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("state", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f stateFlags
+	items := fs.String("items", "1000,100000,1000000", "comma-separated state sizes (carts) to measure, each on a fresh node")
+	fs.Float64Var(&f.rate, "rate", 2000, "open-loop requests per second over all carts")
+	fs.DurationVar(&f.duration, "duration", time.Minute, "length of the open-loop run of each size")
+	fs.Float64Var(&f.queries, "queries", 0.1, "fraction of requests that are cart/get queries (rest: cart/add)")
+	fs.IntVar(&f.budgetMs, "timeout-ms", 200, "Tempest-Timeout-Ms of each request, the budget")
+	fs.IntVar(&f.batch, "batch", 500, "carts per cart/addmany request of the preload")
+	fs.StringVar(&f.target.fsync, "fsync", "always", "fsync policy of the node: always | interval | none")
+	fs.IntVar(&f.target.clones, "clones", 3, "clones per service")
+	fs.StringVar(&f.target.cpus, "cpus", "", "pin with taskset: node=LIST,gen=LIST (e.g. node=0,gen=1)")
+	fs.StringVar(&f.target.nodeBinary, "node-binary", "", "a built tempest-node to run instead of building ./cmd/tempest-node")
+	fs.Uint64Var(&f.seed, "seed", 1, "random seed for the request mix")
+	fs.BoolVar(&f.asJSON, "json", false, "print JSON instead of text")
+	fs.Float64Var(&f.maxOthersCPU, "max-others-cpu", 0, "warn when other processes used more than this many CPUs during a load run (0: never)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("state: unexpected arguments %q", fs.Args())
+	}
+	for _, s := range strings.Split(*items, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			return fmt.Errorf("state: --items %q: each size must be a positive integer", *items)
+		}
+		f.items = append(f.items, n)
+	}
+	switch {
+	case f.rate <= 0 || f.duration <= 0 || f.budgetMs <= 0:
+		return errors.New("state: need --rate > 0, --duration > 0, --timeout-ms > 0")
+	case f.queries < 0 || f.queries > 1:
+		return errors.New("state: --queries must be in [0,1]")
+	case f.batch < 1 || f.batch > 1000:
+		return errors.New("state: --batch must be in [1, 1000] (cart.MaxBatch)")
+	}
+	f.target.process = true
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res := stateResult{Mode: "state", RatePerS: f.rate, Queries: f.queries, BudgetMs: f.budgetMs, Runs: []stateRun{}}
+	for _, n := range f.items {
+		r, desc, err := measureState(ctx, f, n, stderr)
+		if err != nil {
+			return fmt.Errorf("state: %d items: %w", n, err)
+		}
+		res.Target = desc
+		res.Runs = append(res.Runs, r)
+	}
+	if f.asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	printState(stdout, res)
+	return nil
+}
+
+// measureState measures one size on a node of its own.
+func measureState(ctx context.Context, f stateFlags, n int, stderr io.Writer) (stateRun, string, error) {
+	r := stateRun{Items: n}
+	tgt, err := startTarget(ctx, f.target, stderr)
+	if err != nil {
+		return r, "", err
+	}
+	defer tgt.close()
+	p := tgt.proc
+	r.RSSEmptyBytes = procRSS(p.pid())
+
+	t0 := time.Now()
+	if err := preload(ctx, tgt.addr, n, f.batch, stderr); err != nil {
+		return r, "", fmt.Errorf("preload: %w", err)
+	}
+	r.PreloadS = time.Since(t0).Seconds()
+	r.PreloadItemsPerS = float64(n) / r.PreloadS
+	r.RSSPreloadBytes = procRSS(p.pid())
+	r.RSSPerItemReplicaBytes = float64(r.RSSPreloadBytes-r.RSSEmptyBytes) / float64(n*f.target.clones)
+
+	budget := time.Duration(f.budgetMs) * time.Millisecond
+	l := newLoader(tgt, budget, f.queries, n, f.seed, stderr)
+	defer l.close()
+	load, err := l.run(ctx, f.rate, f.duration, fmt.Sprintf("%d items: %.0f/s", n, f.rate))
+	if err != nil {
+		return r, "", err
+	}
+	if f.maxOthersCPU > 0 && load.OthersCPUUtil != nil && *load.OthersCPUUtil > f.maxOthersCPU {
+		fmt.Fprintf(stderr, "state bench: other processes used %.2f CPUs during the %d-item run: its figures are disturbed\n", *load.OthersCPUUtil, n)
+	}
+	r.Load = load
+	r.RSSAfterBytes = procRSS(p.pid())
+	r.Snapshot = lastSnapshot(tgt.addr)
+
+	fmt.Fprintf(stderr, "state bench: %d items: kill -9 and restart\n", n)
+	p.kill9()
+	t1 := time.Now()
+	addr, err := p.start(ctx)
+	if err != nil {
+		return r, "", fmt.Errorf("restart: %w", err)
+	}
+	if err := waitAllReady(ctx, addr, 10*time.Minute, stderr); err != nil {
+		return r, "", fmt.Errorf("restart: %w", err)
+	}
+	r.RestartS = time.Since(t1).Seconds()
+	r.RestoredOK, err = sampleCarts(addr, n, 100)
+	if err != nil {
+		return r, "", fmt.Errorf("after restart: %w", err)
+	}
+	return r, tgt.desc, nil
+}
+
+// preload loads carts user-0 .. user-(n-1) with item-0 through cart/addmany,
+// four batches in flight, retrying what is refused (503) after the time the
+// node asks for.
+func preload(ctx context.Context, addr string, n, batch int, stderr io.Writer) error {
+	url := "http://" + addr + "/v1/services/cart/addmany"
+	client := &http.Client{Timeout: time.Minute}
+	defer client.CloseIdleConnections()
+	var (
+		next, done atomic.Int64
+		wg         sync.WaitGroup
+		errOnce    sync.Once
+		firstErr   error
+	)
+	stopProgress := progressLine(stderr, "preload", func() string {
+		return fmt.Sprintf("%d of %d carts", done.Load(), n)
+	})
+	defer stopProgress()
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				lo := int(next.Add(int64(batch))) - batch
+				if lo >= n {
+					return
+				}
+				hi := min(lo+batch, n)
+				var body bytes.Buffer
+				body.WriteString(`{"adds":[`)
+				for i := lo; i < hi; i++ {
+					if i > lo {
+						body.WriteByte(',')
+					}
+					fmt.Fprintf(&body, `{"user":"user-%d","item":"item-0","qty":1}`, i)
+				}
+				body.WriteString(`]}`)
+				if err := postRetrying(ctx, client, url, body.Bytes()); err != nil {
+					errOnce.Do(func() { firstErr = err })
+					return
+				}
+				done.Add(int64(hi - lo))
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
+}
+
+// postRetrying posts body until a 200, waiting out 503s and 504s (an add
+// repeated after a 504 only raises a quantity: the cart exists either way).
+func postRetrying(ctx context.Context, client *http.Client, url string, body []byte) error {
+	for attempt := 0; ; attempt++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Tempest-Timeout-Ms", "20000")
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode == http.StatusOK:
+			return nil
+		case (resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusGatewayTimeout) && attempt < 50:
+			wait := 50 * time.Millisecond
+			if ms, err := strconv.Atoi(resp.Header.Get("Tempest-Retry-After-Ms")); err == nil && ms > 0 {
+				wait = time.Duration(ms) * time.Millisecond
+			}
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		default:
+			return fmt.Errorf("cart/addmany: %s: %s", resp.Status, tail(raw, 300))
+		}
+	}
+}
+
+// waitAllReady polls /v1/status until every clone is ready.
+func waitAllReady(ctx context.Context, addr string, limit time.Duration, stderr io.Writer) error {
+	deadline := time.Now().Add(limit)
+	var ready, total atomic.Int64
+	stop := progressLine(stderr, "restart", func() string {
+		return fmt.Sprintf("%d of %d clones ready", ready.Load(), total.Load())
+	})
+	defer stop()
+	for {
+		var st struct {
+			Clones []struct {
+				Ready bool `json:"ready"`
+			} `json:"clones"`
+		}
+		if err := getJSON(addr, "/v1/status", &st); err == nil && len(st.Clones) > 0 {
+			n := 0
+			for _, c := range st.Clones {
+				if c.Ready {
+					n++
+				}
+			}
+			ready.Store(int64(n))
+			total.Store(int64(len(st.Clones)))
+			if n == len(st.Clones) {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not every clone ready after %v", limit)
+		}
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// sampleCarts reads k carts spread over the n loaded ones and reports
+// whether each still holds its preloaded item.
+func sampleCarts(addr string, n, k int) (bool, error) {
+	client := &http.Client{Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	for j := range k {
+		user := fmt.Sprintf("user-%d", j*n/k)
+		resp, err := client.Post("http://"+addr+"/v1/services/cart/get", "application/json", strings.NewReader(`{"user":"`+user+`"}`))
+		if err != nil {
+			return false, err
+		}
+		var v struct {
+			Items map[string]int64 `json:"items"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&v)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			return false, fmt.Errorf("cart/get %s: %s %v", user, resp.Status, err)
+		}
+		if v.Items["item-0"] < 1 {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// lastSnapshot returns the last_snapshot object of the first cart clone in
+// /v1/status, or nil when the node does not report one.
+func lastSnapshot(addr string) map[string]any {
+	var st struct {
+		Clones []map[string]any `json:"clones"`
+	}
+	if getJSON(addr, "/v1/status", &st) != nil {
+		return nil
+	}
+	for _, c := range st.Clones {
+		if c["service"] == "cart" {
+			if s, ok := c["last_snapshot"].(map[string]any); ok {
+				return s
+			}
+		}
+	}
+	return nil
+}
+
+func getJSON(addr, path string, v any) error {
+	client := &http.Client{Timeout: 5 * time.Second}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get("http://" + addr + path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return errors.New(resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// procRSS is a process's resident set size in bytes (0 if unreadable).
+func procRSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	return parseVmRSS(string(b))
+}
+
+// parseVmRSS reads the VmRSS line ("VmRSS:     1234 kB") of /proc/<pid>/status.
+func parseVmRSS(status string) int64 {
+	for line := range strings.Lines(status) {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(rest)
+			if len(f) >= 1 {
+				kb, err := strconv.ParseInt(f[0], 10, 64)
+				if err == nil {
+					return kb * 1024
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// progressLine prints label and what() on stderr every second until stopped.
+func progressLine(stderr io.Writer, label string, what func() string) (stop func()) {
+	done, finished := make(chan struct{}), make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				fmt.Fprintf(stderr, "\r%s: %s in %.1fs%20s\n", label, what(), time.Since(start).Seconds(), "")
+				return
+			case <-t.C:
+				fmt.Fprintf(stderr, "\r%s: %4.0fs, %s", label, time.Since(start).Seconds(), what())
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+func printState(w io.Writer, res stateResult) {
+	fmt.Fprintf(w, "target    %s\n", res.Target)
+	fmt.Fprintf(w, "load      open loop at %.0f/s over every cart, %.0f%% cart/get, budget %d ms\n", res.RatePerS, res.Queries*100, res.BudgetMs)
+	fmt.Fprintln(w, "stall: a second in which more than 1% of the requests due missed (not 2xx within budget)")
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "items\tpreload\tgoodput/s\tmissed\tp50/p99/p99.9/max ms (2xx)\tstall s (longest)\tworst s missed\tnode cpu/req\tRSS MB\tB/item/replica\tsnapshot\trestart\trestored\t")
+	for _, r := range res.Runs {
+		cpu := "n/a"
+		if r.Load.NodeCPUSPerRequest != nil {
+			cpu = fmt.Sprintf("%.0f µs", *r.Load.NodeCPUSPerRequest*1e6)
+		}
+		snap := "n/a"
+		if r.Snapshot != nil {
+			snap = fmt.Sprintf("%v B, %v ms", r.Snapshot["bytes"], r.Snapshot["duration_ms"])
+		}
+		missed := r.Load.Sent - r.Load.OnTime2xx
+		fmt.Fprintf(tw, "%d\t%.1fs (%.0f/s)\t%.0f\t%d of %d\t%.1f/%.1f/%.1f/%.1f\t%d (%d)\t%.1f%%\t%s\t%.0f\t%.0f\t%s\t%.2fs\t%v\t\n",
+			r.Items, r.PreloadS, r.PreloadItemsPerS, r.Load.GoodputPerS, missed, r.Load.Sent,
+			r.Load.OK.P50Ms, r.Load.OK.P99Ms, r.Load.OK.P999Ms, r.Load.OK.MaxMs,
+			r.Load.StallSeconds, r.Load.LongestStallS, r.Load.WorstSecondMissFraction*100, cpu,
+			float64(r.RSSAfterBytes)/(1<<20), r.RSSPerItemReplicaBytes, snap, r.RestartS, r.RestoredOK)
+	}
+	_ = tw.Flush()
+}
