@@ -12,6 +12,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -65,6 +68,7 @@ func dev(args []string, stdout, stderr io.Writer) error {
 	chaos := fs.Bool("chaos", false, "enable the chaos API: POST /v1/admin/kill")
 	fsync := fs.String("fsync", "always", "op log fsync policy: always | interval | none (see persistence docs)")
 	logLevel := fs.String("log-level", "info", "debug | info | warn | error")
+	debugAddr := fs.String("debug-addr", "", "serve Go's profiler (/debug/pprof/: cpu, heap, goroutine, trace) on this address, e.g. 127.0.0.1:6060; off by default")
 	admission := fs.Bool("admission", true, "the front door: refuse at once (503 overloaded) what the node cannot serve in time; false only to compare (an overloaded node without it collapses)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -104,6 +108,13 @@ func dev(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *debugAddr != "" {
+		stopDebug, err := serveDebug(*debugAddr, log)
+		if err != nil {
+			return errors.Join(err, node.Stop())
+		}
+		defer stopDebug()
+	}
 	addr := node.HTTPAddr()
 	fmt.Fprintf(stdout, `tempest-node dev: %d clones each of cart, chat; data in %s
   gateway  http://%s
@@ -128,4 +139,23 @@ func dev(args []string, stdout, stderr io.Writer) error {
 	case <-time.After(15 * time.Second):
 		return errors.New("stop timed out")
 	}
+}
+
+// serveDebug serves net/http/pprof on its own listener, apart from the
+// gateway: profiling a node must not go through the front door it studies.
+func serveDebug(addr string, log *zap.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--debug-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("profiler listening", zap.String("addr", "http://"+ln.Addr().String()+"/debug/pprof/"))
+	return func() { _ = srv.Close() }, nil
 }
