@@ -121,19 +121,50 @@ func (c *CloneLog) LoadSnapshot() (data []byte, pos uint64, ok bool, err error) 
 		return nil, 0, false, err
 	}
 	defer c.db.release()
-	v, closer, err := c.db.get(c.db.pdb, snapKey(c.prefix))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, 0, false, nil
-	}
+	lo, hi := snapBounds(c.prefix)
+	it, err := c.db.pdb.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return nil, 0, false, err
 	}
-	defer closer.Close()
+	defer it.Close()
+	if !it.Last() {
+		return nil, 0, false, it.Error()
+	}
+	data, pos, err = c.decodeSnapshotChunks(it)
+	if err != nil {
+		return nil, 0, false, err
+	}
+	return data, pos, true, nil
+}
+
+// decodeSnapshotChunks reads the snapshot whose last chunk it is positioned
+// on. A snapshot is a single chunk 0 today; a chunk number above 0 is from a
+// newer version of this package (chunked snapshots), which this one refuses
+// rather than misread.
+func (c *CloneLog) decodeSnapshotChunks(it *pebble.Iterator) ([]byte, uint64, error) {
+	p, err := decodeKey(it.Key())
+	if err != nil {
+		return nil, 0, fmt.Errorf("clone %s: %w", c.id, err)
+	}
+	if p.kind != kindSnapChunk || p.clone != c.id {
+		return nil, 0, corruptf("clone %s: unexpected key %q in snapshot range", c.id, it.Key())
+	}
+	if p.chunk != 0 {
+		return nil, 0, fmt.Errorf("%w: clone %s: snapshot generation %d has chunk %d; this version reads single-chunk snapshots only",
+			ErrIncompatible, c.id, p.pos, p.chunk)
+	}
+	v, err := it.ValueAndErr()
+	if err != nil {
+		return nil, 0, err
+	}
 	pos, d, err := decodeSnapshot(v)
 	if err != nil {
-		return nil, 0, false, fmt.Errorf("clone %s: %w", c.id, err)
+		return nil, 0, fmt.Errorf("clone %s: %w", c.id, err)
 	}
-	return bytes.Clone(d), pos, true, nil
+	if pos != p.pos {
+		return nil, 0, corruptf("clone %s: snapshot generation %d holds a snapshot at %d", c.id, p.pos, pos)
+	}
+	return bytes.Clone(d), pos, nil
 }
 
 // Prune deletes the log records with pos <= keepAfter and their index

@@ -459,7 +459,13 @@ func (gs *group) apply(o *op) (r result, fatal error) {
 		if cc.hdr.hasSnap && o.pos < cc.hdr.snapPos {
 			return result{err: fmt.Errorf("%w: clone %s: snapshot at %d, stored one covers %d", ErrStaleSnapshot, c.id, o.pos, cc.hdr.snapPos)}, nil
 		}
-		if err := gs.b.Set(snapKey(c.prefix), o.val, nil); err != nil {
+		// One generation per clone: the previous snapshot's chunks go in
+		// the same batch (see keys.go).
+		lo, hi := snapBounds(c.prefix)
+		if err := gs.b.DeleteRange(lo, hi, nil); err != nil {
+			return result{}, err
+		}
+		if err := gs.b.Set(snapChunkKey(c.prefix, o.pos, 0), o.val, nil); err != nil {
 			return result{}, err
 		}
 		cc.hdr.hasSnap, cc.hdr.snapPos, cc.hdrDirty = true, o.pos, true
@@ -476,6 +482,10 @@ func (gs *group) apply(o *op) (r result, fatal error) {
 
 	case opDrop:
 		gs.dropped = append(gs.dropped, c.id)
+		lo, hi := snapBounds(c.prefix)
+		if err := gs.b.DeleteRange(lo, hi, nil); err != nil {
+			return result{}, err
+		}
 		return result{}, gs.b.DeleteRange(c.prefix, cloneEnd(c.prefix), nil)
 	}
 	return result{}, fmt.Errorf("persistence: unknown op kind %d", o.kind)

@@ -95,7 +95,7 @@ func Open(o Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("persistence: open %s: %w", o.Dir, err)
 	}
-	if err := checkFormat(pdb); err != nil {
+	if err := checkFormat(pdb, log); err != nil {
 		return nil, errors.Join(err, pdb.Close())
 	}
 	db := &DB{
@@ -119,8 +119,9 @@ func Open(o Options) (*DB, error) {
 	return db, nil
 }
 
-// checkFormat writes the format marker into a new database, or verifies it.
-func checkFormat(pdb *pebble.DB) error {
+// checkFormat writes the format marker into a new database, or verifies it,
+// upgrading a format-1 database in place (upgradeV1).
+func checkFormat(pdb *pebble.DB, log *zap.Logger) error {
 	v, closer, err := pdb.Get(formatKey)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
@@ -139,10 +140,64 @@ func checkFormat(pdb *pebble.DB) error {
 	case err != nil:
 		return err
 	}
-	defer closer.Close()
-	if !bytes.Equal(v, formatValue) {
-		return fmt.Errorf("%w: format marker %q, want %q", ErrIncompatible, v, formatValue)
+	marker := bytes.Clone(v)
+	_ = closer.Close()
+	switch {
+	case bytes.Equal(marker, formatValue):
+		return nil
+	case bytes.Equal(marker, formatValueV1):
+		if err := upgradeV1(pdb, log); err != nil {
+			return fmt.Errorf("persistence: upgrading format 1 to 2: %w", err)
+		}
+		return nil
 	}
+	return fmt.Errorf("%w: format marker %q, want %q (or %q, which is upgraded)", ErrIncompatible, marker, formatValue, formatValueV1)
+}
+
+// upgradeV1 moves every clone's snapshot from its format-1 key inside the
+// clone range to chunk 0 of its generation in the snapshot range (keys.go),
+// and writes the format-2 marker, all in one synced batch: a crash leaves
+// either format 1 untouched or format 2 complete. It reads one key per clone.
+func upgradeV1(pdb *pebble.DB, log *zap.Logger) error {
+	b := pdb.NewBatch()
+	defer b.Close()
+	it, err := pdb.NewIter(&pebble.IterOptions{LowerBound: []byte{tagClone}, UpperBound: []byte{tagClone + 1}})
+	if err != nil {
+		return err
+	}
+	moved := 0
+	for valid := it.First(); valid; {
+		p, err := decodeKey(it.Key())
+		if err != nil {
+			return errors.Join(err, it.Close())
+		}
+		prefix := clonePrefix(p.clone)
+		if it.SeekGE(legacySnapKey(prefix)) && bytes.Equal(it.Key(), legacySnapKey(prefix)) {
+			v, err := it.ValueAndErr()
+			if err != nil {
+				return errors.Join(err, it.Close())
+			}
+			pos, _, err := decodeSnapshot(v)
+			if err != nil {
+				return errors.Join(fmt.Errorf("clone %s: %w", p.clone, err), it.Close())
+			}
+			if err := errors.Join(b.Set(snapChunkKey(prefix, pos, 0), v, nil), b.Delete(legacySnapKey(prefix), nil)); err != nil {
+				return errors.Join(err, it.Close())
+			}
+			moved++
+		}
+		valid = it.SeekGE(cloneEnd(prefix))
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return err
+	}
+	if err := b.Set(formatKey, formatValue, nil); err != nil {
+		return err
+	}
+	if err := pdb.Apply(b, pebble.Sync); err != nil {
+		return err
+	}
+	log.Info("persistence: upgraded the database from format 1 to 2", zap.Int("snapshots_moved", moved))
 	return nil
 }
 

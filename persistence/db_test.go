@@ -654,11 +654,25 @@ func TestCorruptStoredData(t *testing.T) {
 		t.Fatalf("Range over mismatched index: %v", err)
 	}
 	// Corrupt snapshot.
-	if err := db.pdb.Set(snapKey(c.prefix), []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}, pebble.Sync); err != nil {
+	if err := db.pdb.Set(snapChunkKey(c.prefix, 3, 0), []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}, pebble.Sync); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, _, err := c.LoadSnapshot(); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("LoadSnapshot: %v", err)
+	}
+	// A valid snapshot value under the wrong generation.
+	if err := db.pdb.Set(snapChunkKey(c.prefix, 3, 0), encodeSnapshot(2, []byte("s")), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := c.LoadSnapshot(); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("LoadSnapshot of a mislabelled generation: %v", err)
+	}
+	// A chunked snapshot (a later version's) is refused, not misread.
+	if err := db.pdb.Set(snapChunkKey(c.prefix, 3, 1), []byte("chunk 1"), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := c.LoadSnapshot(); !errors.Is(err, ErrIncompatible) {
+		t.Fatalf("LoadSnapshot of a chunked snapshot: %v", err)
 	}
 	// Corrupt bookkeeping of a clone the committer has not loaded yet: its
 	// writes fail cleanly, other clones are unaffected.
@@ -703,5 +717,103 @@ func TestIncompatibleDirectory(t *testing.T) {
 	o.FS = fs
 	if _, err := Open(o); !errors.Is(err, ErrIncompatible) {
 		t.Fatalf("Open over foreign data: %v, want ErrIncompatible", err)
+	}
+}
+
+// TestUpgradeFormat1 opens a format-1 database (snapshots inside the clone
+// range) and finds its snapshots moved to the snapshot range, everything else
+// intact, and the marker rewritten; an unknown marker is refused.
+func TestUpgradeFormat1(t *testing.T) {
+	o := memOptions()
+	db, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := db.Clone("cart/1"), db.Clone("cart/2")
+	mustAppend(t, a, rec("o", 1), rec("o", 2), rec("o", 3))
+	mustAppend(t, b, rec("o", 1))
+	if err := a.SaveSnapshot([]byte("a@2"), 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Prune(2); err != nil {
+		t.Fatal(err)
+	}
+	// Rewrite it as format 1 would have stored it.
+	lo, hi := snapBounds(a.prefix)
+	for _, err := range []error{
+		db.pdb.DeleteRange(lo, hi, pebble.Sync),
+		db.pdb.Set(legacySnapKey(a.prefix), encodeSnapshot(2, []byte("a@2")), pebble.Sync),
+		db.pdb.Set(formatKey, formatValueV1, pebble.Sync),
+		db.Close(),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	db = openT(t, o)
+	a, b = db.Clone("cart/1"), db.Clone("cart/2")
+	if data, pos, ok, err := a.LoadSnapshot(); err != nil || !ok || pos != 2 || string(data) != "a@2" {
+		t.Fatalf("snapshot after upgrade: %q %d %v %v", data, pos, ok, err)
+	}
+	if _, _, ok, err := b.LoadSnapshot(); ok || err != nil {
+		t.Fatalf("clone without snapshot: %v %v", ok, err)
+	}
+	if n := countKeys(t, db, legacySnapKey(a.prefix)); n != 0 {
+		t.Fatalf("%d format-1 snapshot keys left", n)
+	}
+	if got := replayAll(t, a, 2); len(got) != 1 || got[0].pos != 3 {
+		t.Fatalf("replay after upgrade: %+v", got)
+	}
+	if p := mustAppend(t, a, rec("o", 1)); p != 2 {
+		t.Fatalf("pruned duplicate after upgrade: pos %d, want prune point 2", p)
+	}
+	v, closer, err := db.pdb.Get(formatKey)
+	if err != nil || string(v) != string(formatValue) {
+		t.Fatalf("marker after upgrade: %q %v", v, err)
+	}
+	_ = closer.Close()
+
+	if err := db.pdb.Set(formatKey, []byte("tempest-persistence-9"), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(o); !errors.Is(err, ErrIncompatible) || !strings.Contains(err.Error(), "tempest-persistence-9") {
+		t.Fatalf("Open with an unknown marker: %v, want ErrIncompatible naming it", err)
+	}
+}
+
+// TestSnapshotRangeHoldsOneGeneration checks the snapshot key range: a new
+// snapshot replaces the previous generation in the same batch, nothing of it
+// lands in the clone range, and Drop empties it.
+func TestSnapshotRangeHoldsOneGeneration(t *testing.T) {
+	db := openT(t, memOptions())
+	c := db.Clone("cart/1")
+	mustAppend(t, c, rec("o", 1), rec("o", 2))
+	for _, pos := range []uint64{1, 2, 2} {
+		if err := c.SaveSnapshot([]byte(fmt.Sprintf("s@%d", pos)), pos); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lo, _ := snapBounds(c.prefix)
+	if n := countKeys(t, db, lo); n != 1 {
+		t.Fatalf("%d snapshot keys after three saves, want 1", n)
+	}
+	if n := countKeys(t, db, legacySnapKey(c.prefix)); n != 0 {
+		t.Fatalf("snapshot written inside the clone range")
+	}
+	if data, pos, ok, err := c.LoadSnapshot(); err != nil || !ok || pos != 2 || string(data) != "s@2" {
+		t.Fatalf("LoadSnapshot = %q %d %v %v", data, pos, ok, err)
+	}
+	if err := c.Drop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := countKeys(t, db, lo); n != 0 {
+		t.Fatalf("%d snapshot keys after Drop", n)
+	}
+	if _, _, ok, err := c.LoadSnapshot(); ok || err != nil {
+		t.Fatalf("snapshot after Drop: %v %v", ok, err)
 	}
 }

@@ -92,7 +92,23 @@
 // Keys are binary and big-endian; each clone's keys form one contiguous range
 // (see keys.go): 0x01 | u16 len(id) | id | kind | suffix, with kinds header,
 // log (| u64 pos), index (| u16 len(origin) | origin | u64 seq -> u64 pos),
-// origin state, snapshot and meta (| key). Record and snapshot values carry a
-// version byte and a CRC-32C; every decoder rejects malformed bytes with
-// ErrCorrupt and has a Fuzz target.
+// origin state and meta (| key). Snapshots, large values, are in a range of
+// their own after every clone's, so they never share an sstable block with
+// keys that point reads look up: 0x02 | u16 len(id) | id | u64 generation |
+// u32 chunk, one generation per clone, a single chunk 0 today (room for
+// chunked snapshots). Format version 2; Open upgrades a version-1 database in
+// place. Record and snapshot values carry a version byte and a CRC-32C; every
+// decoder rejects malformed bytes with ErrCorrupt and has a Fuzz target.
+//
+// # Duplicate detection and pebble settings
+//
+// Append's "already stored?" is answered from memory (dedup.go): per clone
+// and origin, the seqs in the log as ranges, the pruned ranges, and capped
+// seq-to-position runs; the write path makes no pebble read per record.
+// pebble is configured for a write-heavy log (pebble.go): bloom filters on
+// L0-L5, 32 MiB memtables, writes stopped only at 4 queued memtables or 24
+// L0 sublevels, a 64 MiB block cache (Options.CacheBytes). Stats.PointReads
+// counts the store's pebble Gets; DB.PebbleMetrics summarises pebble's own
+// metrics (stalls, flushes, compactions, read amplification, cache hit rate,
+// memtable and disk bytes) for a status page.
 package persistence

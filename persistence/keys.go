@@ -1,6 +1,7 @@
 package persistence
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/binary"
 	"fmt"
@@ -9,7 +10,7 @@ import (
 	"slices"
 )
 
-// On-disk layout (format version 1). Every key and value written by this
+// On-disk layout (format version 2). Every key and value written by this
 // package is built and parsed here; nothing else touches raw bytes.
 //
 // Keys are binary and ordered so that each clone's data is one contiguous key
@@ -20,8 +21,26 @@ import (
 //	0x01 | u16 len(id) | id | kindLog    | u64 pos           -> record value
 //	0x01 | u16 len(id) | id | kindIndex  | u16 len(origin) | origin | u64 seq -> u64 pos
 //	0x01 | u16 len(id) | id | kindOrigin | origin            -> origin state
-//	0x01 | u16 len(id) | id | kindSnap                       -> snapshot value
 //	0x01 | u16 len(id) | id | kindMeta   | key               -> raw bytes
+//	0x02 | u16 len(id) | id | u64 generation | u32 chunk     -> snapshot chunk
+//
+// Snapshots live in their own top-level range (tagSnap), after every clone's
+// log, index and bookkeeping: a snapshot is the clone's whole state, megabytes
+// in one value, and pebble stores a value inside one data block. Next to the
+// small keys that point reads look up (header, origin state, meta, a log
+// record), such a block could be the one a lookup lands on and decompresses.
+// In their own range they share no block with anything else; only
+// LoadSnapshot reads them. The generation is the log position the snapshot
+// covers; a clone's snapshot range holds one generation (SaveSnapshot
+// range-deletes the clone's snapshot range in the batch that writes the new
+// one). Chunk numbers are for snapshots split into many bounded values: today
+// a snapshot is the single chunk 0, holding the whole snapshot value.
+//
+// Format version 1 stored the snapshot value inside the clone range under
+// 0x01 | u16 len(id) | id | kindSnap (0x05). Open upgrades a version-1
+// database in place (moves each snapshot to chunk 0 of its generation and
+// rewrites the marker, in one batch); a version-2 database is refused by a
+// version-1 binary with its format-marker error (ErrIncompatible).
 //
 // All integers are big-endian so that byte order equals numeric order. The id
 // is length-prefixed so that no clone's key range contains another's ("a" and
@@ -40,14 +59,19 @@ const (
 	valueVersion byte = 1 // first byte of every structured value
 
 	tagClone byte = 0x01 // first byte of every per-clone key
+	tagSnap  byte = 0x02 // first byte of every snapshot chunk key
 
 	kindHeader byte = 0x01
 	kindLog    byte = 0x02
 	kindIndex  byte = 0x03
 	kindOrigin byte = 0x04
-	kindSnap   byte = 0x05
+	kindSnap   byte = 0x05 // format 1 only: the snapshot inside the clone range
 	kindMeta   byte = 0x06
 	kindEnd    byte = 0xFF // never stored: exclusive upper bound of a clone's range
+
+	// kindSnapChunk is not a stored kind byte: parsedKey uses it for the
+	// keys of the tagSnap range.
+	kindSnapChunk byte = 0x80
 
 	// maxPrunedRanges bounds how many disjoint runs of pruned sequence
 	// numbers an origin remembers (see originState).
@@ -57,7 +81,9 @@ const (
 // formatKey sorts before every per-clone key (0x00 < tagClone).
 var (
 	formatKey   = []byte("\x00tempest/persistence/format")
-	formatValue = []byte("tempest-persistence-1")
+	formatValue = []byte("tempest-persistence-2")
+	// formatValueV1 is the marker of format version 1, which Open upgrades.
+	formatValueV1 = []byte("tempest-persistence-1")
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -86,8 +112,34 @@ func kindKey(prefix []byte, kind byte, extra int) []byte {
 }
 
 func headerKey(prefix []byte) []byte { return kindKey(prefix, kindHeader, 0) }
-func snapKey(prefix []byte) []byte   { return kindKey(prefix, kindSnap, 0) }
 func cloneEnd(prefix []byte) []byte  { return kindKey(prefix, kindEnd, 0) }
+
+// legacySnapKey is where format version 1 kept a clone's snapshot.
+func legacySnapKey(prefix []byte) []byte { return kindKey(prefix, kindSnap, 0) }
+
+// snapPrefix returns 0x02 | u16 len | id: the start of the clone's snapshot
+// range, given its clone prefix (0x01 | u16 len | id).
+func snapPrefix(prefix []byte) []byte {
+	b := bytes.Clone(prefix)
+	b[0] = tagSnap
+	return b
+}
+
+// snapBounds returns [first, end) over all snapshot chunk keys of the clone.
+// The end is the prefix followed by 0xFF..: every chunk key has 12 more
+// bytes after the prefix, so appending 13 0xFF bytes bounds them all.
+func snapBounds(prefix []byte) (lo, hi []byte) {
+	lo = snapPrefix(prefix)
+	hi = append(bytes.Clone(lo), bytes.Repeat([]byte{0xFF}, 13)...)
+	return lo, hi
+}
+
+// snapChunkKey returns 0x02 | u16 len(id) | id | u64 gen | u32 chunk.
+func snapChunkKey(prefix []byte, gen uint64, chunk uint32) []byte {
+	b := snapPrefix(prefix)
+	b = binary.BigEndian.AppendUint64(b, gen)
+	return binary.BigEndian.AppendUint32(b, chunk)
+}
 
 func logKey(prefix []byte, pos uint64) []byte {
 	return binary.BigEndian.AppendUint64(kindKey(prefix, kindLog, 8), pos)
@@ -125,17 +177,18 @@ func metaKey(prefix []byte, key string) []byte {
 type parsedKey struct {
 	clone  string
 	kind   byte
-	pos    uint64 // kindLog
+	pos    uint64 // kindLog; kindSnapChunk: the generation
 	origin string // kindIndex, kindOrigin
 	seq    uint64 // kindIndex
 	meta   string // kindMeta
+	chunk  uint32 // kindSnapChunk
 }
 
 // decodeKey parses a per-clone key, rejecting anything encodeKey could not
 // have produced.
 func decodeKey(k []byte) (parsedKey, error) {
 	var p parsedKey
-	if len(k) < 3 || k[0] != tagClone {
+	if len(k) < 3 || (k[0] != tagClone && k[0] != tagSnap) {
 		return p, corruptf("key %q: not a clone key", k)
 	}
 	n := int(binary.BigEndian.Uint16(k[1:3]))
@@ -143,6 +196,16 @@ func decodeKey(k []byte) (parsedKey, error) {
 		return p, corruptf("key %q: bad clone id length %d", k, n)
 	}
 	p.clone = string(k[3 : 3+n])
+	if k[0] == tagSnap {
+		rest := k[3+n:]
+		if len(rest) != 12 {
+			return p, corruptf("key %q: snapshot key suffix has %d bytes, want 12", k, len(rest))
+		}
+		p.kind = kindSnapChunk
+		p.pos = binary.BigEndian.Uint64(rest)
+		p.chunk = binary.BigEndian.Uint32(rest[8:])
+		return p, nil
+	}
 	p.kind = k[3+n]
 	rest := k[3+n+1:]
 	switch p.kind {
@@ -193,6 +256,8 @@ func encodeKey(p parsedKey) []byte {
 		return originKey(prefix, p.origin)
 	case kindMeta:
 		return metaKey(prefix, p.meta)
+	case kindSnapChunk:
+		return snapChunkKey(prefix, p.pos, p.chunk)
 	default:
 		return kindKey(prefix, p.kind, 0)
 	}

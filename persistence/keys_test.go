@@ -17,7 +17,7 @@ func TestKeyRoundTripAndOrder(t *testing.T) {
 		{clone: "cart/2", kind: kindLog, pos: math.MaxUint64},
 		{clone: "cart/2", kind: kindIndex, origin: "cart/1", seq: 7},
 		{clone: "cart/2", kind: kindOrigin, origin: "cart/1"},
-		{clone: "cart/2", kind: kindSnap},
+		{clone: "cart/2", kind: kindSnap}, // format 1 only (upgraded at Open)
 		{clone: "cart/2", kind: kindMeta, meta: "epoch"},
 	}
 	var prev []byte
@@ -38,6 +38,30 @@ func TestKeyRoundTripAndOrder(t *testing.T) {
 		if !bytes.HasPrefix(k, p) || bytes.Compare(k, cloneEnd(p)) >= 0 {
 			t.Fatalf("key %q outside the clone's range", k)
 		}
+	}
+	// Snapshot chunks: after every clone's keys (so they share no sstable
+	// block with the keys point reads look up), ordered by generation then
+	// chunk, inside the clone's snapshot range, and round-tripping.
+	p := clonePrefix("cart/2")
+	lo, hi := snapBounds(p)
+	last := cloneEnd(clonePrefix("zzzz"))
+	var prevSnap []byte
+	for _, gc := range [][2]uint64{{0, 0}, {1, 0}, {1, 1}, {1, math.MaxUint32}, {256, 0}, {math.MaxUint64, math.MaxUint32}} {
+		want := parsedKey{clone: "cart/2", kind: kindSnapChunk, pos: gc[0], chunk: uint32(gc[1])}
+		k := encodeKey(want)
+		if got, err := decodeKey(k); err != nil || got != want {
+			t.Fatalf("snapshot key round trip: %+v %v, want %+v", got, err, want)
+		}
+		if bytes.Compare(k, last) <= 0 || bytes.Compare(k, lo) < 0 || bytes.Compare(k, hi) >= 0 {
+			t.Fatalf("snapshot key %q outside [%q, %q) or not after the clone ranges", k, lo, hi)
+		}
+		if prevSnap != nil && bytes.Compare(prevSnap, k) >= 0 {
+			t.Fatalf("snapshot keys out of order: %q >= %q", prevSnap, k)
+		}
+		prevSnap = k
+	}
+	if k := snapChunkKey(clonePrefix("cart/22"), 0, 0); bytes.Compare(k, lo) >= 0 && bytes.Compare(k, hi) < 0 {
+		t.Fatal("clone cart/22's snapshot falls in cart/2's snapshot range")
 	}
 	// Positions sort numerically.
 	if bytes.Compare(logKey(clonePrefix("a"), 255), logKey(clonePrefix("a"), 256)) >= 0 {
@@ -72,6 +96,8 @@ func TestDecodersRejectCorrupt(t *testing.T) {
 		{"key header trailing", func() error { _, err := decodeKey(append(headerKey(clonePrefix("a")), 0)); return err }},
 		{"key index truncated", func() error { k := indexKey(clonePrefix("a"), "o", 1); _, err := decodeKey(k[:len(k)-1]); return err }},
 		{"key empty meta", func() error { _, err := decodeKey(kindKey(clonePrefix("a"), kindMeta, 0)); return err }},
+		{"key short snapshot", func() error { k := snapChunkKey(clonePrefix("a"), 1, 0); _, err := decodeKey(k[:len(k)-1]); return err }},
+		{"key snapshot pseudo-kind in clone range", func() error { _, err := decodeKey(kindKey(clonePrefix("a"), kindSnapChunk, 0)); return err }},
 		{"record short", func() error { _, err := decodeRecord(goodRec[:10]); return err }},
 		{"record bit flip", func() error { _, err := decodeRecord(flipped); return err }},
 		{"record version", func() error { v := bytes.Clone(goodRec); v[0] = 9; _, err := decodeRecord(v); return err }},
@@ -193,7 +219,7 @@ func checkCorrupt(t *testing.T, err error) {
 
 func FuzzDecodeKey(f *testing.F) {
 	p := clonePrefix("cart/2")
-	for _, k := range [][]byte{headerKey(p), logKey(p, 42), indexKey(p, "cart/1", 9), originKey(p, "o"), snapKey(p), metaKey(p, "m"), formatKey, {}} {
+	for _, k := range [][]byte{headerKey(p), logKey(p, 42), indexKey(p, "cart/1", 9), originKey(p, "o"), legacySnapKey(p), snapChunkKey(p, 7, 0), metaKey(p, "m"), formatKey, {}} {
 		f.Add(k)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
