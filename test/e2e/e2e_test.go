@@ -53,8 +53,21 @@ var gatewayLine = regexp.MustCompile(`gateway\s+http://(\S+)`)
 
 func startNode(t *testing.T, dataDir string, extra ...string) *node {
 	t.Helper()
-	args := append([]string{"dev", "--http", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "warn"}, extra...)
-	cmd := exec.Command(binary, args...)
+	return startNodeCmd(t, dataDir, binary, extra...)
+}
+
+// startNodeCmd starts `tempest-node dev` through prog: the binary itself,
+// or a wrapper (taskset) whose last argument in pre is the binary.
+func startNodeCmd(t *testing.T, dataDir, prog string, pre ...string) *node {
+	t.Helper()
+	var args []string
+	if prog != binary {
+		args = pre
+		pre = nil
+	}
+	args = append(args, "dev", "--http", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "warn")
+	args = append(args, pre...)
+	cmd := exec.Command(prog, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
