@@ -54,13 +54,29 @@ type LatencySummary struct {
 	P50Us int64  `json:"p50_us"`
 	P99Us int64  `json:"p99_us"`
 	MaxUs int64  `json:"max_us"`
+	// Buckets are the counts since start: bucket i holds [2^(i-1), 2^i)
+	// µs (bucket 0: under 1 µs), trailing empty buckets left out. Two reads
+	// subtracted give the figures of the time between them (a benchmark
+	// run).
+	Buckets []uint64 `json:"buckets_pow2_us,omitempty"`
 }
 
 func (h *latencyHist) summary() LatencySummary {
-	return LatencySummary{
+	s := LatencySummary{
 		Count: h.count.Load(),
 		P50Us: h.quantile(0.5).Microseconds(),
 		P99Us: h.quantile(0.99).Microseconds(),
 		MaxUs: time.Duration(h.max.Load()).Microseconds(),
 	}
+	var b [len(h.buckets)]uint64
+	last := -1
+	for i := range h.buckets {
+		if b[i] = h.buckets[i].Load(); b[i] > 0 {
+			last = i
+		}
+	}
+	if last >= 0 {
+		s.Buckets = b[:last+1]
+	}
+	return s
 }

@@ -7,7 +7,7 @@ import (
 
 func TestLatencyHistQuantiles(t *testing.T) {
 	var h latencyHist
-	if s := h.summary(); s != (LatencySummary{}) {
+	if s := h.summary(); s.Count != 0 || s.P99Us != 0 || s.Buckets != nil {
 		t.Fatalf("empty: %+v", s)
 	}
 	for i := 0; i < 990; i++ {
@@ -22,5 +22,8 @@ func TestLatencyHistQuantiles(t *testing.T) {
 	}
 	if s.P99Us != 4096 {
 		t.Fatalf("p99 %d µs, want 4096 (the 3 ms bucket: 10 of 1000 are there)", s.P99Us)
+	}
+	if len(s.Buckets) != 13 || s.Buckets[4] != 990 || s.Buckets[12] != 10 {
+		t.Fatalf("buckets %v: want 990 in bucket 4 ([8,16) µs), 10 in bucket 12 ([2048,4096) µs), none after", s.Buckets)
 	}
 }

@@ -149,7 +149,15 @@ type openRun struct {
 	// Per second of the schedule (by intended send time): a stall second is
 	// one in which more than 1% of the requests sent missed (were not 2xx
 	// within budget). LongestStallS is the longest run of them.
-	StallSeconds            int     `json:"stall_seconds"`
+	StallSeconds int `json:"stall_seconds"`
+	// NodeRefusals and NodeRefusalP99Us: the 503s of the node's front door
+	// during the run and the p99 of the node's own time to write them (from
+	// the headers read to the answer written), from the difference of
+	// /v1/status refusal_time histograms before and after the run (p99 is a
+	// bucket's upper bound, at most 2x high). Absent when the node does not
+	// report them.
+	NodeRefusals            *uint64 `json:"node_refusals,omitempty"`
+	NodeRefusalP99Us        *int64  `json:"node_refusal_p99_us,omitempty"`
 	LongestStallS           int     `json:"longest_stall_s"`
 	WorstSecondMissFraction float64 `json:"worst_second_miss_fraction"`
 }
@@ -309,6 +317,7 @@ func (l *loader) run(ctx context.Context, rate float64, d time.Duration, label s
 		gen0 = l.tgt.genCPU()
 	}
 	dials0 := l.dials.Load()
+	ref0, refOK := refusalBuckets(l.tgt.addr)
 	sys0, sysOK := systemBusy()
 	self0 := rusageSelf()
 	type job struct {
@@ -369,6 +378,9 @@ func (l *loader) run(ctx context.Context, rate float64, d time.Duration, label s
 	r := account(outs, rate, d, l.budget)
 	r.WallS = wall.Seconds()
 	r.Dials = l.dials.Load() - dials0
+	if ref1, ok := refusalBuckets(l.tgt.addr); ok && refOK {
+		r.NodeRefusals, r.NodeRefusalP99Us = refusalDelta(ref0, ref1)
+	}
 	cpu1, ok := l.tgt.cpu()
 	if ok && cpuOK && r.Sent > 0 {
 		perReq, util := (cpu1-cpu0)/float64(r.Sent), (cpu1-cpu0)/wall.Seconds()
@@ -797,9 +809,13 @@ func printOpenTable(w io.Writer, res openResult) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "latency from the intended send time, ms: count p50/p99/p99.9/max")
 	tw = newTableWriter(w)
-	tw.row("x cap", "offered/s", "2xx", "503", "504", "other (client timeouts, errors)")
+	tw.row("x cap", "offered/s", "2xx", "503", "504", "other (client timeouts, errors)", "node's own time to a 503: count p99 µs")
 	for _, r := range res.Runs {
-		tw.row(fmtMultiple(r.Multiple), f0(r.OfferedPerS), fmtLat(r.OK), fmtLat(r.Refused), fmtLat(r.Timeout), fmtLat(r.Other))
+		own := "n/a"
+		if r.NodeRefusals != nil {
+			own = fmt.Sprintf("%d  %s", *r.NodeRefusals, fptrInt(r.NodeRefusalP99Us))
+		}
+		tw.row(fmtMultiple(r.Multiple), f0(r.OfferedPerS), fmtLat(r.OK), fmtLat(r.Refused), fmtLat(r.Timeout), fmtLat(r.Other), own)
 	}
 	tw.flush()
 	fmt.Fprintln(w)
@@ -879,4 +895,49 @@ func (t *tableWriter) flush() {
 		fmt.Fprintln(t.w, b.String())
 	}
 	t.rows = nil
+}
+
+// refusalBuckets reads the node's refusal_time histogram from /v1/status.
+func refusalBuckets(addr string) ([]uint64, bool) {
+	var st struct {
+		RefusalTime *struct {
+			Buckets []uint64 `json:"buckets_pow2_us"`
+		} `json:"refusal_time"`
+	}
+	if err := getJSON(addr, "/v1/status", &st); err != nil || st.RefusalTime == nil {
+		return nil, false
+	}
+	return st.RefusalTime.Buckets, true
+}
+
+// refusalDelta returns the count and p99 (a bucket's upper bound, in µs;
+// bucket i holds [2^(i-1), 2^i) µs) of what after holds beyond before.
+func refusalDelta(before, after []uint64) (*uint64, *int64) {
+	d := make([]uint64, len(after))
+	var n uint64
+	for i, a := range after {
+		if i < len(before) {
+			a -= min(a, before[i])
+		}
+		d[i] = a
+		n += a
+	}
+	if n == 0 {
+		return &n, nil
+	}
+	rank, seen := uint64(0.99*float64(n)), uint64(0)
+	for i, c := range d {
+		if seen += c; seen > rank {
+			p := int64(1) << i
+			return &n, &p
+		}
+	}
+	return &n, nil
+}
+
+func fptrInt(p *int64) string {
+	if p == nil {
+		return "-"
+	}
+	return fmt.Sprintf("<= %d", *p)
 }

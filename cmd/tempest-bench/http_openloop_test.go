@@ -337,3 +337,17 @@ func TestStallSeconds(t *testing.T) {
 		t.Errorf("worst second's miss fraction %v, want 0.5", r.WorstSecondMissFraction)
 	}
 }
+
+// TestRefusalDelta: the node's refusals during a run are the histogram
+// after minus before; p99 is the upper bound of the bucket holding it.
+func TestRefusalDelta(t *testing.T) {
+	before := []uint64{0, 0, 5, 100}              // 105 refusals before the run
+	after := []uint64{0, 0, 5, 1090, 0, 0, 0, 10} // +990 in [4,8) µs, +10 in [64,128) µs
+	n, p99 := refusalDelta(before, after)
+	if n == nil || *n != 1000 || p99 == nil || *p99 != 128 {
+		t.Fatalf("delta: count %v p99 %v, want 1000 and 128 µs", n, p99)
+	}
+	if n, p99 := refusalDelta(after, after); *n != 0 || p99 != nil {
+		t.Fatalf("no refusals: count %d p99 %v", *n, p99)
+	}
+}
