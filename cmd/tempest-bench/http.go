@@ -57,6 +57,7 @@ type httpFlags struct {
 	cpuProfile   string
 	confirm      bool
 	maxOthersCPU float64
+	maxConns     int
 }
 
 // runHTTP measures the HTTP gateway: of a node it starts in-process with the
@@ -91,6 +92,7 @@ func runHTTP(args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&f.maxRate, "max-rate", 100000, "open loop: highest rate --find-capacity tries")
 	fs.BoolVar(&f.confirm, "confirm", true, "open loop: --find-capacity runs a failing rate a second time and counts it failed only if both fail")
 	fs.Float64Var(&f.maxOthersCPU, "max-others-cpu", 0.25, "open loop: a run during which other processes used more than this many CPUs (from /proc/stat) is run again, up to 3 times; 0: never")
+	fs.IntVar(&f.maxConns, "max-conns", defaultMaxConns, "open loop: the generator's connections to the node, at most (a bounded pool, as a good client keeps; a request finding all busy waits for one, and the wait counts)")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write the bench process's CPU profile (the generator; with an in-process node, the node too) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -155,7 +155,7 @@ func measureState(ctx context.Context, f stateFlags, n int, stderr io.Writer) (s
 	r.RSSPerItemReplicaBytes = float64(r.RSSPreloadBytes-r.RSSEmptyBytes) / float64(n*f.target.clones)
 
 	budget := time.Duration(f.budgetMs) * time.Millisecond
-	l := newLoader(tgt, budget, f.queries, n, f.seed, stderr)
+	l := newLoader(tgt, budget, f.queries, n, defaultMaxConns, f.seed, stderr)
 	defer l.close()
 	load, err := l.run(ctx, f.rate, f.duration, fmt.Sprintf("%d items: %.0f/s", n, f.rate))
 	if err != nil {
