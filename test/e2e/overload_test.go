@@ -188,7 +188,7 @@ func newOpenClient(addr string, budget time.Duration) *openClient {
 		budget: budget,
 		client: &http.Client{
 			Transport: &http.Transport{
-				DialContext:         (&net.Dialer{Timeout: time.Second}).DialContext,
+				DialContext: (&net.Dialer{Timeout: time.Second}).DialContext,
 				// A bounded pool, as a good client keeps (see
 				// tempest-bench's defaultMaxConns): a request finding
 				// every connection busy waits, and the wait counts.
