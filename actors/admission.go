@@ -58,7 +58,9 @@ func (n *Node) acquire(class int, service, method string) error {
 		// Once per interval, on the request path (no goroutine of its own):
 		// a few microseconds.
 		n.schedReadAt = now
-		n.adm.ObserveScheduling(now, n.sched.read(0.99))
+		p99 := n.sched.read(0.99)
+		n.adm.ObserveScheduling(now, p99)
+		n.schedP99.Store(int64(p99))
 	}
 	ok, retry := n.adm.Acquire(now, class)
 	n.admMu.Unlock()

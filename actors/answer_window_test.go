@@ -55,3 +55,25 @@ func TestAnswerWindowSendsOnlyWhatIsReadyByTheCutoff(t *testing.T) {
 		t.Errorf("late answers counted %d, want 2", got)
 	}
 }
+
+// TestAnswerLeadGrowsWithCongestion: the lead is AnswerLead on an idle
+// node, the runtime's recent scheduling p99 when that is longer, and never
+// more than a tenth of the budget (nor less than AnswerLead).
+func TestAnswerLeadGrowsWithCongestion(t *testing.T) {
+	ms := func(f float64) time.Duration { return time.Duration(f * float64(time.Millisecond)) }
+	cases := []struct {
+		base, sched, budget, want time.Duration
+	}{
+		{ms(1), 0, ms(30), ms(1)},          // idle
+		{ms(1), ms(0.5), ms(30), ms(1)},    // scheduling faster than the lead
+		{ms(1), ms(2.5), ms(30), ms(2.5)},  // congested: leave 2.5 ms early
+		{ms(1), ms(20), ms(30), ms(3)},     // capped at a tenth of the budget
+		{ms(1), ms(20), ms(5), ms(1)},      // a tenth of a short budget is below AnswerLead
+		{ms(1), ms(4), time.Second, ms(4)}, // long budgets: the whole scheduling delay
+	}
+	for _, c := range cases {
+		if got := answerLead(c.base, c.sched, c.budget); got != c.want {
+			t.Errorf("answerLead(%v, sched %v, budget %v) = %v, want %v", c.base, c.sched, c.budget, got, c.want)
+		}
+	}
+}

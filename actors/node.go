@@ -66,6 +66,9 @@ type Node struct {
 	admMu       sync.Mutex
 	sched       *schedLatency // the runtime's scheduling latency, for adm
 	schedReadAt time.Time
+	// schedP99 is the runtime's scheduling latency (p99, ns) over the last
+	// admission interval: how congested the node is (see answerLead).
+	schedP99 atomic.Int64
 	// refusalTime: how long refusals at the front door took, from arrival
 	// to the answer written (gateway) or returned (Node.Call).
 	refusalTime latencyHist
@@ -377,7 +380,7 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 	results := make(chan callResult, 2*len(clones))
 	settled := new(atomic.Bool)
 	defer settled.Store(true)
-	win := newAnswerWindow(deadline, n.cfg.AnswerLead)
+	win := newAnswerWindow(deadline, answerLead(n.cfg.AnswerLead, time.Duration(n.schedP99.Load()), timeout))
 	cutoff := win.cutoff
 	ask := func(c *cloneRuntime) {
 		c.outstanding.Add(1)
@@ -479,6 +482,23 @@ type answerWindow struct{ cutoff time.Time }
 
 func newAnswerWindow(deadline time.Time, lead time.Duration) answerWindow {
 	return answerWindow{cutoff: deadline.Add(-lead)}
+}
+
+// answerLead is how long before the deadline Node.Call gives up: the
+// configured AnswerLead (the time to write an answer), raised to the
+// runtime's recent scheduling latency (p99 of how long runnable goroutines
+// waited) when that is longer, but to at most a tenth of the budget. On a
+// congested node every step of a request waits about that long to run:
+// its headers waited in the kernel and the netpoller before the gateway
+// saw them (its budget, counted from then, already started late for its
+// client), and its answer waits again before it is written. Leaving that
+// much earlier keeps answers on time for the client, not only for the
+// gateway's clock; on an idle node the lead is AnswerLead.
+func answerLead(base, schedP99, budget time.Duration) time.Duration {
+	if schedP99 <= base {
+		return base
+	}
+	return max(base, min(schedP99, budget/10))
 }
 
 // deliverable reports whether a success ready at t may still be sent.
