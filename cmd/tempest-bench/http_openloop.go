@@ -268,8 +268,8 @@ func account(outs []outcome, rate float64, d, budget time.Duration) openRun {
 
 // loader sends the open-loop load to one gateway.
 type loader struct {
-	client  *http.Client
-	base    string
+	raw     *rawClient
+	path    string
 	budget  time.Duration
 	queries float64
 	users   int
@@ -291,29 +291,16 @@ type loader struct {
 const defaultMaxConns = 512
 
 func newLoader(tgt *target, budget time.Duration, queries float64, users, maxConns int, seed uint64, stderr io.Writer) *loader {
-	l := &loader{base: "http://" + tgt.addr + "/v1/services/cart/", budget: budget, queries: queries,
+	l := &loader{path: "/v1/services/cart/", budget: budget, queries: queries,
 		users: users, rng: rand.New(rand.NewPCG(seed, 7)), tgt: tgt, stderr: stderr}
-	dialer := &net.Dialer{Timeout: time.Second, KeepAlive: 30 * time.Second}
 	// As a good client would: keep-alive, a bounded pool of connections
-	// (defaultMaxConns), all kept idle for the next burst, no compression
-	// of tiny bodies, and a timeout past the budget so late answers are
-	// measured.
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			l.dials.Add(1)
-			return dialer.DialContext(ctx, network, addr)
-		},
-		MaxIdleConns:        0, // no limit
-		MaxIdleConnsPerHost: maxConns,
-		MaxConnsPerHost:     maxConns,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-	}
-	l.client = &http.Client{Transport: tr, Timeout: budget + clientGrace}
+	// (defaultMaxConns), and a timeout past the budget so late answers are
+	// measured. rawClient says why not net/http's client.
+	l.raw = newRawClient(tgt.addr, maxConns, budget+clientGrace, &l.dials)
 	return l
 }
 
-func (l *loader) close() { l.client.CloseIdleConnections() }
+func (l *loader) close() { l.raw.closeIdle() }
 
 // run sends rate requests/s for d and waits for every outcome. label
 // names the run in the progress line on stderr.
@@ -420,16 +407,9 @@ func (l *loader) send(ctx context.Context, o *outcome, at time.Time, query bool,
 	if query {
 		method, body = "get", fmt.Sprintf(`{"user":"user-%d"}`, user)
 	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, l.base+method, strings.NewReader(body))
-	req.Header.Set("Tempest-Timeout-Ms", strconv.Itoa(int(l.budget/time.Millisecond)))
-	req.Header.Set("Content-Type", "application/json")
+	headers := []string{"Tempest-Timeout-Ms", strconv.Itoa(int(l.budget / time.Millisecond))}
 	o.lag = time.Since(at)
-	resp, err := l.client.Do(req)
-	var raw []byte
-	if err == nil {
-		raw, err = io.ReadAll(resp.Body)
-		resp.Body.Close()
-	}
+	status, raw, err := l.raw.post(ctx, l.path+method, headers, []byte(body))
 	o.lat = time.Since(at)
 	var ne net.Error
 	switch {
@@ -441,7 +421,7 @@ func (l *loader) send(ctx context.Context, o *outcome, at time.Time, query bool,
 		o.status = statusTransport
 		o.code = err.Error()
 	default:
-		o.status = resp.StatusCode
+		o.status = status
 		if o.status < 200 || o.status >= 300 {
 			var e struct {
 				Error struct{ Code string } `json:"error"`
