@@ -71,8 +71,9 @@ func TestAccountingLatenessAndGoodput(t *testing.T) {
 	check("transport errors", r.TransportErrors, 1)
 	check("on-time 2xx", r.OnTime2xx, 3)
 	check("late 2xx", r.Late2xx, 2)
-	check("late any", r.LateAny, 5)        // 30.5, 40, 31.5, 32, 1030 ms, not the 30 ms one
-	check("late > 1 ms", r.LateOver1ms, 4) // 40, 31.5, 32, 1030
+	check("late any", r.LateAny, 5)                            // 30.5, 40, 31.5, 32, 1030 ms, not the 30 ms one
+	check("late > 1 ms", r.LateOver1ms, 4)                     // 40, 31.5, 32, 1030
+	check("late > 1 ms from write", r.LateOver1msFromWrite, 4) // 30.5 with 2 ms of send lag is on time from the write
 	check("2xx latencies", r.OK.Count, 5)
 	check("503 latencies", r.Refused.Count, 2)
 	check("504 latencies", r.Timeout.Count, 1)
@@ -349,5 +350,19 @@ func TestRefusalDelta(t *testing.T) {
 	}
 	if n, p99 := refusalDelta(after, after); *n != 0 || p99 != nil {
 		t.Fatalf("no refusals: count %d p99 %v", *n, p99)
+	}
+}
+
+// TestLatenessFromWrite: an answer late only because the generator sent it
+// late counts late from the intended send time, not from the write.
+func TestLatenessFromWrite(t *testing.T) {
+	msd := func(f float64) time.Duration { return time.Duration(f * float64(time.Millisecond)) }
+	outs := []outcome{
+		{status: 200, lat: msd(35), lag: msd(10)}, // 25 ms from the write
+		{status: 503, lat: msd(33), lag: msd(1)},  // 32 ms from the write: late both ways
+	}
+	r := account(outs, 100, time.Second, 30*time.Millisecond)
+	if r.LateOver1ms != 2 || r.LateOver1msFromWrite != 1 {
+		t.Fatalf("late > 1 ms: %d from intended, %d from write; want 2 and 1", r.LateOver1ms, r.LateOver1msFromWrite)
 	}
 }
