@@ -62,6 +62,17 @@ type Config struct {
 	// SnapshotEvery is how many applied ops between snapshots of a clone's
 	// state (which bound replay time after a restart).
 	SnapshotEvery int
+	// SnapshotSlice bounds the scheduler time one turn spends producing a
+	// snapshot: a snapshot is a stream of chunks (collections.SnapshotStream)
+	// made a slice at a time between requests, never in one long turn.
+	// A turn stops at the first chunk that ends past the slice, so its
+	// length is at most the slice plus one chunk's work. Default 500 µs.
+	SnapshotSlice time.Duration
+	// SnapshotChunkBytes and SnapshotChunkItems bound one snapshot chunk
+	// (one database value, one state-transfer message): 64 KiB and 256
+	// items by default (a single larger item gets a chunk of its own).
+	SnapshotChunkBytes int
+	SnapshotChunkItems int
 	// OpLogQueue bounds, per clone, the op-log records (own and peers' ops;
 	// a snapshot or prune counts 1) submitted and not yet durable. While it
 	// is full the clone refuses new updates at admission (503 overloaded, at
@@ -116,6 +127,9 @@ func DefaultConfig(dataDir string) Config {
 		RepairInterval:     time.Second,
 		CatchupMaxOps:      4096,
 		SnapshotEvery:      10000,
+		SnapshotSlice:      500 * time.Microsecond,
+		SnapshotChunkBytes: 64 << 10,
+		SnapshotChunkItems: 256,
 		LogRetain:          100000,
 		OpLogQueue:         4096,
 		ReadyTimeout:       30 * time.Second,
@@ -185,6 +199,9 @@ func (c Config) Validate() error {
 	}
 	if c.CatchupMaxOps < 1 || c.SnapshotEvery < 1 {
 		errs = append(errs, errors.New("CatchupMaxOps and SnapshotEvery must be >= 1"))
+	}
+	if c.SnapshotSlice <= 0 || c.SnapshotChunkBytes < 1 || c.SnapshotChunkItems < 1 {
+		errs = append(errs, fmt.Errorf("SnapshotSlice %v, SnapshotChunkBytes %d and SnapshotChunkItems %d must be positive", c.SnapshotSlice, c.SnapshotChunkBytes, c.SnapshotChunkItems))
 	}
 	if err := c.Admission.Validate(); err != nil && !c.DisableAdmission {
 		errs = append(errs, fmt.Errorf("admission: %w", err))

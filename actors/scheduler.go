@@ -60,7 +60,8 @@ type schedulerActor struct {
 	drainQueued   bool
 	wakeAt        time.Time
 	sinceSnapshot int
-	snapshotting  bool // a snapshot is submitted and not yet durable
+	snap          *snapshotRun  // the snapshot being produced or written, if any
+	lastSnapshot  *SnapshotInfo // the last durable one (this incarnation)
 	lastStatus    time.Time
 
 	served, misses, failed, badOps uint64
@@ -108,6 +109,8 @@ func (s *schedulerActor) Receive(ctx actor.Context) {
 		if s.q != nil {
 			s.q.ObserveTail(m.method, m.tail)
 		}
+	case *snapshotWork:
+		s.snapshotSlice(ctx)
 	case *snapshotSaved:
 		s.snapshotSaved(ctx, m.pos)
 	case *clockPassed:
@@ -203,17 +206,13 @@ func (s *schedulerActor) serve() {
 
 // recover loads the snapshot and replays the log after it.
 func (s *schedulerActor) recover() (pos uint64, replayed int, err error) {
-	data, pos, ok, err := s.clog.LoadSnapshot()
+	pos, ok, chunks, err := s.clog.SnapshotChunks()
 	if err != nil {
 		return 0, 0, err
 	}
 	if ok {
-		snap := &tempestpb.StoreSnapshot{}
-		if err := proto.Unmarshal(data, snap); err != nil {
-			return 0, 0, fmt.Errorf("decode snapshot: %w", err)
-		}
-		if err := s.store.Restore(snap); err != nil {
-			return 0, 0, err
+		if err := s.restoreSnapshot(chunks); err != nil {
+			return 0, 0, fmt.Errorf("snapshot at %d: %w", pos, err)
 		}
 	}
 	err = s.clog.Replay(pos, func(_ uint64, r persistence.Record) error {
@@ -237,6 +236,12 @@ func (s *schedulerActor) recover() (pos uint64, replayed int, err error) {
 func (s *schedulerActor) stop() {
 	s.c.setReady(false)
 	s.serving = false
+	if s.snap != nil {
+		// A snapshot cut short: its stream holds a suspended iteration;
+		// its chunks on disk are never made the clone's snapshot.
+		s.snap.stream.Close()
+		s.snap = nil
+	}
 	if s.stopTick != nil {
 		s.stopTick()
 		s.stopTick = nil
@@ -494,8 +499,11 @@ func (s *schedulerActor) tick(ctx actor.Context) {
 	}
 	s.store.Compact()
 	s.q.Age()
-	if s.sinceSnapshot >= s.c.n.cfg.SnapshotEvery && !s.snapshotting {
-		s.snapshot(ctx)
+	switch {
+	case s.snap == nil && s.sinceSnapshot >= s.c.n.cfg.SnapshotEvery:
+		s.beginSnapshot(ctx)
+	case s.snap != nil && !s.snap.ended && !s.w.Full():
+		s.snapshotSlice(ctx) // resumes a snapshot paused while the op log was full
 	}
 	if now.Sub(s.lastStatus) >= statusRefresh {
 		s.publish(now)
@@ -507,47 +515,6 @@ func (s *schedulerActor) tick(ctx actor.Context) {
 // (Node.Status also asks for a fresh copy): often enough for a human or a
 // load monitor, rare enough that copying digests costs nothing.
 const statusRefresh = 100 * time.Millisecond
-
-// snapshot submits the replica state as the clone's snapshot. The Writer
-// places it after every op applied so far and before any later one, so it
-// covers exactly the log records submitted before it.
-func (s *schedulerActor) snapshot(ctx actor.Context) {
-	data, err := proto.Marshal(s.store.Snapshot())
-	if err != nil {
-		s.log.Error("encode snapshot", zap.Error(err))
-		return
-	}
-	self, system, w := ctx.Self(), ctx.ActorSystem(), s.w
-	err = w.Snapshot(data, func(pos uint64, err error) {
-		if err != nil {
-			system.Root.Send(self, &persistFailed{w: w, err: err})
-			return
-		}
-		system.Root.Send(self, &snapshotSaved{pos: pos})
-	})
-	if err != nil {
-		panic(fmt.Errorf("op log write refused, reloading from disk: %w", err))
-	}
-	s.snapshotting = true
-	s.sinceSnapshot = 0
-}
-
-// snapshotSaved prunes all but LogRetain records behind the snapshot at pos.
-func (s *schedulerActor) snapshotSaved(ctx actor.Context, pos uint64) {
-	s.snapshotting = false
-	retain := s.c.n.cfg.LogRetain
-	if pos <= retain {
-		return
-	}
-	self, system, w := ctx.Self(), ctx.ActorSystem(), s.w
-	if err := w.Prune(pos-retain, func(_ uint64, err error) {
-		if err != nil {
-			system.Root.Send(self, &persistFailed{w: w, err: err})
-		}
-	}); err != nil {
-		panic(fmt.Errorf("op log write refused, reloading from disk: %w", err))
-	}
-}
 
 // publish refreshes the clone's status for Node.Status.
 func (s *schedulerActor) publish(now time.Time) {
@@ -586,6 +553,8 @@ func (s *schedulerActor) publish(now time.Time) {
 		ss := s.store.Stats()
 		cs.LateOps, cs.LateMisplaced, cs.RolledBack = ss.LateOps, ss.LateMisplaced, ss.RolledBack
 		cs.ApplyLatencyUs = s.applyEWMA.Microseconds()
+		cs.LastSnapshot = s.lastSnapshot
+		cs.SnapshotInProgress = s.snap != nil
 		cs.UpdatedAt = now
 	})
 }

@@ -37,14 +37,18 @@ type CloneStatus struct {
 	// PrunedAsks counts peers' catch-up requests for ops this clone had
 	// already pruned: such a peer cannot catch up by ops and needs a state
 	// transfer (not built yet).
-	PrunedAsks     uint64         `json:"catchup_pruned_asks"`
-	RolledBack     uint64         `json:"rolled_back_ops"`  // ops reverted to insert a late arrival before them
-	LateOps        uint64         `json:"late_ops"`         // ops that arrived after their stable point (a protocol fault)
-	LateMisplaced  uint64         `json:"late_misplaced"`   // late ops that could not be put in their place
-	ApplyLatencyUs int64          `json:"apply_latency_us"` // EWMA of handler run time
-	Restarts       int            `json:"restarts"`         // restarts of the clone and its child actors
-	ActorRestarts  map[string]int `json:"actor_restarts,omitempty"`
-	UpdatedAt      time.Time      `json:"updated_at"`
+	PrunedAsks     uint64 `json:"catchup_pruned_asks"`
+	RolledBack     uint64 `json:"rolled_back_ops"`  // ops reverted to insert a late arrival before them
+	LateOps        uint64 `json:"late_ops"`         // ops that arrived after their stable point (a protocol fault)
+	LateMisplaced  uint64 `json:"late_misplaced"`   // late ops that could not be put in their place
+	ApplyLatencyUs int64  `json:"apply_latency_us"` // EWMA of handler run time
+	// LastSnapshot: the last snapshot this clone made durable since it
+	// (re)started; SnapshotInProgress: one is being produced or written.
+	LastSnapshot       *SnapshotInfo  `json:"last_snapshot,omitempty"`
+	SnapshotInProgress bool           `json:"snapshot_in_progress"`
+	Restarts           int            `json:"restarts"` // restarts of the clone and its child actors
+	ActorRestarts      map[string]int `json:"actor_restarts,omitempty"`
+	UpdatedAt          time.Time      `json:"updated_at"`
 }
 
 // Status is a node's view of itself, served at GET /v1/status.
@@ -58,7 +62,10 @@ type Status struct {
 	Admission      *admission.Stats        `json:"admission,omitempty"` // the front door; absent when disabled
 	RefusalTime    LatencySummary          `json:"refusal_time"`        // arrival to the front door's 503 written
 	Persistence    persistence.Stats       `json:"persistence"`
-	ChaosEnabled   bool                    `json:"chaos_enabled"`
+	// Pebble: the storage engine's own figures (write stalls, compactions,
+	// read amplification, cache hit rate, sizes); absent if unreadable.
+	Pebble       *persistence.PebbleMetrics `json:"pebble,omitempty"`
+	ChaosEnabled bool                       `json:"chaos_enabled"`
 }
 
 // DeadlineStats counts the node's 504s. Every one is sent before the
@@ -85,6 +92,9 @@ func (n *Node) Status() Status {
 	}
 	if n.db != nil {
 		st.Persistence = n.db.Stats()
+		if pm, err := n.db.PebbleMetrics(); err == nil {
+			st.Pebble = &pm
+		}
 	}
 	// Ask every ready scheduler for fresh figures, all at once; a clone that
 	// does not answer in time is reported with what it last published.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"math"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -115,56 +116,109 @@ func (c *CloneLog) SaveSnapshot(data []byte, pos uint64) error {
 
 // LoadSnapshot returns the latest snapshot and the log position it covers;
 // ok is false if the clone has none. To restore a clone: LoadSnapshot, then
-// Replay(pos, ...).
+// Replay(pos, ...). It reads single-chunk snapshots (SaveSnapshot,
+// Writer.Snapshot); a chunked one (Writer.SnapshotBegin) is read with
+// SnapshotChunks.
 func (c *CloneLog) LoadSnapshot() (data []byte, pos uint64, ok bool, err error) {
-	if err := c.read(); err != nil {
+	pos, ok, chunks, err := c.SnapshotChunks()
+	if err != nil || !ok {
 		return nil, 0, false, err
 	}
-	defer c.db.release()
-	lo, hi := snapBounds(c.prefix)
-	it, err := c.db.pdb.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
-		return nil, 0, false, err
-	}
-	defer it.Close()
-	if !it.Last() {
-		return nil, 0, false, it.Error()
-	}
-	data, pos, err = c.decodeSnapshotChunks(it)
-	if err != nil {
-		return nil, 0, false, err
+	n := 0
+	for chunk, err := range chunks {
+		if err != nil {
+			return nil, 0, false, err
+		}
+		if n++; n > 1 {
+			return nil, 0, false, fmt.Errorf("%w: clone %s: the snapshot at %d is chunked: read it with SnapshotChunks", ErrIncompatible, c.id, pos)
+		}
+		data = chunk
 	}
 	return data, pos, true, nil
 }
 
-// decodeSnapshotChunks reads the snapshot whose last chunk it is positioned
-// on. A snapshot is a single chunk 0 today; a chunk number above 0 is from a
-// newer version of this package (chunked snapshots), which this one refuses
-// rather than misread.
-func (c *CloneLog) decodeSnapshotChunks(it *pebble.Iterator) ([]byte, uint64, error) {
-	p, err := decodeKey(it.Key())
+// SnapshotChunks returns the clone's stored snapshot: the log position it
+// covers, whether there is one, and its chunks in order (chunk 0 first; a
+// single chunk for SaveSnapshot's). Only the generation the clone's header
+// names is read: chunks a crash left of an unfinished snapshot are not. The
+// chunks are read when iterated, from one consistent view of the database;
+// if the snapshot was replaced since SnapshotChunks returned, the iteration
+// yields an error.
+func (c *CloneLog) SnapshotChunks() (pos uint64, ok bool, chunks iter.Seq2[[]byte, error], err error) {
+	if err := c.read(); err != nil {
+		return 0, false, nil, err
+	}
+	hdr, err := c.db.readHeader(c.db.pdb, c.prefix)
+	c.db.release()
 	if err != nil {
-		return nil, 0, fmt.Errorf("clone %s: %w", c.id, err)
+		return 0, false, nil, fmt.Errorf("clone %s: %w", c.id, err)
 	}
-	if p.kind != kindSnapChunk || p.clone != c.id {
-		return nil, 0, corruptf("clone %s: unexpected key %q in snapshot range", c.id, it.Key())
+	if !hdr.hasSnap {
+		return 0, false, nil, nil
 	}
-	if p.chunk != 0 {
-		return nil, 0, fmt.Errorf("%w: clone %s: snapshot generation %d has chunk %d; this version reads single-chunk snapshots only",
-			ErrIncompatible, c.id, p.pos, p.chunk)
+	return hdr.snapPos, true, func(yield func([]byte, error) bool) { c.readChunks(hdr.snapPos, yield) }, nil
+}
+
+func (c *CloneLog) readChunks(gen uint64, yield func([]byte, error) bool) {
+	if err := c.read(); err != nil {
+		yield(nil, err)
+		return
 	}
-	v, err := it.ValueAndErr()
+	defer c.db.release()
+	view := c.db.pdb.NewSnapshot()
+	defer view.Close()
+	hdr, err := c.db.readHeader(view, c.prefix)
 	if err != nil {
-		return nil, 0, err
+		yield(nil, fmt.Errorf("clone %s: %w", c.id, err))
+		return
 	}
-	pos, d, err := decodeSnapshot(v)
+	if !hdr.hasSnap || hdr.snapPos != gen {
+		yield(nil, fmt.Errorf("%w: clone %s: the snapshot at %d was replaced while being read", ErrStaleSnapshot, c.id, gen))
+		return
+	}
+	it, err := view.NewIter(&pebble.IterOptions{LowerBound: snapChunkKey(c.prefix, gen, 0), UpperBound: snapChunkKey(c.prefix, gen+1, 0)})
 	if err != nil {
-		return nil, 0, fmt.Errorf("clone %s: %w", c.id, err)
+		yield(nil, err)
+		return
 	}
-	if pos != p.pos {
-		return nil, 0, corruptf("clone %s: snapshot generation %d holds a snapshot at %d", c.id, p.pos, pos)
+	defer it.Close()
+	next := uint32(0)
+	for valid := it.First(); valid; valid = it.Next() {
+		p, err := decodeKey(it.Key())
+		if err != nil {
+			yield(nil, fmt.Errorf("clone %s: %w", c.id, err))
+			return
+		}
+		if p.kind != kindSnapChunk || p.clone != c.id || p.pos != gen || p.chunk != next {
+			yield(nil, corruptf("clone %s: snapshot %d: found %q where chunk %d belongs", c.id, gen, it.Key(), next))
+			return
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			yield(nil, err)
+			return
+		}
+		at, data, err := decodeSnapshot(v)
+		if err != nil {
+			yield(nil, fmt.Errorf("clone %s: chunk %d: %w", c.id, next, err))
+			return
+		}
+		if at != gen {
+			yield(nil, corruptf("clone %s: snapshot generation %d holds a chunk of the snapshot at %d", c.id, gen, at))
+			return
+		}
+		if !yield(bytes.Clone(data), nil) {
+			return
+		}
+		next++
 	}
-	return bytes.Clone(d), pos, nil
+	if err := it.Error(); err != nil {
+		yield(nil, err)
+		return
+	}
+	if next == 0 {
+		yield(nil, corruptf("clone %s: the header names a snapshot at %d, which has no chunk", c.id, gen))
+	}
 }
 
 // Prune deletes the log records with pos <= keepAfter and their index

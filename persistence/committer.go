@@ -22,6 +22,9 @@ const (
 	opDrop
 	opPutMeta
 	opDeleteMeta
+	opSnapBegin // a chunked snapshot: its chunk 0, at the log's head
+	opSnapChunk // its next chunk
+	opSnapEnd   // it becomes the clone's snapshot
 )
 
 // Op states. An op moves from queued to exactly one of taken (by the
@@ -130,7 +133,7 @@ func (db *DB) beforeQueue(o *op) {
 		for _, r := range o.recs {
 			w.Records = append(w.Records, RecordID{Origin: r.origin, Seq: r.seq})
 		}
-	case opSnapshot:
+	case opSnapshot, opSnapBegin, opSnapChunk, opSnapEnd:
 		w.Kind = WriteSnapshot
 	case opPrune:
 		w.Kind = WritePrune
@@ -262,6 +265,19 @@ type cloneCache struct {
 	// origin missing here has no state on disk either.
 	origins map[string]*originCache
 	nRuns   int // position runs over all origins, capped by maxPosRuns
+	// snap is the chunked snapshot being written (SnapshotBegin to
+	// SnapshotEnd), if any.
+	snap *snapInProgress
+}
+
+// snapInProgress is a chunked snapshot between its begin and its end: its
+// generation (the log position it covers) and its next chunk number. skip:
+// the log has not moved since the stored snapshot, which stays; the new
+// one's chunks are not written (they would overwrite the stored one's).
+type snapInProgress struct {
+	gen  uint64
+	next uint32
+	skip bool
 }
 
 type originCache struct {
@@ -470,6 +486,9 @@ func (gs *group) apply(o *op) (r result, fatal error) {
 		}
 		cc.hdr.hasSnap, cc.hdr.snapPos, cc.hdrDirty = true, o.pos, true
 		return result{pos: o.pos}, nil
+
+	case opSnapBegin, opSnapChunk, opSnapEnd:
+		return gs.snapshotChunk(c, o)
 
 	case opPutMeta:
 		return result{}, gs.b.Set(o.key, o.val, nil)
@@ -772,4 +791,77 @@ func lastLogPos(r pebble.Reader, prefix []byte) (uint64, error) {
 		pos = p.pos
 	}
 	return pos, errors.Join(it.Error(), it.Close())
+}
+
+// snapshotChunk applies one step of a chunked snapshot. The begin places
+// the snapshot at the log's head (it covers every record submitted before
+// it through the same Writer) and writes chunk 0 under that generation,
+// after deleting what earlier snapshots left besides the stored one (the
+// chunks of one cut short by a crash). Chunks follow under the same
+// generation, in order, in later groups if they come later. Only the end
+// makes the generation the clone's snapshot, in one batch with the removal
+// of the previous one: until then a crash leaves the previous snapshot
+// whole and in place.
+func (gs *group) snapshotChunk(c *CloneLog, o *op) (result, error) {
+	cc, err := gs.clone(c)
+	if err != nil {
+		return result{err: err}, nil
+	}
+	lo, hi := snapBounds(c.prefix)
+	switch o.kind {
+	case opSnapBegin:
+		gen := cc.head
+		if cc.hdr.hasSnap && gen <= cc.hdr.snapPos {
+			// Nothing logged since the stored snapshot: it already covers
+			// this point (and its generation is this one).
+			cc.snap = &snapInProgress{gen: cc.hdr.snapPos, skip: true}
+			return result{pos: cc.hdr.snapPos}, nil
+		}
+		if cc.hdr.hasSnap {
+			if err := gs.b.DeleteRange(lo, snapChunkKey(c.prefix, cc.hdr.snapPos, 0), nil); err != nil {
+				return result{}, err
+			}
+			if err := gs.b.DeleteRange(snapChunkKey(c.prefix, cc.hdr.snapPos+1, 0), hi, nil); err != nil {
+				return result{}, err
+			}
+		} else if err := gs.b.DeleteRange(lo, hi, nil); err != nil {
+			return result{}, err
+		}
+		setSnapshotPos(o.val, gen)
+		if err := gs.b.Set(snapChunkKey(c.prefix, gen, 0), o.val, nil); err != nil {
+			return result{}, err
+		}
+		cc.snap = &snapInProgress{gen: gen, next: 1}
+		return result{pos: gen}, nil
+
+	case opSnapChunk:
+		sp := cc.snap
+		if sp == nil {
+			return result{err: fmt.Errorf("%w: clone %s: snapshot chunk without a snapshot begun", ErrNoSnapshot, c.id)}, nil
+		}
+		if sp.skip {
+			return result{pos: sp.gen}, nil
+		}
+		setSnapshotPos(o.val, sp.gen)
+		if err := gs.b.Set(snapChunkKey(c.prefix, sp.gen, sp.next), o.val, nil); err != nil {
+			return result{}, err
+		}
+		sp.next++
+		return result{pos: sp.gen}, nil
+
+	default: // opSnapEnd
+		sp := cc.snap
+		if sp == nil {
+			return result{err: fmt.Errorf("%w: clone %s: snapshot end without a snapshot begun", ErrNoSnapshot, c.id)}, nil
+		}
+		cc.snap = nil
+		if sp.skip {
+			return result{pos: sp.gen}, nil
+		}
+		if err := gs.b.DeleteRange(lo, snapChunkKey(c.prefix, sp.gen, 0), nil); err != nil {
+			return result{}, err
+		}
+		cc.hdr.hasSnap, cc.hdr.snapPos, cc.hdrDirty = true, sp.gen, true
+		return result{pos: sp.gen}, nil
+	}
 }

@@ -653,7 +653,10 @@ func TestCorruptStoredData(t *testing.T) {
 	if _, err := rangeAll(t, c, "o", 3, 3); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Range over mismatched index: %v", err)
 	}
-	// Corrupt snapshot.
+	// Corrupt snapshot (the header names generation 3).
+	if err := c.SaveSnapshot([]byte("s"), 3); err != nil {
+		t.Fatal(err)
+	}
 	if err := db.pdb.Set(snapChunkKey(c.prefix, 3, 0), []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}, pebble.Sync); err != nil {
 		t.Fatal(err)
 	}
@@ -667,12 +670,30 @@ func TestCorruptStoredData(t *testing.T) {
 	if _, _, _, err := c.LoadSnapshot(); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("LoadSnapshot of a mislabelled generation: %v", err)
 	}
-	// A chunked snapshot (a later version's) is refused, not misread.
-	if err := db.pdb.Set(snapChunkKey(c.prefix, 3, 1), []byte("chunk 1"), pebble.Sync); err != nil {
+	// A chunked snapshot is refused by LoadSnapshot, not misread.
+	if err := db.pdb.Set(snapChunkKey(c.prefix, 3, 0), encodeSnapshot(3, []byte("header")), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.pdb.Set(snapChunkKey(c.prefix, 3, 1), encodeSnapshot(3, []byte("chunk 1")), pebble.Sync); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, _, err := c.LoadSnapshot(); !errors.Is(err, ErrIncompatible) {
 		t.Fatalf("LoadSnapshot of a chunked snapshot: %v", err)
+	}
+	// A hole in the chunks is corrupt.
+	if err := db.pdb.Set(snapChunkKey(c.prefix, 3, 3), encodeSnapshot(3, []byte("chunk 3")), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	_, _, chunks, err := c.SnapshotChunks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chunkErr error
+	for _, err := range chunks {
+		chunkErr = errors.Join(chunkErr, err)
+	}
+	if !errors.Is(chunkErr, ErrCorrupt) {
+		t.Fatalf("SnapshotChunks with chunk 2 missing: %v", chunkErr)
 	}
 	// Corrupt bookkeeping of a clone the committer has not loaded yet: its
 	// writes fail cleanly, other clones are unaffected.

@@ -56,4 +56,8 @@ var (
 	// ErrPosOutOfRange is returned by SaveSnapshot for a position beyond the
 	// last record of the clone's log.
 	ErrPosOutOfRange = errors.New("persistence: log position out of range")
+
+	// ErrNoSnapshot is returned (through a Writer's callback) for a
+	// snapshot chunk or end with no snapshot begun on that clone.
+	ErrNoSnapshot = errors.New("persistence: no chunked snapshot begun")
 )

@@ -102,6 +102,41 @@ func (w *Writer) Snapshot(data []byte, done func(pos uint64, err error)) error {
 	return w.submit(&op{kind: opSnapshot, clone: w.c, val: v, atHead: true, nrec: 1, size: len(v)}, done)
 }
 
+// SnapshotBegin starts a chunked snapshot: header is its chunk 0, and it
+// covers every record submitted through w before it (done gets that log
+// position). SnapshotChunk queues the next chunks and SnapshotEnd makes the
+// whole the clone's snapshot; until the end is durable, the previous
+// snapshot stays the clone's (a crash in between loses only the partial
+// one). Ops may be appended between the chunks: they follow the snapshot.
+// If nothing was logged since the stored snapshot, that one stays and the
+// new one's chunks are dropped (done still gets the position). Each chunk
+// and each call count 1 toward Pending.
+func (w *Writer) SnapshotBegin(header []byte, done func(pos uint64, err error)) error {
+	return w.snapOp(opSnapBegin, header, done)
+}
+
+// SnapshotChunk queues the next chunk of the snapshot begun by SnapshotBegin.
+func (w *Writer) SnapshotChunk(data []byte, done func(pos uint64, err error)) error {
+	return w.snapOp(opSnapChunk, data, done)
+}
+
+// SnapshotEnd queues the end of the snapshot: once durable, its chunks are
+// the clone's snapshot and the previous one is gone. done gets its position.
+func (w *Writer) SnapshotEnd(done func(pos uint64, err error)) error {
+	return w.snapOp(opSnapEnd, nil, done)
+}
+
+func (w *Writer) snapOp(kind opKind, data []byte, done func(uint64, error)) error {
+	if w.c.err != nil {
+		return w.fail(w.c.err)
+	}
+	var v []byte
+	if kind != opSnapEnd {
+		v = encodeSnapshot(0, data) // position and checksum set by the committer
+	}
+	return w.submit(&op{kind: kind, clone: w.c, val: v, nrec: 1, size: len(v)}, done)
+}
+
 // Prune queues a prune of the records with pos <= keepAfter (see
 // CloneLog.Prune). done gets keepAfter as clamped, or an error.
 func (w *Writer) Prune(keepAfter uint64, done func(pos uint64, err error)) error {
