@@ -60,8 +60,15 @@ type Config struct {
 	// CatchupMaxOps bounds the ops in one catch-up reply.
 	CatchupMaxOps int
 	// SnapshotEvery is how many applied ops between snapshots of a clone's
-	// state (which bound replay time after a restart).
+	// state (which bound replay time after a restart), at least.
 	SnapshotEvery int
+	// SnapshotPerItem stretches the interval for large replicas: a snapshot
+	// starts only after max(SnapshotEvery, SnapshotPerItem x the items of
+	// the last snapshot) ops. A snapshot costs in proportion to the items;
+	// spread over at least as many ops, its cost per op stays the same
+	// whatever the state's size, and the log to replay after a restart is
+	// at most that many ops. Default 1.
+	SnapshotPerItem float64
 	// SnapshotSlice bounds the scheduler time one turn spends producing a
 	// snapshot: a snapshot is a stream of chunks (collections.SnapshotStream)
 	// made a slice at a time between requests, never in one long turn.
@@ -69,8 +76,9 @@ type Config struct {
 	// length is at most the slice plus one chunk's work. Default 500 µs.
 	SnapshotSlice time.Duration
 	// SnapshotChunkBytes and SnapshotChunkItems bound one snapshot chunk
-	// (one database value, one state-transfer message): 64 KiB and 256
-	// items by default (a single larger item gets a chunk of its own).
+	// (one database value, one state-transfer message): 64 KiB and 64
+	// items by default (a single larger item gets a chunk of its own; 64
+	// cart-sized items take about 0.4 ms to capture and encode).
 	SnapshotChunkBytes int
 	SnapshotChunkItems int
 	// OpLogQueue bounds, per clone, the op-log records (own and peers' ops;
@@ -127,9 +135,10 @@ func DefaultConfig(dataDir string) Config {
 		RepairInterval:     time.Second,
 		CatchupMaxOps:      4096,
 		SnapshotEvery:      10000,
+		SnapshotPerItem:    1,
 		SnapshotSlice:      500 * time.Microsecond,
 		SnapshotChunkBytes: 64 << 10,
-		SnapshotChunkItems: 256,
+		SnapshotChunkItems: 64,
 		LogRetain:          100000,
 		OpLogQueue:         4096,
 		ReadyTimeout:       30 * time.Second,
@@ -199,6 +208,9 @@ func (c Config) Validate() error {
 	}
 	if c.CatchupMaxOps < 1 || c.SnapshotEvery < 1 {
 		errs = append(errs, errors.New("CatchupMaxOps and SnapshotEvery must be >= 1"))
+	}
+	if !(c.SnapshotPerItem >= 0) {
+		errs = append(errs, fmt.Errorf("SnapshotPerItem must be >= 0, got %v", c.SnapshotPerItem))
 	}
 	if c.SnapshotSlice <= 0 || c.SnapshotChunkBytes < 1 || c.SnapshotChunkItems < 1 {
 		errs = append(errs, fmt.Errorf("SnapshotSlice %v, SnapshotChunkBytes %d and SnapshotChunkItems %d must be positive", c.SnapshotSlice, c.SnapshotChunkBytes, c.SnapshotChunkItems))

@@ -500,7 +500,7 @@ func (s *schedulerActor) tick(ctx actor.Context) {
 	s.store.Compact()
 	s.q.Age()
 	switch {
-	case s.snap == nil && s.sinceSnapshot >= s.c.n.cfg.SnapshotEvery:
+	case s.snap == nil && s.sinceSnapshot >= s.snapshotInterval():
 		s.beginSnapshot(ctx)
 	case s.snap != nil && !s.snap.ended && !s.w.Full():
 		s.snapshotSlice(ctx) // resumes a snapshot paused while the op log was full

@@ -36,6 +36,7 @@ type snapshotRun struct {
 	bytes         int64
 	busy          time.Duration // scheduler time spent on it
 	maxTurn       time.Duration // the longest turn spent on it
+	turns         int
 	ended         bool          // SnapshotEnd queued, waiting for snapshotSaved
 }
 
@@ -46,11 +47,27 @@ type SnapshotInfo struct {
 	Items  int    `json:"items"`
 	Chunks int    `json:"chunks"` // header included
 	// DurationMs: from capture until durable. BusyMs: scheduler time spent
-	// producing it; MaxTurnUs: the longest single turn of it.
+	// producing it, over Turns turns; MaxTurnUs: the longest of them. Turn
+	// times are wall-clock: a turn during which the goroutine or its thread
+	// was preempted counts the preemption too (each turn does at most
+	// SnapshotSlice plus one chunk of work).
 	DurationMs float64   `json:"duration_ms"`
 	BusyMs     float64   `json:"scheduler_busy_ms"`
+	Turns      int       `json:"turns"`
 	MaxTurnUs  int64     `json:"max_turn_us"`
 	At         time.Time `json:"at"`
+}
+
+// snapshotInterval is how many ops to apply before the next snapshot:
+// SnapshotEvery, or SnapshotPerItem times the items of the last snapshot
+// if more (see Config.SnapshotPerItem).
+func (s *schedulerActor) snapshotInterval() int {
+	cfg := s.c.n.cfg
+	n := cfg.SnapshotEvery
+	if s.lastSnapshot != nil {
+		n = max(n, int(cfg.SnapshotPerItem*float64(s.lastSnapshot.Items)))
+	}
+	return n
 }
 
 // snapshotWork tells a scheduler to produce its snapshot's next slice.
@@ -92,6 +109,7 @@ func (s *schedulerActor) snapshotSlice(ctx actor.Context) {
 	defer func() {
 		d := time.Since(t0)
 		r.busy += d
+		r.turns++
 		r.maxTurn = max(r.maxTurn, d)
 	}()
 	for {
@@ -157,7 +175,7 @@ func (s *schedulerActor) persistCallback(ctx actor.Context) func(uint64, error) 
 func (s *schedulerActor) snapshotSaved(ctx actor.Context, pos uint64) {
 	if r := s.snap; r != nil {
 		s.lastSnapshot = &SnapshotInfo{Pos: pos, Bytes: r.bytes, Items: r.items, Chunks: r.chunks,
-			DurationMs: ms(time.Since(r.started)), BusyMs: ms(r.busy), MaxTurnUs: r.maxTurn.Microseconds(), At: time.Now()}
+			DurationMs: ms(time.Since(r.started)), BusyMs: ms(r.busy), Turns: r.turns, MaxTurnUs: r.maxTurn.Microseconds(), At: time.Now()}
 		s.snap = nil
 	}
 	retain := s.c.n.cfg.LogRetain
