@@ -37,7 +37,7 @@ type snapshotRun struct {
 	busy          time.Duration // scheduler time spent on it
 	maxTurn       time.Duration // the longest turn spent on it
 	turns         int
-	ended         bool          // SnapshotEnd queued, waiting for snapshotSaved
+	ended         bool // SnapshotEnd queued, waiting for snapshotSaved
 }
 
 // SnapshotInfo is what a clone's status says of its last durable snapshot.
