@@ -89,7 +89,8 @@ type Config struct {
 	// behind for a sustained spell.
 	OpLogQueue int
 	// ReadyTimeout bounds how long Start waits for every clone to load its
-	// state from disk. Default 30 s.
+	// state from disk (it logs who is still loading every 5 s). Default 10
+	// minutes: a replica of millions of items takes tens of seconds.
 	ReadyTimeout time.Duration
 	// LogRetain is how many op-log records a clone keeps behind its latest
 	// snapshot, to serve catch-up to peers that fell behind.
@@ -141,7 +142,7 @@ func DefaultConfig(dataDir string) Config {
 		SnapshotChunkItems: 64,
 		LogRetain:          100000,
 		OpLogQueue:         4096,
-		ReadyTimeout:       30 * time.Second,
+		ReadyTimeout:       10 * time.Minute,
 		Gateway:            DefaultGatewayOptions(),
 		Scheduler:          schedq.DefaultConfig(),
 		Admission:          admission.DefaultConfig(),
@@ -157,6 +158,7 @@ func TestConfig(dataDir string) Config {
 	c.HeartbeatInterval = 5 * time.Millisecond
 	c.RepairInterval = 50 * time.Millisecond
 	c.SnapshotEvery = 500
+	c.ReadyTimeout = 30 * time.Second // a test's replicas are small: fail fast
 	// Generous: a clone that falls further behind than its peers' retention
 	// needs a state transfer, which is not built yet (see repair.go).
 	c.LogRetain = 50000

@@ -173,24 +173,33 @@ func (n *Node) strategy() actor.SupervisorStrategy { return n.supStrategy }
 
 // waitReady waits until every clone has loaded its state.
 func (n *Node) waitReady(limit time.Duration) error {
+	start := time.Now()
 	timeout := time.NewTimer(limit)
 	defer timeout.Stop()
+	progress := time.NewTicker(5 * time.Second)
+	defer progress.Stop()
 	for {
-		missing := ""
+		var missing []string
+		total := 0
 		for _, name := range n.order {
 			for _, c := range n.services[name].clones {
+				total++
 				if !c.ready.Load() {
-					missing = c.id
+					missing = append(missing, c.id)
 				}
 			}
 		}
-		if missing == "" {
+		if len(missing) == 0 {
 			return nil
 		}
 		select {
 		case <-n.readyChanged:
+		case <-progress.C:
+			// A large replica takes a while to load: say who is still at it.
+			n.log.Info("loading clones", zap.Int("ready", total-len(missing)), zap.Int("clones", total),
+				zap.Strings("loading", missing), zap.Duration("elapsed", time.Since(start)))
 		case <-timeout.C:
-			return fmt.Errorf("actors: clone %s not ready after %v", missing, limit)
+			return fmt.Errorf("actors: clones %v not ready after %v", missing, limit)
 		}
 	}
 }

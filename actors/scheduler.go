@@ -215,7 +215,12 @@ func (s *schedulerActor) recover() (pos uint64, replayed int, err error) {
 			return 0, 0, fmt.Errorf("snapshot at %d: %w", pos, err)
 		}
 	}
-	err = s.clog.Replay(pos, func(_ uint64, r persistence.Record) error {
+	t0, lastLog := time.Now(), time.Now()
+	err = s.clog.Replay(pos, func(at uint64, r persistence.Record) error {
+		if time.Since(lastLog) >= 2*time.Second {
+			lastLog = time.Now()
+			s.log.Info("replaying op log", zap.Uint64("from", pos), zap.Uint64("at", at), zap.Int("replayed", replayed), zap.Duration("elapsed", time.Since(t0)))
+		}
 		op := &tempestpb.Op{}
 		if err := proto.Unmarshal(r.Data, op); err != nil {
 			s.log.Error("skipping undecodable op in log", zap.String("origin", r.Origin), zap.Uint64("seq", r.Seq), zap.Error(err))
@@ -529,6 +534,7 @@ func (s *schedulerActor) publish(now time.Time) {
 		cs.Service = s.c.service.svc.Name()
 		cs.Clone = s.c.id
 		cs.Applied = s.store.Applied()
+		cs.Items = s.store.Items()
 		cs.Digest = fmt.Sprintf("%016x", s.store.Digest())
 		cs.CollectionDigests = map[string]string{}
 		for name, d := range s.store.CollectionDigests() {

@@ -78,6 +78,9 @@ func TestCrashMidSnapshotLosesNoAcknowledgedOp(t *testing.T) {
 	if st.Pebble == nil || st.Pebble.MemtableBytes == 0 {
 		t.Fatalf("status has no pebble figures: %+v", st.Pebble)
 	}
+	if st.Clones[0].Items < carts || st.Memory.Items < carts || st.Memory.BytesPerItem <= 0 {
+		t.Fatalf("status items %d, memory %+v: want the %d carts counted", st.Clones[0].Items, st.Memory, carts)
+	}
 	// Single adds until the image is taken; those acknowledged before it
 	// must survive. The image is armed after the first 100.
 	var (

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"github.com/asynkron/protoactor-go/actor"
+	"runtime/metrics"
 	"time"
 
 	"github.com/tempestrt/tempest/internal/admission"
@@ -15,6 +16,7 @@ type CloneStatus struct {
 	Clone   string `json:"clone"`
 	Ready   bool   `json:"ready"`
 	Applied uint64 `json:"applied_ops"`
+	Items   int    `json:"items"` // items of the replica, over its collections
 	Digest  string `json:"digest"`
 	// CollectionDigests: equal on two clones when that collection converged.
 	CollectionDigests map[string]string `json:"collection_digests"`
@@ -64,8 +66,11 @@ type Status struct {
 	Persistence    persistence.Stats       `json:"persistence"`
 	// Pebble: the storage engine's own figures (write stalls, compactions,
 	// read amplification, cache hit rate, sizes); absent if unreadable.
-	Pebble       *persistence.PebbleMetrics `json:"pebble,omitempty"`
-	ChaosEnabled bool                       `json:"chaos_enabled"`
+	Pebble *persistence.PebbleMetrics `json:"pebble,omitempty"`
+	// Memory: the Go heap's live objects against the items of every
+	// replica on the node.
+	Memory       MemoryStats `json:"memory"`
+	ChaosEnabled bool        `json:"chaos_enabled"`
 }
 
 // DeadlineStats counts the node's 504s. Every one is sent before the
@@ -132,5 +137,35 @@ func (n *Node) Status() Status {
 		}
 		st.Clones = append(st.Clones, cs)
 	}
+	st.Memory = memoryStats(st.Clones)
 	return st
+}
+
+// MemoryStats relates the node's heap to the state it holds.
+type MemoryStats struct {
+	// HeapObjectsBytes: bytes in live and not yet swept heap objects
+	// (runtime/metrics /memory/classes/heap/objects:bytes).
+	HeapObjectsBytes uint64 `json:"heap_objects_bytes"`
+	// Items: the items of every clone's replica, summed.
+	Items int `json:"items"`
+	// BytesPerItem: HeapObjectsBytes / Items, an upper bound of what an
+	// item costs one replica (the heap holds everything else too, garbage
+	// not yet collected included); 0 without items.
+	BytesPerItem float64 `json:"bytes_per_item_replica"`
+}
+
+func memoryStats(clones []CloneStatus) MemoryStats {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	var m MemoryStats
+	if s[0].Value.Kind() == metrics.KindUint64 {
+		m.HeapObjectsBytes = s[0].Value.Uint64()
+	}
+	for _, c := range clones {
+		m.Items += c.Items
+	}
+	if m.Items > 0 {
+		m.BytesPerItem = float64(m.HeapObjectsBytes) / float64(m.Items)
+	}
+	return m
 }

@@ -139,6 +139,17 @@ func (s *Store) Service() string { return s.cfg.Service }
 // Replica returns this replica's origin id.
 func (s *Store) Replica() string { return s.cfg.Replica }
 
+// Items returns how many items the replica holds over all its collections
+// (map entries and set elements, counted while they have a value or pending
+// ops; a list or counter is one item).
+func (s *Store) Items() int {
+	n := 0
+	for _, c := range s.colls {
+		n += len(c.items)
+	}
+	return n
+}
+
 func (s *Store) origin(name string) *originState {
 	o := s.origins[name]
 	if o == nil {

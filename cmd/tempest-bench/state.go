@@ -57,6 +57,9 @@ type stateRun struct {
 	// clones). An upper bound of what one item costs one replica (it
 	// includes garbage not yet collected).
 	RSSPerItemReplicaBytes float64 `json:"rss_per_item_replica_bytes"`
+	// HeapPerItemReplicaBytes: the node's own figure after the preload
+	// (/v1/status memory: live heap objects / items of every replica).
+	HeapPerItemReplicaBytes float64 `json:"heap_per_item_replica_bytes"`
 	// Snapshot: the last snapshot of a cart clone as /v1/status reports it
 	// (absent when the node does not report one).
 	Snapshot map[string]any `json:"last_snapshot,omitempty"`
@@ -64,6 +67,9 @@ type stateRun struct {
 	// clone is ready; RestoredOK: sampled carts were all there.
 	RestartS   float64 `json:"restart_s"`
 	RestoredOK bool    `json:"restored_ok"`
+	// Error: what stopped this size's measurement, if anything (the other
+	// sizes are still measured).
+	Error string `json:"error,omitempty"`
 }
 
 type stateResult struct {
@@ -119,10 +125,16 @@ func runState(args []string, stdout, stderr io.Writer) error {
 	res := stateResult{Mode: "state", RatePerS: f.rate, Queries: f.queries, BudgetMs: f.budgetMs, Runs: []stateRun{}}
 	for _, n := range f.items {
 		r, desc, err := measureState(ctx, f, n, stderr)
-		if err != nil {
-			return fmt.Errorf("state: %d items: %w", n, err)
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		res.Target = desc
+		if err != nil {
+			r.Error = err.Error()
+			fmt.Fprintf(stderr, "state bench: %d items: %v\n", n, err)
+		}
+		if desc != "" {
+			res.Target = desc
+		}
 		res.Runs = append(res.Runs, r)
 	}
 	if f.asJSON {
@@ -153,6 +165,14 @@ func measureState(ctx context.Context, f stateFlags, n int, stderr io.Writer) (s
 	r.PreloadItemsPerS = float64(n) / r.PreloadS
 	r.RSSPreloadBytes = procRSS(p.pid())
 	r.RSSPerItemReplicaBytes = float64(r.RSSPreloadBytes-r.RSSEmptyBytes) / float64(n*f.target.clones)
+	var mem struct {
+		Memory struct {
+			BytesPerItem float64 `json:"bytes_per_item_replica"`
+		} `json:"memory"`
+	}
+	if getJSON(tgt.addr, "/v1/status", &mem) == nil {
+		r.HeapPerItemReplicaBytes = mem.Memory.BytesPerItem
+	}
 
 	budget := time.Duration(f.budgetMs) * time.Millisecond
 	l := newLoader(tgt, budget, f.queries, n, defaultMaxConns, f.seed, stderr)
@@ -167,23 +187,24 @@ func measureState(ctx context.Context, f stateFlags, n int, stderr io.Writer) (s
 	r.Load = load
 	r.RSSAfterBytes = procRSS(p.pid())
 	r.Snapshot = lastSnapshot(tgt.addr)
+	desc := tgt.desc
 
 	fmt.Fprintf(stderr, "state bench: %d items: kill -9 and restart\n", n)
 	p.kill9()
 	t1 := time.Now()
 	addr, err := p.start(ctx)
 	if err != nil {
-		return r, "", fmt.Errorf("restart: %w", err)
+		return r, desc, fmt.Errorf("restart: %w", err)
 	}
 	if err := waitAllReady(ctx, addr, 10*time.Minute, stderr); err != nil {
-		return r, "", fmt.Errorf("restart: %w", err)
+		return r, desc, fmt.Errorf("restart: %w", err)
 	}
 	r.RestartS = time.Since(t1).Seconds()
 	r.RestoredOK, err = sampleCarts(addr, n, 100)
 	if err != nil {
-		return r, "", fmt.Errorf("after restart: %w", err)
+		return r, desc, fmt.Errorf("after restart: %w", err)
 	}
-	return r, tgt.desc, nil
+	return r, desc, nil
 }
 
 // preload loads carts user-0 .. user-(n-1) with item-0 through cart/addmany,
@@ -420,7 +441,7 @@ func printState(w io.Writer, res stateResult) {
 	fmt.Fprintln(w, "stall: a second in which more than 1% of the requests due missed (not 2xx within budget)")
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "items\tpreload\tgoodput/s\tmissed\tp50/p99/p99.9/max ms (2xx)\tstall s (longest)\tworst s missed\tnode cpu/req\tRSS MB\tB/item/replica\tsnapshot\trestart\trestored\t")
+	fmt.Fprintln(tw, "items\tpreload\tgoodput/s\tmissed\tp50/p99/p99.9/max ms (2xx)\tstall s (longest)\tworst s missed\tnode cpu/req\tRSS MB\tB/item/replica (RSS, heap)\tsnapshot\trestart\trestored\t")
 	for _, r := range res.Runs {
 		cpu := "n/a"
 		if r.Load.NodeCPUSPerRequest != nil {
@@ -431,11 +452,16 @@ func printState(w io.Writer, res stateResult) {
 			snap = fmt.Sprintf("%v B, %v ms", r.Snapshot["bytes"], r.Snapshot["duration_ms"])
 		}
 		missed := r.Load.Sent - r.Load.OnTime2xx
-		fmt.Fprintf(tw, "%d\t%.1fs (%.0f/s)\t%.0f\t%d of %d\t%.1f/%.1f/%.1f/%.1f\t%d (%d)\t%.1f%%\t%s\t%.0f\t%.0f\t%s\t%.2fs\t%v\t\n",
+		fmt.Fprintf(tw, "%d\t%.1fs (%.0f/s)\t%.0f\t%d of %d\t%.1f/%.1f/%.1f/%.1f\t%d (%d)\t%.1f%%\t%s\t%.0f\t%.0f, %.0f\t%s\t%.2fs\t%v\t\n",
 			r.Items, r.PreloadS, r.PreloadItemsPerS, r.Load.GoodputPerS, missed, r.Load.Sent,
 			r.Load.OK.P50Ms, r.Load.OK.P99Ms, r.Load.OK.P999Ms, r.Load.OK.MaxMs,
 			r.Load.StallSeconds, r.Load.LongestStallS, r.Load.WorstSecondMissFraction*100, cpu,
-			float64(r.RSSAfterBytes)/(1<<20), r.RSSPerItemReplicaBytes, snap, r.RestartS, r.RestoredOK)
+			float64(r.RSSAfterBytes)/(1<<20), r.RSSPerItemReplicaBytes, r.HeapPerItemReplicaBytes, snap, r.RestartS, r.RestoredOK)
 	}
 	_ = tw.Flush()
+	for _, r := range res.Runs {
+		if r.Error != "" {
+			fmt.Fprintf(w, "%d items: %s\n", r.Items, r.Error)
+		}
+	}
 }
