@@ -63,8 +63,8 @@ type Config struct {
 	// state (which bound replay time after a restart), at least.
 	SnapshotEvery int
 	// SnapshotPerItem stretches the interval for large replicas: a snapshot
-	// starts only after max(SnapshotEvery, SnapshotPerItem x the items of
-	// the last snapshot) ops. A snapshot costs in proportion to the items;
+	// starts only after max(SnapshotEvery, SnapshotPerItem x the replica's
+	// items) ops. A snapshot costs in proportion to the items;
 	// spread over at least as many ops, its cost per op stays the same
 	// whatever the state's size, and the log to replay after a restart is
 	// at most that many ops. Default 1.

@@ -59,15 +59,11 @@ type SnapshotInfo struct {
 }
 
 // snapshotInterval is how many ops to apply before the next snapshot:
-// SnapshotEvery, or SnapshotPerItem times the items of the last snapshot
-// if more (see Config.SnapshotPerItem).
+// SnapshotEvery, or SnapshotPerItem times the replica's items if more (see
+// Config.SnapshotPerItem).
 func (s *schedulerActor) snapshotInterval() int {
 	cfg := s.c.n.cfg
-	n := cfg.SnapshotEvery
-	if s.lastSnapshot != nil {
-		n = max(n, int(cfg.SnapshotPerItem*float64(s.lastSnapshot.Items)))
-	}
-	return n
+	return max(cfg.SnapshotEvery, int(cfg.SnapshotPerItem*float64(s.store.Items())))
 }
 
 // snapshotWork tells a scheduler to produce its snapshot's next slice.
