@@ -9,6 +9,9 @@ const (
 	MutantStreamFoldUnhooked   = mutationStreamFoldUnhooked
 )
 
+// Mutation names a deliberate bug.
+type Mutation = mutationKind
+
 // SetMutation switches a deliberate bug on until restore is called. Not
 // for parallel tests.
 func SetMutation(m mutationKind) (restore func()) {

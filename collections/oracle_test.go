@@ -586,23 +586,35 @@ func TestPropertyMatchesModel(t *testing.T) {
 // of seeded histories must differ from the model, and the same history
 // must match it once the bug is off again.
 func TestOracleCatchesMutants(t *testing.T) {
+	requireMutantsCaught(t, runOracle, []mutant{
+		{"ties broken by arrival", collections.MutantTiesByArrival},
+		{"replay skips one op", collections.MutantReplaySkipsOne},
+	})
+}
+
+// mutant is a deliberate bug (see mutant.go) a property must catch.
+type mutant struct {
+	name string
+	m    collections.Mutation
+}
+
+// requireMutantsCaught runs the property on a fixed set of 300 seeded
+// histories with each mutant switched on: some history must fail, and the
+// same history must pass with the mutant off again. It is what shows that
+// a property can fail.
+func requireMutantsCaught(t *testing.T, property func(*rapid.T) error, mutants []mutant) {
+	t.Helper()
 	const seeds = 300
-	oracle := rapid.Custom(runOracle)
-	for _, m := range []struct {
-		name string
-		set  func() (restore func())
-	}{
-		{"ties broken by arrival", func() func() { return collections.SetMutation(collections.MutantTiesByArrival) }},
-		{"replay skips one op", func() func() { return collections.SetMutation(collections.MutantReplaySkipsOne) }},
-	} {
+	prop := rapid.Custom(property)
+	for _, m := range mutants {
 		t.Run(m.name, func(t *testing.T) {
 			caught := -1
 			func() {
-				defer m.set()()
+				defer collections.SetMutation(m.m)()
 				for seed := range seeds {
-					if err := oracle.Example(seed); err != nil {
+					if err := prop.Example(seed); err != nil {
 						caught = seed
-						t.Logf("mutant %q caught by seed %d: %v", m.name, seed, err)
+						t.Logf("mutant %q caught by seed %d: %.300v", m.name, seed, err)
 						return
 					}
 				}
@@ -610,7 +622,7 @@ func TestOracleCatchesMutants(t *testing.T) {
 			if caught < 0 {
 				t.Fatalf("mutant %q survived %d histories: the property cannot see it", m.name, seeds)
 			}
-			if err := oracle.Example(caught); err != nil {
+			if err := prop.Example(caught); err != nil {
 				t.Fatalf("seed %d fails without the mutant too: %v", caught, err)
 			}
 		})

@@ -237,35 +237,10 @@ func TestPropertySnapshotStream(t *testing.T) {
 // of seeded histories must restore a different replica, and that history
 // must pass with the hook on.
 func TestSnapshotStreamCatchesMutants(t *testing.T) {
-	const seeds = 300
-	prop := rapid.Custom(runStreamProperty)
-	for _, m := range []struct {
-		name string
-		set  func() (restore func())
-	}{
-		{"insert unhooked", func() func() { return collections.SetMutation(collections.MutantStreamInsertUnhooked) }},
-		{"fold unhooked", func() func() { return collections.SetMutation(collections.MutantStreamFoldUnhooked) }},
-	} {
-		t.Run(m.name, func(t *testing.T) {
-			caught := -1
-			func() {
-				defer m.set()()
-				for seed := range seeds {
-					if err := prop.Example(seed); err != nil {
-						caught = seed
-						t.Logf("mutant %q caught by seed %d: %.300v", m.name, seed, err)
-						return
-					}
-				}
-			}()
-			if caught < 0 {
-				t.Fatalf("mutant %q survived %d histories: the property cannot see it", m.name, seeds)
-			}
-			if err := prop.Example(caught); err != nil {
-				t.Fatalf("seed %d fails without the mutant too: %v", caught, err)
-			}
-		})
-	}
+	requireMutantsCaught(t, runStreamProperty, []mutant{
+		{"insert unhooked", collections.MutantStreamInsertUnhooked},
+		{"fold unhooked", collections.MutantStreamFoldUnhooked},
+	})
 }
 
 // bigFixture is a store of n map entries, some sets elements, a list of

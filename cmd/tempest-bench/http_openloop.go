@@ -441,25 +441,9 @@ func (l *loader) send(ctx context.Context, o *outcome, at time.Time, query bool,
 
 // progress prints a progress line on stderr every second until stopped.
 func (l *loader) progress(label string, d time.Duration, n int, launched, done *atomic.Int64) func() {
-	stop := make(chan struct{})
-	finished := make(chan struct{})
-	start := time.Now()
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				fmt.Fprintf(l.stderr, "\r%s: done in %.1fs%20s\n", label, time.Since(start).Seconds(), "")
-				return
-			case <-t.C:
-				fmt.Fprintf(l.stderr, "\r%s: %4.1fs of %.0fs, %d of %d launched, %d outcomes", label,
-					time.Since(start).Seconds(), d.Seconds(), launched.Load(), n, done.Load())
-			}
-		}
-	}()
-	return func() { close(stop); <-finished }
+	return progressLine(l.stderr, label, func() string {
+		return fmt.Sprintf("a run of %.0fs, %d of %d launched, %d outcomes", d.Seconds(), launched.Load(), n, done.Load())
+	})
 }
 
 // openResult is what an open-loop `tempest-bench http` prints as JSON.
