@@ -481,15 +481,7 @@ func (s *schedulerActor) deliver(ctx actor.Context, ops []*tempestpb.Op) int {
 		// Not waited for: a peer's op lost by a crash here is fetched again
 		// by catch-up. A failure reloads the clone, as for its own ops: the
 		// Writer is broken and the replica holds ops the disk does not.
-		self, system, w := ctx.Self(), ctx.ActorSystem(), s.w
-		err = w.Append(recs, func(_ uint64, err error) {
-			if err != nil {
-				system.Root.Send(self, &persistFailed{w: w, err: err})
-			}
-		})
-		if err != nil {
-			panic(fmt.Errorf("op log write refused, reloading from disk: %w", err))
-		}
+		mustQueue(s.w.Append(recs, s.persistCallback(ctx)))
 	}
 	s.kick(ctx)
 	return len(fresh)
@@ -507,7 +499,7 @@ func (s *schedulerActor) tick(ctx actor.Context) {
 	switch {
 	case s.snap == nil && s.sinceSnapshot >= s.snapshotInterval():
 		s.beginSnapshot(ctx)
-	case s.snap != nil && !s.snap.ended && !s.w.Full():
+	case s.snap != nil && s.snap.paused:
 		s.snapshotSlice(ctx) // resumes a snapshot paused while the op log was full
 	}
 	if now.Sub(s.lastStatus) >= statusRefresh {

@@ -30,14 +30,14 @@ import (
 
 // snapshotRun is the snapshot being produced.
 type snapshotRun struct {
-	stream        *collections.SnapshotStream
-	started       time.Time
-	chunks, items int
-	bytes         int64
-	busy          time.Duration // scheduler time spent on it
-	maxTurn       time.Duration // the longest turn spent on it
-	turns         int
-	ended         bool // SnapshotEnd queued, waiting for snapshotSaved
+	stream   *collections.SnapshotStream // its Stats count the chunks, items and bytes
+	hdrBytes int                         // the header's (chunk 0)
+	started  time.Time
+	busy     time.Duration // scheduler time spent on it
+	maxTurn  time.Duration // the longest turn spent on it
+	turns    int
+	paused   bool // the op log was full: tick resumes it
+	ended    bool // SnapshotEnd queued, waiting for snapshotSaved
 }
 
 // SnapshotInfo is what a clone's status says of its last durable snapshot.
@@ -82,10 +82,8 @@ func (s *schedulerActor) beginSnapshot(ctx actor.Context) {
 		s.log.Error("encode snapshot header", zap.Error(err))
 		return
 	}
-	if err := s.w.SnapshotBegin(hdr, s.persistCallback(ctx)); err != nil {
-		panic(fmt.Errorf("op log write refused, reloading from disk: %w", err))
-	}
-	s.snap = &snapshotRun{stream: st, started: time.Now(), chunks: 1, bytes: int64(len(hdr))}
+	mustQueue(s.w.SnapshotBegin(hdr, s.persistCallback(ctx)))
+	s.snap = &snapshotRun{stream: st, hdrBytes: len(hdr), started: time.Now()}
 	s.sinceSnapshot = 0
 	ctx.Send(ctx.Self(), &snapshotWork{})
 }
@@ -98,9 +96,12 @@ func (s *schedulerActor) snapshotSlice(ctx actor.Context) {
 		return
 	}
 	if s.w.Full() {
-		return // the disk is behind: tick resumes it
+		r.paused = true // the disk is behind: tick resumes it
+		return
 	}
+	r.paused = false
 	cfg := s.c.n.cfg
+	cb := s.persistCallback(ctx)
 	t0 := time.Now()
 	defer func() {
 		d := time.Since(t0)
@@ -126,32 +127,33 @@ func (s *schedulerActor) snapshotSlice(ctx actor.Context) {
 			s.snap = nil
 			return
 		}
-		cb := s.persistCallback(ctx)
-		if err := s.w.SnapshotChunk(data, cb); err != nil {
-			panic(fmt.Errorf("op log write refused, reloading from disk: %w", err))
-		}
-		r.chunks++
-		r.items += len(chunk.GetItems())
-		r.bytes += int64(len(data))
+		mustQueue(s.w.SnapshotChunk(data, cb))
 		if last {
 			r.stream.Close()
 			r.ended = true
-			self, system, w := ctx.Self(), ctx.ActorSystem(), s.w
-			if err := w.SnapshotEnd(func(pos uint64, err error) {
+			self, system := ctx.Self(), ctx.ActorSystem()
+			mustQueue(s.w.SnapshotEnd(func(pos uint64, err error) {
 				if err != nil {
-					system.Root.Send(self, &persistFailed{w: w, err: err})
+					cb(pos, err)
 					return
 				}
 				system.Root.Send(self, &snapshotSaved{pos: pos})
-			}); err != nil {
-				panic(fmt.Errorf("op log write refused, reloading from disk: %w", err))
-			}
+			}))
 			return
 		}
 		if time.Since(t0) >= cfg.SnapshotSlice {
 			ctx.Send(ctx.Self(), &snapshotWork{})
 			return
 		}
+	}
+}
+
+// mustQueue panics (the scheduler reloads from disk) when the Writer
+// refused a write: it is broken, and the replica holds what the disk does
+// not.
+func mustQueue(err error) {
+	if err != nil {
+		panic(fmt.Errorf("op log write refused, reloading from disk: %w", err))
 	}
 }
 
@@ -170,7 +172,8 @@ func (s *schedulerActor) persistCallback(ctx actor.Context) func(uint64, error) 
 // LogRetain records behind it.
 func (s *schedulerActor) snapshotSaved(ctx actor.Context, pos uint64) {
 	if r := s.snap; r != nil {
-		s.lastSnapshot = &SnapshotInfo{Pos: pos, Bytes: r.bytes, Items: r.items, Chunks: r.chunks,
+		st := r.stream.Stats()
+		s.lastSnapshot = &SnapshotInfo{Pos: pos, Bytes: int64(r.hdrBytes) + int64(st.Bytes), Items: int(st.Items), Chunks: 1 + int(st.Chunks),
 			DurationMs: ms(time.Since(r.started)), BusyMs: ms(r.busy), Turns: r.turns, MaxTurnUs: r.maxTurn.Microseconds(), At: time.Now()}
 		s.snap = nil
 	}
@@ -178,14 +181,7 @@ func (s *schedulerActor) snapshotSaved(ctx actor.Context, pos uint64) {
 	if pos <= retain {
 		return
 	}
-	self, system, w := ctx.Self(), ctx.ActorSystem(), s.w
-	if err := w.Prune(pos-retain, func(_ uint64, err error) {
-		if err != nil {
-			system.Root.Send(self, &persistFailed{w: w, err: err})
-		}
-	}); err != nil {
-		panic(fmt.Errorf("op log write refused, reloading from disk: %w", err))
-	}
+	mustQueue(s.w.Prune(pos-retain, s.persistCallback(ctx)))
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -194,56 +190,51 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // stream (the header, then chunks) or, from older data, one whole
 // StoreSnapshot (a single chunk). It logs its progress while it loads.
 func (s *schedulerActor) restoreSnapshot(chunks iter.Seq2[[]byte, error]) error {
-	next, stop := iter.Pull2(chunks)
-	defer stop()
-	first, err, ok := next()
-	if !ok {
-		return fmt.Errorf("snapshot has no chunk: %w", persistence.ErrCorrupt)
-	}
-	if err != nil {
-		return err
-	}
-	second, err, ok := next()
-	if err != nil {
-		return err
-	}
-	if !ok { // one whole StoreSnapshot
-		snap := &tempestpb.StoreSnapshot{}
-		if err := proto.Unmarshal(first, snap); err != nil {
-			return fmt.Errorf("decode snapshot: %w", err)
+	var (
+		first       []byte // chunk 0: a header, or a whole snapshot if alone
+		rs          *collections.StreamRestorer
+		n, items    int
+		t0, lastLog = time.Now(), time.Now()
+	)
+	for data, err := range chunks {
+		if err != nil {
+			return err
 		}
-		return s.store.Restore(snap)
-	}
-	hdr := &tempestpb.SnapshotHeader{}
-	if err := proto.Unmarshal(first, hdr); err != nil {
-		return fmt.Errorf("decode snapshot header: %w", err)
-	}
-	rs, err := s.store.BeginRestore(hdr)
-	if err != nil {
-		return err
-	}
-	t0, lastLog := time.Now(), time.Now()
-	n, items := 1, 0
-	for data := second; ; {
+		if n++; n == 1 {
+			first = data
+			continue
+		}
+		if rs == nil {
+			hdr := &tempestpb.SnapshotHeader{}
+			if err := proto.Unmarshal(first, hdr); err != nil {
+				return fmt.Errorf("decode snapshot header: %w", err)
+			}
+			if rs, err = s.store.BeginRestore(hdr); err != nil {
+				return err
+			}
+		}
 		chunk := &tempestpb.SnapshotChunk{}
 		if err := proto.Unmarshal(data, chunk); err != nil {
-			return fmt.Errorf("decode snapshot chunk %d: %w", n, err)
+			return fmt.Errorf("decode snapshot chunk %d: %w", n-1, err)
 		}
 		if err := rs.Add(chunk); err != nil {
 			return err
 		}
-		n++
 		items += len(chunk.GetItems())
 		if time.Since(lastLog) >= 2*time.Second {
 			lastLog = time.Now()
 			s.log.Info("loading snapshot", zap.Int("chunks", n), zap.Int("items", items), zap.Duration("elapsed", time.Since(t0)))
 		}
-		var ok bool
-		if data, err, ok = next(); err != nil {
-			return err
-		} else if !ok {
-			break
+	}
+	switch n {
+	case 0:
+		return fmt.Errorf("snapshot has no chunk: %w", persistence.ErrCorrupt)
+	case 1: // one whole StoreSnapshot
+		snap := &tempestpb.StoreSnapshot{}
+		if err := proto.Unmarshal(first, snap); err != nil {
+			return fmt.Errorf("decode snapshot: %w", err)
 		}
+		return s.store.Restore(snap)
 	}
 	if err := rs.Finish(); err != nil {
 		return err

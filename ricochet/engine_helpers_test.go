@@ -8,8 +8,9 @@ import (
 	"time"
 )
 
-// testSeed returns seed, or RICOCHET_SEED when set (to replay a failure),
-// and makes every failure of t print it.
+// engSeed is ricochettest.Seed for the engine's own tests, which cannot
+// import ricochettest (it imports ricochet): seed, or RICOCHET_SEED when
+// set (to replay a failure), printed by every failure of t.
 func engSeed(t testing.TB, seed uint64) uint64 {
 	t.Helper()
 	if s := os.Getenv("RICOCHET_SEED"); s != "" {

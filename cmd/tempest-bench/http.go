@@ -219,9 +219,7 @@ loop:
 	res.Updates = summarize(updLat, elapsed)
 	res.Queries = summarize(qryLat, elapsed)
 	if f.asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		return writeJSON(stdout, res)
 	}
 	fmt.Fprintf(stdout, "target      %s\nclients     %d, %.1fs\n", res.Target, res.Concurrency, res.DurationS)
 	for _, row := range []struct {

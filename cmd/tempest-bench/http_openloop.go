@@ -655,9 +655,7 @@ func runOpenLoop(f httpFlags, stdout, stderr io.Writer) (err error) {
 	}
 	setRatioTo1x(res.Runs)
 	if f.asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		return writeJSON(stdout, res)
 	}
 	printOpenTable(stdout, res)
 	return nil

@@ -164,10 +164,11 @@ type engineCfgSummary struct {
 	MaxPayload         int     `json:"max_payload"`
 }
 
-func writeJSON(w io.Writer, r *benchReport) error {
+// writeJSON prints v as indented JSON: what every --json prints.
+func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(r)
+	return enc.Encode(v)
 }
 
 func writeText(w io.Writer, r *benchReport) {

@@ -138,9 +138,7 @@ func runState(args []string, stdout, stderr io.Writer) error {
 		res.Runs = append(res.Runs, r)
 	}
 	if f.asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		return writeJSON(stdout, res)
 	}
 	printState(stdout, res)
 	return nil

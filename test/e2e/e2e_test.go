@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -53,21 +54,16 @@ var gatewayLine = regexp.MustCompile(`gateway\s+http://(\S+)`)
 
 func startNode(t *testing.T, dataDir string, extra ...string) *node {
 	t.Helper()
-	return startNodeCmd(t, dataDir, binary, extra...)
+	return startNodeWrapped(t, dataDir, nil, extra...)
 }
 
-// startNodeCmd starts `tempest-node dev` through prog: the binary itself,
-// or a wrapper (taskset) whose last argument in pre is the binary.
-func startNodeCmd(t *testing.T, dataDir, prog string, pre ...string) *node {
+// startNodeWrapped starts `tempest-node dev` under wrapper (a command line
+// that runs the binary given after it, such as taskset -c 0), if any.
+func startNodeWrapped(t *testing.T, dataDir string, wrapper []string, extra ...string) *node {
 	t.Helper()
-	var args []string
-	if prog != binary {
-		args = pre
-		pre = nil
-	}
-	args = append(args, "dev", "--http", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "warn")
-	args = append(args, pre...)
-	cmd := exec.Command(prog, args...)
+	args := append(slices.Clone(wrapper), binary, "dev", "--http", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "warn")
+	args = append(args, extra...)
+	cmd := exec.Command(args[0], args[1:]...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -102,7 +102,7 @@ func startPinnedNode(t *testing.T, dataDir string) *node {
 		t.Logf("node not pinned (taskset: %v, %d CPUs)", err, runtime.NumCPU())
 		return startNode(t, dataDir)
 	}
-	return startNodeCmd(t, dataDir, taskset, "-c", "0", binary)
+	return startNodeWrapped(t, dataDir, []string{taskset, "-c", "0"})
 }
 
 // answer is one request's outcome as the client saw it.
