@@ -24,17 +24,18 @@ type Record struct {
 }
 
 // CloneLog is the namespace of one clone in a DB: its op log, an index of the
-// log by (origin, seq), per-origin bookkeeping, its latest snapshot and its
-// metadata. Log positions are assigned by the store: 1 for the first record,
-// then +1 per stored record, never reused (not even after Prune; Drop starts
-// over at 1).
+// log by (origin, seq), per-origin bookkeeping, its latest snapshot (a full
+// one, possibly followed by deltas: see SnapshotChain) and its metadata. Log
+// positions are assigned by the store: 1 for the first record, then +1 per
+// stored record, never reused (not even after Prune; Drop starts over at 1).
 //
 // Invariants, kept by the committer and checked by the decoders:
 //   - every index entry points to a log record with the same (origin, seq),
 //     and every log record has its index entry (they are written and pruned
 //     in the same batch);
 //   - records with pos <= the prune point are gone, and the prune point is
-//     <= the latest snapshot's position (Prune refuses otherwise).
+//     <= the latest snapshot's position, the last generation of its chain
+//     (Prune refuses otherwise).
 //
 // Methods are safe for concurrent use. Writes are ordered per DB: a write
 // that returns before another is submitted is committed before it.
@@ -99,11 +100,11 @@ func (c *CloneLog) appendOp(recs []Record) (*op, error) {
 	return o, nil
 }
 
-// SaveSnapshot stores data as the clone's snapshot, replacing the previous
-// one. pos is the log position the snapshot covers: replaying the records
-// after pos on top of it must give the current state. pos must not exceed the
-// last log position (ErrPosOutOfRange) nor go back behind the stored
-// snapshot's (ErrStaleSnapshot). It is a group-committed write, durable on
+// SaveSnapshot stores data as the clone's snapshot, a full one replacing
+// the stored chain (base and deltas). pos is the log position the snapshot
+// covers: replaying the records after pos on top of it must give the current
+// state. pos must not exceed the last log position (ErrPosOutOfRange) nor go
+// back behind the stored snapshot's (ErrStaleSnapshot). It is a group-committed write, durable on
 // return under SyncAlways.
 func (c *CloneLog) SaveSnapshot(data []byte, pos uint64) error {
 	if c.err != nil {
@@ -118,7 +119,8 @@ func (c *CloneLog) SaveSnapshot(data []byte, pos uint64) error {
 // ok is false if the clone has none. To restore a clone: LoadSnapshot, then
 // Replay(pos, ...). It reads single-chunk snapshots (SaveSnapshot,
 // Writer.Snapshot); a chunked one (Writer.SnapshotBegin) is read with
-// SnapshotChunks.
+// SnapshotChunks, and a chain with deltas (Writer.SnapshotDeltaBegin) with
+// SnapshotChain (ErrIncompatible otherwise).
 func (c *CloneLog) LoadSnapshot() (data []byte, pos uint64, ok bool, err error) {
 	pos, ok, chunks, err := c.SnapshotChunks()
 	if err != nil || !ok {
@@ -137,13 +139,15 @@ func (c *CloneLog) LoadSnapshot() (data []byte, pos uint64, ok bool, err error) 
 	return data, pos, true, nil
 }
 
-// SnapshotChunks returns the clone's stored snapshot: the log position it
-// covers, whether there is one, and its chunks in order (chunk 0 first; a
-// single chunk for SaveSnapshot's). Only the generation the clone's header
-// names is read: chunks a crash left of an unfinished snapshot are not. The
-// chunks are read when iterated, from one consistent view of the database;
-// if the snapshot was replaced since SnapshotChunks returned, the iteration
-// yields an error.
+// SnapshotChunks returns the clone's stored snapshot when it is a full one
+// alone (no delta after it): the log position it covers, whether there is
+// one, and its chunks in order (chunk 0 first; a single chunk for
+// SaveSnapshot's). If the stored chain has deltas it returns an error
+// wrapping ErrIncompatible: read it with SnapshotChain. Only the generation
+// the clone's header names is read: chunks a crash left of an unfinished
+// snapshot are not. The chunks are read when iterated, from one consistent
+// view of the database; if the snapshot was replaced since SnapshotChunks
+// returned, the iteration yields an error wrapping ErrStaleSnapshot.
 func (c *CloneLog) SnapshotChunks() (pos uint64, ok bool, chunks iter.Seq2[[]byte, error], err error) {
 	if err := c.read(); err != nil {
 		return 0, false, nil, err
@@ -156,10 +160,105 @@ func (c *CloneLog) SnapshotChunks() (pos uint64, ok bool, chunks iter.Seq2[[]byt
 	if !hdr.hasSnap {
 		return 0, false, nil, nil
 	}
-	return hdr.snapPos, true, func(yield func([]byte, error) bool) { c.readChunks(hdr.snapPos, yield) }, nil
+	if hdr.basePos != hdr.snapPos {
+		return 0, false, nil, fmt.Errorf("%w: clone %s: the snapshot at %d is a chain (a base at %d and deltas): read it with SnapshotChain",
+			ErrIncompatible, c.id, hdr.snapPos, hdr.basePos)
+	}
+	return hdr.snapPos, true, func(yield func([]byte, error) bool) { c.readChunks(hdr.snapPos, false, yield) }, nil
 }
 
-func (c *CloneLog) readChunks(gen uint64, yield func([]byte, error) bool) {
+// SnapshotPart is one generation of a clone's snapshot chain.
+type SnapshotPart struct {
+	// Gen is the log position the part covers.
+	Gen uint64
+	// Delta is false for the chain's base (a full snapshot, the first
+	// part) and true for the deltas after it (Writer.SnapshotDeltaBegin).
+	Delta bool
+	// Chunks yields the part's chunks in order (chunk 0, the header the
+	// begin was given, first). They are read when iterated, from one
+	// consistent view of the database; if the part is no longer in the
+	// clone's chain by then (a full snapshot replaced the chain), the
+	// iteration yields an error wrapping ErrStaleSnapshot.
+	Chunks iter.Seq2[[]byte, error]
+}
+
+// SnapshotChain returns the clone's stored snapshot as a chain: the log
+// position it covers (the last part's Gen), whether there is one, and its
+// parts in order, the base (a full snapshot, Delta false) first, then every
+// delta (Delta true) in increasing Gen. To restore a clone: apply the base's
+// chunks, then each delta's in order, then Replay(pos, ...). A chain of a
+// base alone is also what SnapshotChunks reads. Generations a crash left of
+// an unfinished snapshot are not part of the chain. Finding the parts costs
+// one seek per part; their chunks are read lazily (see SnapshotPart).
+func (c *CloneLog) SnapshotChain() (pos uint64, ok bool, parts []SnapshotPart, err error) {
+	if err := c.read(); err != nil {
+		return 0, false, nil, err
+	}
+	defer c.db.release()
+	view := c.db.pdb.NewSnapshot()
+	defer view.Close()
+	hdr, err := c.db.readHeader(view, c.prefix)
+	if err != nil {
+		return 0, false, nil, fmt.Errorf("clone %s: %w", c.id, err)
+	}
+	if !hdr.hasSnap {
+		return 0, false, nil, nil
+	}
+	gens, err := c.chainGens(view, hdr)
+	if err != nil {
+		return 0, false, nil, err
+	}
+	parts = make([]SnapshotPart, len(gens))
+	for i, gen := range gens {
+		delta := i > 0
+		parts[i] = SnapshotPart{Gen: gen, Delta: delta, Chunks: func(yield func([]byte, error) bool) { c.readChunks(gen, delta, yield) }}
+	}
+	return hdr.snapPos, true, parts, nil
+}
+
+// chainGens returns the generations present in [hdr.basePos, hdr.snapPos]:
+// one SeekGE per generation, each to the first chunk key after the previous
+// generation, whatever the number of chunks. The first must be basePos and
+// the last snapPos.
+func (c *CloneLog) chainGens(r pebble.Reader, hdr header) ([]uint64, error) {
+	_, hi := snapBounds(c.prefix)
+	if hdr.snapPos < math.MaxUint64 {
+		hi = snapChunkKey(c.prefix, hdr.snapPos+1, 0)
+	}
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: snapChunkKey(c.prefix, hdr.basePos, 0), UpperBound: hi})
+	if err != nil {
+		return nil, err
+	}
+	var gens []uint64
+	for valid := it.First(); valid; {
+		p, err := decodeKey(it.Key())
+		if err == nil && (p.kind != kindSnapChunk || p.clone != c.id) {
+			err = corruptf("unexpected key %q in the snapshot range", it.Key())
+		}
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("clone %s: %w", c.id, err), it.Close())
+		}
+		gens = append(gens, p.pos)
+		if p.pos == math.MaxUint64 {
+			break
+		}
+		valid = it.SeekGE(snapChunkKey(c.prefix, p.pos+1, 0))
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return nil, err
+	}
+	if len(gens) == 0 || gens[0] != hdr.basePos {
+		return nil, corruptf("clone %s: the header names a snapshot base at %d, which has no chunk", c.id, hdr.basePos)
+	}
+	if gens[len(gens)-1] != hdr.snapPos {
+		return nil, corruptf("clone %s: the header names a snapshot at %d, which has no chunk", c.id, hdr.snapPos)
+	}
+	return gens, nil
+}
+
+// readChunks yields the chunks of generation gen, if it is still the chain's
+// base (!delta) or one of its deltas.
+func (c *CloneLog) readChunks(gen uint64, delta bool, yield func([]byte, error) bool) {
 	if err := c.read(); err != nil {
 		yield(nil, err)
 		return
@@ -172,11 +271,19 @@ func (c *CloneLog) readChunks(gen uint64, yield func([]byte, error) bool) {
 		yield(nil, fmt.Errorf("clone %s: %w", c.id, err))
 		return
 	}
-	if !hdr.hasSnap || hdr.snapPos != gen {
+	inChain := hdr.hasSnap && gen <= hdr.snapPos && gen == hdr.basePos
+	if delta {
+		inChain = hdr.hasSnap && gen <= hdr.snapPos && gen > hdr.basePos
+	}
+	if !inChain {
 		yield(nil, fmt.Errorf("%w: clone %s: the snapshot at %d was replaced while being read", ErrStaleSnapshot, c.id, gen))
 		return
 	}
-	it, err := view.NewIter(&pebble.IterOptions{LowerBound: snapChunkKey(c.prefix, gen, 0), UpperBound: snapChunkKey(c.prefix, gen+1, 0)})
+	_, hi := snapBounds(c.prefix)
+	if gen < math.MaxUint64 {
+		hi = snapChunkKey(c.prefix, gen+1, 0)
+	}
+	it, err := view.NewIter(&pebble.IterOptions{LowerBound: snapChunkKey(c.prefix, gen, 0), UpperBound: hi})
 	if err != nil {
 		yield(nil, err)
 		return

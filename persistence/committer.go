@@ -22,7 +22,7 @@ const (
 	opDrop
 	opPutMeta
 	opDeleteMeta
-	opSnapBegin // a chunked snapshot: its chunk 0, at the log's head
+	opSnapBegin // a chunked snapshot (full, or a delta if op.delta): its chunk 0, at the log's head
 	opSnapChunk // its next chunk
 	opSnapEnd   // it becomes the clone's snapshot
 )
@@ -53,6 +53,7 @@ type op struct {
 	w      *Writer             // writes through a Writer
 	cb     func(uint64, error) // Writer: completion callback
 	atHead bool                // opSnapshot through a Writer: covers the log as it stands
+	delta  bool                // opSnapBegin: a delta snapshot, continuing the stored chain
 }
 
 // encRecord is a record encoded by the caller's goroutine, so that the
@@ -271,13 +272,31 @@ type cloneCache struct {
 }
 
 // snapInProgress is a chunked snapshot between its begin and its end: its
-// generation (the log position it covers) and its next chunk number. skip:
-// the log has not moved since the stored snapshot, which stays; the new
-// one's chunks are not written (they would overwrite the stored one's).
+// generation (the log position it covers), its next chunk number and
+// whether it is a delta. skip: the log has not moved since the stored
+// snapshot, which stays; the new one's chunks are not written (they would
+// overwrite the stored one's). overwritten: a single-value snapshot
+// (opSnapshot) replaced the whole snapshot range since the begin (see
+// replaced).
 type snapInProgress struct {
-	gen  uint64
-	next uint32
-	skip bool
+	gen         uint64
+	next        uint32
+	skip        bool
+	delta       bool
+	overwritten bool
+}
+
+// replaced returns an error if a SaveSnapshot (or Writer.Snapshot) replaced
+// the stored chain since sp's begin: its range delete took the chunks sp had
+// written (and it may have taken sp's generation), and a delta's predecessor
+// is gone. sp's later chunks are then not written and its end fails, so
+// nothing of sp is left and no header ever names it.
+func (sp *snapInProgress) replaced(clone string, h header) error {
+	if !sp.overwritten {
+		return nil
+	}
+	return fmt.Errorf("%w: clone %s: a snapshot at %d replaced the stored one while the snapshot at %d was being written",
+		ErrStaleSnapshot, clone, h.snapPos, sp.gen)
 }
 
 type originCache struct {
@@ -475,8 +494,8 @@ func (gs *group) apply(o *op) (r result, fatal error) {
 		if cc.hdr.hasSnap && o.pos < cc.hdr.snapPos {
 			return result{err: fmt.Errorf("%w: clone %s: snapshot at %d, stored one covers %d", ErrStaleSnapshot, c.id, o.pos, cc.hdr.snapPos)}, nil
 		}
-		// One generation per clone: the previous snapshot's chunks go in
-		// the same batch (see keys.go).
+		// A full snapshot, the whole new chain: the previous chain's
+		// chunks go in the same batch (see keys.go).
 		lo, hi := snapBounds(c.prefix)
 		if err := gs.b.DeleteRange(lo, hi, nil); err != nil {
 			return result{}, err
@@ -484,7 +503,10 @@ func (gs *group) apply(o *op) (r result, fatal error) {
 		if err := gs.b.Set(snapChunkKey(c.prefix, o.pos, 0), o.val, nil); err != nil {
 			return result{}, err
 		}
-		cc.hdr.hasSnap, cc.hdr.snapPos, cc.hdrDirty = true, o.pos, true
+		cc.hdr.hasSnap, cc.hdr.snapPos, cc.hdr.basePos, cc.hdrDirty = true, o.pos, o.pos, true
+		if cc.snap != nil {
+			cc.snap.overwritten = true // its chunks so far are gone
+		}
 		return result{pos: o.pos}, nil
 
 	case opSnapBegin, opSnapChunk, opSnapEnd:
@@ -793,15 +815,17 @@ func lastLogPos(r pebble.Reader, prefix []byte) (uint64, error) {
 	return pos, errors.Join(it.Error(), it.Close())
 }
 
-// snapshotChunk applies one step of a chunked snapshot. The begin places
-// the snapshot at the log's head (it covers every record submitted before
-// it through the same Writer) and writes chunk 0 under that generation,
-// after deleting what earlier snapshots left besides the stored one (the
-// chunks of one cut short by a crash). Chunks follow under the same
+// snapshotChunk applies one step of a chunked snapshot, full or delta (see
+// keys.go for the chain). The begin places the snapshot at the log's head
+// (it covers every record submitted before it through the same Writer) and
+// writes chunk 0 under that generation, after deleting what earlier
+// snapshots left beyond the stored chain (the chunks of one cut short by a
+// crash: every generation > snapPos). Chunks follow under the same
 // generation, in order, in later groups if they come later. Only the end
-// makes the generation the clone's snapshot, in one batch with the removal
-// of the previous one: until then a crash leaves the previous snapshot
-// whole and in place.
+// makes the generation part of the clone's snapshot: a full one replaces the
+// whole chain (its generations below the new one go in the same batch), a
+// delta extends it. Until then a crash leaves the previous chain whole and
+// in place.
 func (gs *group) snapshotChunk(c *CloneLog, o *op) (result, error) {
 	cc, err := gs.clone(c)
 	if err != nil {
@@ -810,6 +834,9 @@ func (gs *group) snapshotChunk(c *CloneLog, o *op) (result, error) {
 	lo, hi := snapBounds(c.prefix)
 	switch o.kind {
 	case opSnapBegin:
+		if o.delta && !cc.hdr.hasSnap {
+			return result{err: fmt.Errorf("%w: clone %s: a delta snapshot needs a stored snapshot to build on", ErrNoSnapshot, c.id)}, nil
+		}
 		gen := cc.head
 		if cc.hdr.hasSnap && gen <= cc.hdr.snapPos {
 			// Nothing logged since the stored snapshot: it already covers
@@ -818,8 +845,12 @@ func (gs *group) snapshotChunk(c *CloneLog, o *op) (result, error) {
 			return result{pos: cc.hdr.snapPos}, nil
 		}
 		if cc.hdr.hasSnap {
-			if err := gs.b.DeleteRange(lo, snapChunkKey(c.prefix, cc.hdr.snapPos, 0), nil); err != nil {
-				return result{}, err
+			// Keep the chain [basePos, snapPos]; a full begin also clears
+			// below it (nothing should be there).
+			if !o.delta {
+				if err := gs.b.DeleteRange(lo, snapChunkKey(c.prefix, cc.hdr.basePos, 0), nil); err != nil {
+					return result{}, err
+				}
 			}
 			if err := gs.b.DeleteRange(snapChunkKey(c.prefix, cc.hdr.snapPos+1, 0), hi, nil); err != nil {
 				return result{}, err
@@ -831,7 +862,7 @@ func (gs *group) snapshotChunk(c *CloneLog, o *op) (result, error) {
 		if err := gs.b.Set(snapChunkKey(c.prefix, gen, 0), o.val, nil); err != nil {
 			return result{}, err
 		}
-		cc.snap = &snapInProgress{gen: gen, next: 1}
+		cc.snap = &snapInProgress{gen: gen, next: 1, delta: o.delta}
 		return result{pos: gen}, nil
 
 	case opSnapChunk:
@@ -841,6 +872,9 @@ func (gs *group) snapshotChunk(c *CloneLog, o *op) (result, error) {
 		}
 		if sp.skip {
 			return result{pos: sp.gen}, nil
+		}
+		if err := sp.replaced(c.id, cc.hdr); err != nil {
+			return result{err: err}, nil
 		}
 		setSnapshotPos(o.val, sp.gen)
 		if err := gs.b.Set(snapChunkKey(c.prefix, sp.gen, sp.next), o.val, nil); err != nil {
@@ -858,10 +892,17 @@ func (gs *group) snapshotChunk(c *CloneLog, o *op) (result, error) {
 		if sp.skip {
 			return result{pos: sp.gen}, nil
 		}
+		if err := sp.replaced(c.id, cc.hdr); err != nil {
+			return result{err: err}, nil
+		}
+		if sp.delta {
+			cc.hdr.snapPos, cc.hdrDirty = sp.gen, true
+			return result{pos: sp.gen}, nil
+		}
 		if err := gs.b.DeleteRange(lo, snapChunkKey(c.prefix, sp.gen, 0), nil); err != nil {
 			return result{}, err
 		}
-		cc.hdr.hasSnap, cc.hdr.snapPos, cc.hdrDirty = true, sp.gen, true
+		cc.hdr.hasSnap, cc.hdr.snapPos, cc.hdr.basePos, cc.hdrDirty = true, sp.gen, sp.gen, true
 		return result{pos: sp.gen}, nil
 	}
 }

@@ -9,10 +9,12 @@
 // one clone ("cart/2"). A clone's log is a sequence of records at positions
 // 1, 2, 3, ... assigned by the store. Append is idempotent on (origin, seq),
 // so at-least-once delivery from peers and retries after a crash are safe.
-// SaveSnapshot stores a snapshot covering the log up to a position; Prune
-// then removes the covered records. A restarting clone calls LoadSnapshot and
-// Replay(pos, ...), then catches up from peers, who serve it with Range
-// (records of one origin by seq) after comparing MaxSeq.
+// SaveSnapshot stores a snapshot covering the log up to a position (a Writer
+// writes one in chunks, in full or as a delta on the stored one); Prune then
+// removes the covered records. A restarting clone calls LoadSnapshot (or
+// SnapshotChunks, SnapshotChain) and Replay(pos, ...), then catches up from
+// peers, who serve it with Range (records of one origin by seq) after
+// comparing MaxSeq.
 //
 // # Group commit
 //
@@ -95,10 +97,14 @@
 // origin state and meta (| key). Snapshots, large values, are in a range of
 // their own after every clone's, so they never share an sstable block with
 // keys that point reads look up: 0x02 | u16 len(id) | id | u64 generation |
-// u32 chunk, one generation per clone, a single chunk 0 today (room for
-// chunked snapshots). Format version 2; Open upgrades a version-1 database in
-// place. Record and snapshot values carry a version byte and a CRC-32C; every
-// decoder rejects malformed bytes with ErrCorrupt and has a Fuzz target.
+// u32 chunk. A clone's stored snapshot is a chain of generations: a full
+// base, then zero or more deltas (Writer.SnapshotDeltaBegin; read with
+// CloneLog.SnapshotChain); a full snapshot's end replaces the whole chain, a
+// delta's end extends it, each in one batch with the clone's header, so a
+// crash leaves the previous chain whole. Format version 3; Open upgrades a
+// version-1 or -2 database in place. Record and snapshot values carry a
+// version byte and a CRC-32C; every decoder rejects malformed bytes with
+// ErrCorrupt and has a Fuzz target.
 //
 // # Duplicate detection and pebble settings
 //

@@ -45,7 +45,11 @@ var (
 	ErrNotCovered = errors.New("persistence: log prefix not covered by a snapshot")
 
 	// ErrStaleSnapshot is returned by SaveSnapshot when the clone already
-	// has a snapshot covering a later log position.
+	// has a snapshot covering a later log position; by the chunks of a
+	// snapshot read (SnapshotChunks, SnapshotChain) that was replaced since
+	// it was listed; and (through a Writer's callback) for the chunks and
+	// end of a chunked snapshot that a SaveSnapshot or Writer.Snapshot
+	// replaced while it was being written.
 	ErrStaleSnapshot = errors.New("persistence: snapshot older than the stored one")
 
 	// ErrWriterBroken is returned for every write through a Writer at or
@@ -58,6 +62,8 @@ var (
 	ErrPosOutOfRange = errors.New("persistence: log position out of range")
 
 	// ErrNoSnapshot is returned (through a Writer's callback) for a
-	// snapshot chunk or end with no snapshot begun on that clone.
+	// snapshot chunk or end with no snapshot begun on that clone, and for a
+	// delta snapshot begun (SnapshotDeltaBegin) on a clone with no stored
+	// snapshot to build on.
 	ErrNoSnapshot = errors.New("persistence: no chunked snapshot begun")
 )

@@ -10,7 +10,7 @@ import (
 	"slices"
 )
 
-// On-disk layout (format version 2). Every key and value written by this
+// On-disk layout (format version 3). Every key and value written by this
 // package is built and parsed here; nothing else touches raw bytes.
 //
 // Keys are binary and ordered so that each clone's data is one contiguous key
@@ -29,18 +29,40 @@ import (
 // in one value, and pebble stores a value inside one data block. Next to the
 // small keys that point reads look up (header, origin state, meta, a log
 // record), such a block could be the one a lookup lands on and decompresses.
-// In their own range they share no block with anything else; only
-// LoadSnapshot reads them. The generation is the log position the snapshot
-// covers; a clone's snapshot range holds one generation (SaveSnapshot
-// range-deletes the clone's snapshot range in the batch that writes the new
-// one). Chunk numbers are for snapshots split into many bounded values: today
-// a snapshot is the single chunk 0, holding the whole snapshot value.
+// In their own range they share no block with anything else; only the
+// snapshot readers (SnapshotChain, SnapshotChunks, LoadSnapshot) read them.
+// The generation is the log position a snapshot covers; its chunks are
+// numbered from 0 (SaveSnapshot and Writer.Snapshot write the single chunk 0).
 //
-// Format version 1 stored the snapshot value inside the clone range under
-// 0x01 | u16 len(id) | id | kindSnap (0x05). Open upgrades a version-1
-// database in place (moves each snapshot to chunk 0 of its generation and
-// rewrites the marker, in one batch); a version-2 database is refused by a
-// version-1 binary with its format-marker error (ErrIncompatible).
+// A clone's stored snapshot is a chain of generations: one full snapshot, the
+// base (header.basePos), then zero or more delta snapshots (each holds what
+// changed since the previous generation), the last of which is
+// header.snapPos. The chain is exactly the generations present in
+// [basePos, snapPos]. Where each is deleted:
+//
+//   - a snapshot begin (full or delta) deletes every generation > snapPos:
+//     the leftovers of one a crash cut short; a full begin also deletes any
+//     generation < basePos (there should be none). Neither touches the chain;
+//   - a full snapshot's end deletes every generation below its own (the
+//     whole previous chain) and sets basePos = snapPos = its generation; a
+//     delta's end deletes nothing and sets snapPos; each in the batch that
+//     writes the header, so a crash anywhere leaves the previous chain whole;
+//   - SaveSnapshot and Writer.Snapshot (single-chunk, full) replace the whole
+//     range in one batch; Drop deletes it.
+//
+// Format history. Format 1 stored the snapshot value inside the clone range
+// under 0x01 | u16 len(id) | id | kindSnap (0x05); Open upgrades it in place
+// (moves each snapshot to chunk 0 of its generation and rewrites the marker,
+// in one batch). Format 2 had the same keys as format 3 and an 18-byte header
+// without basePos; format 3 writes 26-byte headers and still reads 18-byte
+// ones (basePos = snapPos), so Open upgrades a format-2 database by rewriting
+// the marker alone. The marker changed so that a format-2 binary refuses a
+// format-3 database at Open with ErrIncompatible; without it, it would open
+// the database and then fail on each 26-byte header with its corruption
+// error (ErrCorrupt), clone by clone, a misleading diagnosis. (It could not
+// read a delta chain anyway: it knows one generation per snapshot.) The
+// cost: a database once opened by a format-3 binary is refused by a
+// format-2 one, deltas written or not.
 //
 // All integers are big-endian so that byte order equals numeric order. The id
 // is length-prefixed so that no clone's key range contains another's ("a" and
@@ -81,8 +103,10 @@ const (
 // formatKey sorts before every per-clone key (0x00 < tagClone).
 var (
 	formatKey   = []byte("\x00tempest/persistence/format")
-	formatValue = []byte("tempest-persistence-2")
-	// formatValueV1 is the marker of format version 1, which Open upgrades.
+	formatValue = []byte("tempest-persistence-3")
+	// formatValueV2 and formatValueV1 are the markers of format versions 2
+	// and 1, which Open upgrades.
+	formatValueV2 = []byte("tempest-persistence-2")
 	formatValueV1 = []byte("tempest-persistence-1")
 )
 
@@ -327,15 +351,33 @@ func decodePos(v []byte) (uint64, error) {
 // header is the per-clone bookkeeping record.
 //
 // Invariants: prunedThrough <= snapPos when hasSnap, prunedThrough == 0 when
-// !hasSnap (Prune refuses to remove what no snapshot covers), and snapPos == 0
-// when !hasSnap.
+// !hasSnap (Prune refuses to remove what no snapshot covers), snapPos ==
+// basePos == 0 when !hasSnap, and basePos <= snapPos when hasSnap.
+//
+// The stored snapshot is a chain: the full snapshot of generation basePos
+// (the base), then the delta snapshots of every generation present in the
+// snapshot range in (basePos, snapPos], in increasing order; the last one is
+// snapPos. Each generation there is complete: a begin deletes every
+// generation > snapPos (what a crash left of an unfinished snapshot) before
+// it writes, and only an end moves snapPos (see group.snapshotChunk). With no
+// delta, basePos == snapPos.
 type header struct {
 	prunedThrough uint64 // every log record with pos <= prunedThrough was pruned
-	snapPos       uint64 // log position the stored snapshot covers
+	snapPos       uint64 // log position the stored snapshot chain covers (its last generation)
+	basePos       uint64 // generation of the chain's base (full) snapshot
 	hasSnap       bool
 }
 
-const headerLen = 1 + 8 + 8 + 1
+// headerLen is the header's length since format 3:
+//
+//	version | u64 prunedThrough | u64 snapPos | flags | u64 basePos
+//
+// headerLenV2 is format 2's, without basePos (a format-2 header decodes with
+// basePos = snapPos: a chain of its base alone).
+const (
+	headerLenV2 = 1 + 8 + 8 + 1
+	headerLen   = headerLenV2 + 8
+)
 
 func encodeHeader(h header) []byte {
 	b := make([]byte, 1, headerLen)
@@ -343,30 +385,39 @@ func encodeHeader(h header) []byte {
 	b = binary.BigEndian.AppendUint64(b, h.prunedThrough)
 	b = binary.BigEndian.AppendUint64(b, h.snapPos)
 	if h.hasSnap {
-		return append(b, 1)
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
 	}
-	return append(b, 0)
+	return binary.BigEndian.AppendUint64(b, h.basePos)
 }
 
 func decodeHeader(v []byte) (header, error) {
 	var h header
-	if len(v) != headerLen {
-		return h, corruptf("clone header: %d bytes, want %d", len(v), headerLen)
+	if len(v) != headerLen && len(v) != headerLenV2 {
+		return h, corruptf("clone header: %d bytes, want %d (or %d)", len(v), headerLen, headerLenV2)
 	}
 	if v[0] != valueVersion {
 		return h, corruptf("clone header: unknown version %d", v[0])
 	}
 	h.prunedThrough = binary.BigEndian.Uint64(v[1:9])
 	h.snapPos = binary.BigEndian.Uint64(v[9:17])
+	h.basePos = h.snapPos
+	if len(v) == headerLen {
+		h.basePos = binary.BigEndian.Uint64(v[18:26])
+	}
 	switch v[17] {
 	case 0:
-		if h.snapPos != 0 || h.prunedThrough != 0 {
+		if h.snapPos != 0 || h.prunedThrough != 0 || h.basePos != 0 {
 			return h, corruptf("clone header: positions set without a snapshot")
 		}
 	case 1:
 		h.hasSnap = true
 		if h.prunedThrough > h.snapPos {
 			return h, corruptf("clone header: pruned through %d beyond snapshot at %d", h.prunedThrough, h.snapPos)
+		}
+		if h.basePos > h.snapPos {
+			return h, corruptf("clone header: snapshot base at %d beyond the chain's end at %d", h.basePos, h.snapPos)
 		}
 	default:
 		return h, corruptf("clone header: bad flags %#x", v[17])

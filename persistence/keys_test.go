@@ -111,6 +111,15 @@ func TestDecodersRejectCorrupt(t *testing.T) {
 		}},
 		{"header positions without snapshot", func() error { _, err := decodeHeader(encodeHeader(header{snapPos: 3})); return err }},
 		{"header flags", func() error { v := encodeHeader(header{}); v[17] = 7; _, err := decodeHeader(v); return err }},
+		{"header base beyond snapshot", func() error {
+			_, err := decodeHeader(encodeHeader(header{snapPos: 3, basePos: 4, hasSnap: true}))
+			return err
+		}},
+		{"header base without snapshot", func() error { _, err := decodeHeader(encodeHeader(header{basePos: 2})); return err }},
+		{"header between the two lengths", func() error {
+			_, err := decodeHeader(encodeHeader(header{snapPos: 3, basePos: 3, hasSnap: true})[:headerLenV2+4])
+			return err
+		}},
 		{"snapshot short", func() error { _, _, err := decodeSnapshot(goodSnap[:5]); return err }},
 		{"snapshot bit flip", func() error { _, _, err := decodeSnapshot(badSnap); return err }},
 		{"origin state short", func() error { _, err := decodeOriginState([]byte{1}); return err }},
@@ -275,16 +284,63 @@ func FuzzDecodeSnapshot(f *testing.F) {
 	})
 }
 
+// TestHeaderFormats: a header round-trips with its chain base; a format-2
+// header (18 bytes, no base) decodes as a chain of its base alone.
+func TestHeaderFormats(t *testing.T) {
+	for _, h := range []header{
+		{},
+		{prunedThrough: 3, snapPos: 9, basePos: 9, hasSnap: true},
+		{prunedThrough: 3, snapPos: 9, basePos: 4, hasSnap: true},
+		{snapPos: math.MaxUint64, basePos: 0, hasSnap: true},
+	} {
+		v := encodeHeader(h)
+		if len(v) != headerLen {
+			t.Fatalf("header of %d bytes, want %d", len(v), headerLen)
+		}
+		if got, err := decodeHeader(v); err != nil || got != h {
+			t.Fatalf("header round trip: %+v %v, want %+v", got, err, h)
+		}
+	}
+	// As format 2 wrote it: version | pruned | snap | flags.
+	old := []byte{valueVersion}
+	old = binary.BigEndian.AppendUint64(old, 3)
+	old = binary.BigEndian.AppendUint64(old, 9)
+	old = append(old, 1)
+	if len(old) != headerLenV2 {
+		t.Fatalf("format-2 header of %d bytes, want %d", len(old), headerLenV2)
+	}
+	want := header{prunedThrough: 3, snapPos: 9, basePos: 9, hasSnap: true}
+	if got, err := decodeHeader(old); err != nil || got != want {
+		t.Fatalf("format-2 header: %+v %v, want %+v", got, err, want)
+	}
+	noSnap := append([]byte{valueVersion}, make([]byte, headerLenV2-1)...)
+	if got, err := decodeHeader(noSnap); err != nil || got != (header{}) {
+		t.Fatalf("format-2 header without a snapshot: %+v %v", got, err)
+	}
+}
+
 func FuzzDecodeHeader(f *testing.F) {
 	f.Add(encodeHeader(header{}))
-	f.Add(encodeHeader(header{prunedThrough: 3, snapPos: 9, hasSnap: true}))
+	f.Add(encodeHeader(header{prunedThrough: 3, snapPos: 9, basePos: 9, hasSnap: true}))
+	f.Add(encodeHeader(header{prunedThrough: 3, snapPos: 9, basePos: 5, hasSnap: true}))
+	f.Add(encodeHeader(header{prunedThrough: 3, snapPos: 9, basePos: 9, hasSnap: true})[:headerLenV2]) // format 2
+	f.Add(encodeHeader(header{})[:headerLenV2])                                                        // format 2
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := decodeHeader(b)
 		if err != nil {
 			checkCorrupt(t, err)
 			return
 		}
-		if got := encodeHeader(h); !bytes.Equal(got, b) {
+		got := encodeHeader(h)
+		if len(b) == headerLenV2 {
+			// Format 2: canonical once the base (= the snapshot) is
+			// appended.
+			if h.basePos != h.snapPos || !bytes.Equal(got[:headerLenV2], b) {
+				t.Fatalf("format-2 header decoded as %+v", h)
+			}
+			return
+		}
+		if !bytes.Equal(got, b) {
 			t.Fatalf("non-canonical header accepted")
 		}
 	})

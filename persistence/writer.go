@@ -102,31 +102,50 @@ func (w *Writer) Snapshot(data []byte, done func(pos uint64, err error)) error {
 	return w.submit(&op{kind: opSnapshot, clone: w.c, val: v, atHead: true, nrec: 1, size: len(v)}, done)
 }
 
-// SnapshotBegin starts a chunked snapshot: header is its chunk 0, and it
-// covers every record submitted through w before it (done gets that log
+// SnapshotBegin starts a chunked full snapshot: header is its chunk 0, and
+// it covers every record submitted through w before it (done gets that log
 // position). SnapshotChunk queues the next chunks and SnapshotEnd makes the
-// whole the clone's snapshot; until the end is durable, the previous
-// snapshot stays the clone's (a crash in between loses only the partial
-// one). Ops may be appended between the chunks: they follow the snapshot.
-// If nothing was logged since the stored snapshot, that one stays and the
-// new one's chunks are dropped (done still gets the position). Each chunk
-// and each call count 1 toward Pending.
+// whole the clone's snapshot, replacing the stored chain (base and deltas,
+// deleted in the end's batch); until the end is durable, the previous chain
+// stays the clone's (a crash in between loses only the partial one). Ops may
+// be appended between the chunks: they follow the snapshot. If nothing was
+// logged since the stored snapshot, that one stays and the new one's chunks
+// are dropped (done still gets the position). Each chunk and each call count
+// 1 toward Pending.
 func (w *Writer) SnapshotBegin(header []byte, done func(pos uint64, err error)) error {
-	return w.snapOp(opSnapBegin, header, done)
+	return w.snapOp(opSnapBegin, false, header, done)
 }
 
-// SnapshotChunk queues the next chunk of the snapshot begun by SnapshotBegin.
+// SnapshotDeltaBegin starts a chunked delta snapshot: like SnapshotBegin
+// (same SnapshotChunk and SnapshotEnd calls follow, same position, same
+// "nothing logged since" case), but its chunks are meant to hold only what
+// changed since the stored snapshot, and its end appends it to the stored
+// chain instead of replacing it: the clone's snapshot is then the base and
+// every delta in order (CloneLog.SnapshotChain), covering the delta's
+// position. The bytes are the caller's; the store does not look inside. A
+// clone with no stored snapshot has nothing to build on: done gets an error
+// wrapping ErrNoSnapshot (and w breaks).
+func (w *Writer) SnapshotDeltaBegin(header []byte, done func(pos uint64, err error)) error {
+	return w.snapOp(opSnapBegin, true, header, done)
+}
+
+// SnapshotChunk queues the next chunk of the snapshot begun by SnapshotBegin
+// or SnapshotDeltaBegin.
 func (w *Writer) SnapshotChunk(data []byte, done func(pos uint64, err error)) error {
-	return w.snapOp(opSnapChunk, data, done)
+	return w.snapOp(opSnapChunk, false, data, done)
 }
 
-// SnapshotEnd queues the end of the snapshot: once durable, its chunks are
-// the clone's snapshot and the previous one is gone. done gets its position.
+// SnapshotEnd queues the end of the snapshot: once durable, a full
+// snapshot's chunks are the clone's snapshot and the previous chain is gone;
+// a delta's are the last link of the chain. done gets its position. If a
+// SaveSnapshot or Snapshot replaced the stored snapshot since the begin
+// (deleting the chunks written so far), the next chunk or the end fails
+// with ErrStaleSnapshot and nothing more of this snapshot is written.
 func (w *Writer) SnapshotEnd(done func(pos uint64, err error)) error {
-	return w.snapOp(opSnapEnd, nil, done)
+	return w.snapOp(opSnapEnd, false, nil, done)
 }
 
-func (w *Writer) snapOp(kind opKind, data []byte, done func(uint64, error)) error {
+func (w *Writer) snapOp(kind opKind, delta bool, data []byte, done func(uint64, error)) error {
 	if w.c.err != nil {
 		return w.fail(w.c.err)
 	}
@@ -134,7 +153,7 @@ func (w *Writer) snapOp(kind opKind, data []byte, done func(uint64, error)) erro
 	if kind != opSnapEnd {
 		v = encodeSnapshot(0, data) // position and checksum set by the committer
 	}
-	return w.submit(&op{kind: kind, clone: w.c, val: v, nrec: 1, size: len(v)}, done)
+	return w.submit(&op{kind: kind, clone: w.c, val: v, delta: delta, nrec: 1, size: len(v)}, done)
 }
 
 // Prune queues a prune of the records with pos <= keepAfter (see
