@@ -60,15 +60,23 @@ type Config struct {
 	// CatchupMaxOps bounds the ops in one catch-up reply.
 	CatchupMaxOps int
 	// SnapshotEvery is how many applied ops between snapshots of a clone's
-	// state (which bound replay time after a restart), at least.
+	// state: it bounds the op log a restart replays, whatever the state's
+	// size. Default 10 000.
+	//
+	// A snapshot is a link of a chain (ARCHITECTURE.md, "Snapshots"): a
+	// full one, then deltas holding only the items changed since the
+	// previous link, so that its cost follows the changes, not the state.
+	// A restart loads the chain, then replays the log after it.
 	SnapshotEvery int
-	// SnapshotPerItem stretches the interval for large replicas: a snapshot
-	// starts only after max(SnapshotEvery, SnapshotPerItem x the replica's
-	// items) ops. A snapshot costs in proportion to the items;
-	// spread over at least as many ops, its cost per op stays the same
-	// whatever the state's size, and the log to replay after a restart is
-	// at most that many ops. Default 1.
-	SnapshotPerItem float64
+	// SnapshotDeltaRatio and SnapshotMaxDeltas decide when the next link
+	// is full again: when the deltas since the last full snapshot would
+	// hold more than SnapshotDeltaRatio times its items, or number more
+	// than SnapshotMaxDeltas. A full snapshot of B items then comes after
+	// at least DeltaRatio x B item changes, so the snapshot work per change
+	// stays bounded (about 1 + 1/DeltaRatio items per item changed) and a
+	// restart loads at most (1 + DeltaRatio) x B items. Defaults 0.5, 64.
+	SnapshotDeltaRatio float64
+	SnapshotMaxDeltas  int
 	// SnapshotSlice bounds the scheduler time one turn spends producing a
 	// snapshot: a snapshot is a stream of chunks (collections.SnapshotStream)
 	// made a slice at a time between requests, never in one long turn.
@@ -136,7 +144,8 @@ func DefaultConfig(dataDir string) Config {
 		RepairInterval:     time.Second,
 		CatchupMaxOps:      4096,
 		SnapshotEvery:      10000,
-		SnapshotPerItem:    1,
+		SnapshotDeltaRatio: 0.5,
+		SnapshotMaxDeltas:  64,
 		SnapshotSlice:      500 * time.Microsecond,
 		SnapshotChunkBytes: 64 << 10,
 		SnapshotChunkItems: 64,
@@ -211,8 +220,8 @@ func (c Config) Validate() error {
 	if c.CatchupMaxOps < 1 || c.SnapshotEvery < 1 {
 		errs = append(errs, errors.New("CatchupMaxOps and SnapshotEvery must be >= 1"))
 	}
-	if !(c.SnapshotPerItem >= 0) {
-		errs = append(errs, fmt.Errorf("SnapshotPerItem must be >= 0, got %v", c.SnapshotPerItem))
+	if !(c.SnapshotDeltaRatio >= 0) || c.SnapshotMaxDeltas < 0 {
+		errs = append(errs, fmt.Errorf("SnapshotDeltaRatio (%v) and SnapshotMaxDeltas (%d) must be >= 0 (0: every snapshot is full)", c.SnapshotDeltaRatio, c.SnapshotMaxDeltas))
 	}
 	if c.SnapshotSlice <= 0 || c.SnapshotChunkBytes < 1 || c.SnapshotChunkItems < 1 {
 		errs = append(errs, fmt.Errorf("SnapshotSlice %v, SnapshotChunkBytes %d and SnapshotChunkItems %d must be positive", c.SnapshotSlice, c.SnapshotChunkBytes, c.SnapshotChunkItems))

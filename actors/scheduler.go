@@ -62,6 +62,8 @@ type schedulerActor struct {
 	sinceSnapshot int
 	snap          *snapshotRun  // the snapshot being produced or written, if any
 	lastSnapshot  *SnapshotInfo // the last durable one (this incarnation)
+	chain         snapshotChain // what the stored snapshot chain holds
+	loaded        LoadInfo      // how this incarnation loaded its state
 	lastStatus    time.Time
 
 	served, misses, failed, badOps uint64
@@ -167,6 +169,7 @@ func (s *schedulerActor) start(ctx actor.Context) {
 	s.publish(time.Now())
 	c.outstanding.Store(0)
 	ctx.Send(c.repairPID, &repairTick{all: true}) // catch up on what was missed while down
+	s.loaded.TookMs = ms(time.Since(t0))
 	s.log.Info("clone loaded", zap.Uint64("applied", s.store.Applied()), zap.Int("replayed", replayed),
 		zap.Uint64("snapshot_pos", snapshotPos), zap.Duration("took", time.Since(t0)))
 	if d := clockWait(s.store.Now(), time.Now()); d > 0 {
@@ -206,16 +209,21 @@ func (s *schedulerActor) serve() {
 
 // recover loads the snapshot and replays the log after it.
 func (s *schedulerActor) recover() (pos uint64, replayed int, err error) {
-	pos, ok, chunks, err := s.clog.SnapshotChunks()
+	pos, ok, parts, err := s.clog.SnapshotChain()
 	if err != nil {
 		return 0, 0, err
 	}
+	s.loaded = LoadInfo{}
 	if ok {
-		if err := s.restoreSnapshot(chunks); err != nil {
+		t0 := time.Now()
+		if err := s.restoreChain(parts); err != nil {
 			return 0, 0, fmt.Errorf("snapshot at %d: %w", pos, err)
 		}
+		s.loaded.SnapshotParts, s.loaded.SnapshotItems = len(parts), s.chain.baseItems+s.chain.deltaItems
+		s.loaded.SnapshotMs = ms(time.Since(t0))
 	}
 	t0, lastLog := time.Now(), time.Now()
+	defer func() { s.loaded.ReplayedOps, s.loaded.ReplayMs = replayed, ms(time.Since(t0)) }()
 	err = s.clog.Replay(pos, func(at uint64, r persistence.Record) error {
 		if time.Since(lastLog) >= 2*time.Second {
 			lastLog = time.Now()
@@ -497,7 +505,7 @@ func (s *schedulerActor) tick(ctx actor.Context) {
 	s.store.Compact()
 	s.q.Age()
 	switch {
-	case s.snap == nil && s.sinceSnapshot >= s.snapshotInterval():
+	case s.snap == nil && s.sinceSnapshot >= s.c.n.cfg.SnapshotEvery:
 		s.beginSnapshot(ctx)
 	case s.snap != nil && s.snap.paused:
 		s.snapshotSlice(ctx) // resumes a snapshot paused while the op log was full
@@ -553,6 +561,8 @@ func (s *schedulerActor) publish(now time.Time) {
 		cs.ApplyLatencyUs = s.applyEWMA.Microseconds()
 		cs.LastSnapshot = s.lastSnapshot
 		cs.SnapshotInProgress = s.snap != nil
+		loaded := s.loaded
+		cs.Loaded = &loaded
 		cs.UpdatedAt = now
 	})
 }

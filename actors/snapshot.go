@@ -2,7 +2,6 @@ package actors
 
 import (
 	"fmt"
-	"iter"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -14,7 +13,12 @@ import (
 	"github.com/tempestrt/tempest/proto/tempestpb"
 )
 
-// A clone's snapshot is a collections.SnapshotStream written in chunks.
+// A clone's snapshot is a chain of collections.SnapshotStreams written in
+// chunks: a full one, then deltas (only the items changed since the
+// previous link), one every Config.SnapshotEvery ops; the next link is full
+// again once the deltas would outgrow Config.SnapshotDeltaRatio of the full
+// one's items (or number Config.SnapshotMaxDeltas). A restart restores the
+// chain in order, then replays the log after its last link.
 // BeginSnapshot captures the replica at one point in O(origins); the
 // scheduler then produces the items a slice at a time (Config.SnapshotSlice)
 // between requests: each slice ends with a snapshotWork message sent to
@@ -40,12 +44,35 @@ type snapshotRun struct {
 	ended    bool // SnapshotEnd queued, waiting for snapshotSaved
 }
 
+// snapshotChain is what the clone's stored chain holds: whether there is
+// one, the items of its full snapshot and of its deltas.
+type snapshotChain struct {
+	ok         bool
+	baseItems  int
+	deltas     int
+	deltaItems int
+}
+
+// wantDelta: the next link can be a delta (see Config.SnapshotDeltaRatio).
+func (s *schedulerActor) wantDelta() bool {
+	cfg, c := s.c.n.cfg, s.chain
+	return c.ok && c.deltas < cfg.SnapshotMaxDeltas &&
+		float64(c.deltaItems+s.store.ChangedItems()) <= cfg.SnapshotDeltaRatio*float64(c.baseItems)
+}
+
 // SnapshotInfo is what a clone's status says of its last durable snapshot.
 type SnapshotInfo struct {
 	Pos    uint64 `json:"pos"` // log position it covers
 	Bytes  int64  `json:"bytes"`
 	Items  int    `json:"items"`
 	Chunks int    `json:"chunks"` // header included
+	// Delta: a delta (only the items changed since the previous link).
+	// ChainDeltas, ChainItems: the stored chain it completed, the deltas
+	// after its full snapshot and the items of all its links (what a
+	// restart loads before it replays the log).
+	Delta       bool `json:"delta"`
+	ChainDeltas int  `json:"chain_deltas"`
+	ChainItems  int  `json:"chain_items"`
 	// DurationMs: from capture until durable. BusyMs: scheduler time spent
 	// producing it, over Turns turns; MaxTurnUs: the longest of them. Turn
 	// times are wall-clock: a turn during which the goroutine or its thread
@@ -58,20 +85,12 @@ type SnapshotInfo struct {
 	At         time.Time `json:"at"`
 }
 
-// snapshotInterval is how many ops to apply before the next snapshot:
-// SnapshotEvery, or SnapshotPerItem times the replica's items if more (see
-// Config.SnapshotPerItem).
-func (s *schedulerActor) snapshotInterval() int {
-	cfg := s.c.n.cfg
-	return max(cfg.SnapshotEvery, int(cfg.SnapshotPerItem*float64(s.store.Items())))
-}
-
 // snapshotWork tells a scheduler to produce its snapshot's next slice.
 type snapshotWork struct{}
 
 // beginSnapshot captures the replica and queues the snapshot's header.
 func (s *schedulerActor) beginSnapshot(ctx actor.Context) {
-	st, err := s.store.BeginSnapshot(collections.SnapshotStreamOptions{})
+	st, err := s.store.BeginSnapshot(collections.SnapshotStreamOptions{Delta: s.wantDelta()})
 	if err != nil {
 		s.log.Error("begin snapshot", zap.Error(err))
 		return
@@ -82,7 +101,11 @@ func (s *schedulerActor) beginSnapshot(ctx actor.Context) {
 		s.log.Error("encode snapshot header", zap.Error(err))
 		return
 	}
-	mustQueue(s.w.SnapshotBegin(hdr, s.persistCallback(ctx)))
+	if st.Delta() {
+		mustQueue(s.w.SnapshotDeltaBegin(hdr, s.persistCallback(ctx)))
+	} else {
+		mustQueue(s.w.SnapshotBegin(hdr, s.persistCallback(ctx)))
+	}
 	s.snap = &snapshotRun{stream: st, hdrBytes: len(hdr), started: time.Now()}
 	s.sinceSnapshot = 0
 	ctx.Send(ctx.Self(), &snapshotWork{})
@@ -173,7 +196,14 @@ func (s *schedulerActor) persistCallback(ctx actor.Context) func(uint64, error) 
 func (s *schedulerActor) snapshotSaved(ctx actor.Context, pos uint64) {
 	if r := s.snap; r != nil {
 		st := r.stream.Stats()
+		if r.stream.Delta() {
+			s.chain.deltas++
+			s.chain.deltaItems += int(st.Items)
+		} else {
+			s.chain = snapshotChain{ok: true, baseItems: int(st.Items)}
+		}
 		s.lastSnapshot = &SnapshotInfo{Pos: pos, Bytes: int64(r.hdrBytes) + int64(st.Bytes), Items: int(st.Items), Chunks: 1 + int(st.Chunks),
+			Delta: r.stream.Delta(), ChainDeltas: s.chain.deltas, ChainItems: s.chain.baseItems + s.chain.deltaItems,
 			DurationMs: ms(time.Since(r.started)), BusyMs: ms(r.busy), Turns: r.turns, MaxTurnUs: r.maxTurn.Microseconds(), At: time.Now()}
 		s.snap = nil
 	}
@@ -186,59 +216,97 @@ func (s *schedulerActor) snapshotSaved(ctx actor.Context, pos uint64) {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// restoreSnapshot loads the clone's stored snapshot into the fresh store: a
-// stream (the header, then chunks) or, from older data, one whole
-// StoreSnapshot (a single chunk). It logs its progress while it loads.
-func (s *schedulerActor) restoreSnapshot(chunks iter.Seq2[[]byte, error]) error {
+// restoreChain loads the clone's stored snapshot chain into the fresh
+// store: the full snapshot, then each delta in order, each a stream (its
+// header, then chunks); from older data the full snapshot may be one whole
+// StoreSnapshot (a single chunk), then without deltas. It logs its
+// progress while it loads.
+func (s *schedulerActor) restoreChain(parts []persistence.SnapshotPart) error {
 	var (
-		first       []byte // chunk 0: a header, or a whole snapshot if alone
 		rs          *collections.StreamRestorer
-		n, items    int
+		chunks      int
+		items       int
 		t0, lastLog = time.Now(), time.Now()
 	)
-	for data, err := range chunks {
-		if err != nil {
-			return err
-		}
-		if n++; n == 1 {
-			first = data
-			continue
-		}
-		if rs == nil {
-			hdr := &tempestpb.SnapshotHeader{}
-			if err := proto.Unmarshal(first, hdr); err != nil {
-				return fmt.Errorf("decode snapshot header: %w", err)
-			}
-			if rs, err = s.store.BeginRestore(hdr); err != nil {
+	s.chain = snapshotChain{}
+	for i, part := range parts {
+		var (
+			first     []byte // chunk 0: a header, or a whole snapshot if alone
+			n, inPart int
+		)
+		for data, err := range part.Chunks {
+			if err != nil {
 				return err
 			}
+			if n++; n == 1 {
+				first = data
+				continue
+			}
+			if n == 2 {
+				hdr := &tempestpb.SnapshotHeader{}
+				if err := proto.Unmarshal(first, hdr); err != nil {
+					return fmt.Errorf("decode the header of snapshot %d: %w", part.Gen, err)
+				}
+				if hdr.GetDelta() != part.Delta {
+					return fmt.Errorf("snapshot %d: stored as delta=%v, its header says delta=%v: %w", part.Gen, part.Delta, hdr.GetDelta(), persistence.ErrCorrupt)
+				}
+				var err error
+				if i == 0 {
+					if rs, err = s.store.BeginRestore(hdr); err == nil {
+						rs.Trusted() // read back from our own checksummed storage
+					}
+				} else {
+					err = rs.NextDelta(hdr)
+				}
+				if err != nil {
+					return fmt.Errorf("snapshot %d: %w", part.Gen, err)
+				}
+			}
+			chunk := &tempestpb.SnapshotChunk{}
+			if err := proto.Unmarshal(data, chunk); err != nil {
+				return fmt.Errorf("decode chunk %d of snapshot %d: %w", n-1, part.Gen, err)
+			}
+			if err := rs.Add(chunk); err != nil {
+				return fmt.Errorf("snapshot %d: %w", part.Gen, err)
+			}
+			inPart += len(chunk.GetItems())
+			if time.Since(lastLog) >= 2*time.Second {
+				lastLog = time.Now()
+				s.log.Info("loading snapshot", zap.Int("part", i+1), zap.Int("parts", len(parts)), zap.Int("chunks", chunks+n),
+					zap.Int("items", items+inPart), zap.Duration("elapsed", time.Since(t0)))
+			}
 		}
-		chunk := &tempestpb.SnapshotChunk{}
-		if err := proto.Unmarshal(data, chunk); err != nil {
-			return fmt.Errorf("decode snapshot chunk %d: %w", n-1, err)
+		chunks += n
+		items += inPart
+		switch {
+		case n == 0:
+			return fmt.Errorf("snapshot %d has no chunk: %w", part.Gen, persistence.ErrCorrupt)
+		case n == 1 && i == 0 && len(parts) == 1: // one whole StoreSnapshot
+			snap := &tempestpb.StoreSnapshot{}
+			if err := proto.Unmarshal(first, snap); err != nil {
+				return fmt.Errorf("decode snapshot: %w", err)
+			}
+			if err := s.store.Restore(snap); err != nil {
+				return err
+			}
+			s.chain = snapshotChain{ok: true, baseItems: len(snap.GetItems())}
+			return nil
+		case n == 1:
+			return fmt.Errorf("snapshot %d of a chain of %d is a header alone: %w", part.Gen, len(parts), persistence.ErrCorrupt)
 		}
-		if err := rs.Add(chunk); err != nil {
-			return err
-		}
-		items += len(chunk.GetItems())
-		if time.Since(lastLog) >= 2*time.Second {
-			lastLog = time.Now()
-			s.log.Info("loading snapshot", zap.Int("chunks", n), zap.Int("items", items), zap.Duration("elapsed", time.Since(t0)))
+		if i == 0 {
+			s.chain = snapshotChain{ok: true, baseItems: inPart}
+		} else {
+			s.chain.deltas++
+			s.chain.deltaItems += inPart
 		}
 	}
-	switch n {
-	case 0:
-		return fmt.Errorf("snapshot has no chunk: %w", persistence.ErrCorrupt)
-	case 1: // one whole StoreSnapshot
-		snap := &tempestpb.StoreSnapshot{}
-		if err := proto.Unmarshal(first, snap); err != nil {
-			return fmt.Errorf("decode snapshot: %w", err)
-		}
-		return s.store.Restore(snap)
+	if rs == nil {
+		return fmt.Errorf("empty snapshot chain: %w", persistence.ErrCorrupt)
 	}
 	if err := rs.Finish(); err != nil {
 		return err
 	}
-	s.log.Info("snapshot loaded", zap.Int("chunks", n), zap.Int("items", items), zap.Duration("took", time.Since(t0)))
+	s.log.Info("snapshot loaded", zap.Int("parts", len(parts)), zap.Int("chunks", chunks), zap.Int("items", items), zap.Duration("took", time.Since(t0)))
 	return nil
 }

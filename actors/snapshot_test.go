@@ -16,12 +16,12 @@ import (
 )
 
 // TestCrashMidSnapshotLosesNoAcknowledgedOp: a clone holding thousands of
-// carts writes its snapshot as a stream of small chunks, a slice per
-// scheduler turn, while updates keep coming. The machine crashes (a crash
-// image of the disk) in the middle of a snapshot, after some of its chunks
-// and before its end. Restarted from the image, the clone must load (the
-// previous snapshot and the log, not the partial one) and hold every
-// update acknowledged before the crash.
+// carts writes its snapshots (a full one, then deltas) as streams of small
+// chunks, a slice per scheduler turn, while updates keep coming. The
+// machine crashes (a crash image of the disk) in the middle of a delta,
+// after some of its chunks and before its end. Restarted from the image,
+// the clone must load (the previous chain and the log, not the partial
+// delta) and hold every update acknowledged before the crash.
 func TestCrashMidSnapshotLosesNoAcknowledgedOp(t *testing.T) {
 	fs := vfs.NewCrashableMem()
 	var (
@@ -31,10 +31,10 @@ func TestCrashMidSnapshotLosesNoAcknowledgedOp(t *testing.T) {
 		imaged     atomic.Bool
 		imageTaken = make(chan struct{})
 	)
-	// Once armed (a first snapshot is durable and adds were acknowledged),
-	// the image is taken at the 20th snapshot write: chunks of a snapshot
-	// a couple of hundred chunks long, not its end.
-	const crashAt = 20
+	// Once armed (a full snapshot and two deltas after it are durable,
+	// adds were acknowledged), the image is taken at the 10th snapshot
+	// write: chunks of a delta some twenty chunks long, not its end.
+	const crashAt = 10
 	hooks := &persistence.TestHooks{BeforeQueue: func(w persistence.WriteInfo) {
 		if w.Kind != persistence.WriteSnapshot || !armed.Load() {
 			return
@@ -101,8 +101,10 @@ func TestCrashMidSnapshotLosesNoAcknowledgedOp(t *testing.T) {
 				mustHas[user]++
 				mu.Unlock()
 			}
-			if i == 100 {
-				armed.Store(true)
+			if i%50 == 0 && !armed.Load() {
+				if ls := n.Status().Clones[0].LastSnapshot; ls != nil && ls.ChainDeltas >= 2 {
+					armed.Store(true)
+				}
 			}
 			continue
 		}
@@ -121,19 +123,22 @@ func TestCrashMidSnapshotLosesNoAcknowledgedOp(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pos, ok, chunks, err := db.Clone("cart/1").SnapshotChunks()
+		pos, ok, parts, err := db.Clone("cart/1").SnapshotChain()
 		if err != nil || !ok {
 			t.Fatalf("crash image: snapshot %v %v", ok, err)
 		}
-		count := 0
-		for _, err := range chunks {
-			if err != nil {
-				t.Fatalf("crash image: reading the snapshot at %d: %v", pos, err)
+		counts := make([]int, len(parts))
+		for i, p := range parts {
+			for _, err := range p.Chunks {
+				if err != nil {
+					t.Fatalf("crash image: reading part %d of the snapshot at %d: %v", i, pos, err)
+				}
+				counts[i]++
 			}
-			count++
 		}
-		if count < 3 {
-			t.Fatalf("the stored snapshot has %d chunks: not a chunked one", count)
+		t.Logf("crash image: a snapshot chain at %d, chunks per part %v", pos, counts)
+		if counts[0] < 3 || len(parts) < 3 || parts[0].Delta || !parts[len(parts)-1].Delta {
+			t.Fatalf("the stored chain has %d parts of %v chunks: want a chunked full snapshot and deltas", len(parts), counts)
 		}
 		if err := db.Close(); err != nil {
 			t.Fatal(err)
@@ -157,6 +162,73 @@ func TestCrashMidSnapshotLosesNoAcknowledgedOp(t *testing.T) {
 		v := mustCall[cart.View](t, n2, "cart", "get", cart.GetRequest{User: user})
 		if v.Items["late"] < want {
 			t.Fatalf("after the crash %s has %d late adds, %d were acknowledged before it", user, v.Items["late"], want)
+		}
+	}
+}
+
+// TestRestartLoadsTheChainAndReplaysLittle: a clone of thousands of carts
+// keeps taking single adds; its snapshots become a chain (a full one, then
+// deltas of the few hundred carts changed since the previous one). A
+// restart loads the chain and replays only the log after its last link
+// (fewer ops than SnapshotEvery, whatever the state's size), and every
+// acknowledged add is there. Status says how the clone loaded.
+func TestRestartLoadsTheChainAndReplaysLittle(t *testing.T) {
+	fs := vfs.NewMem()
+	const every = 300
+	small := func(c *actors.Config) {
+		c.SnapshotEvery = every
+		c.SnapshotChunkItems = 16
+		c.SnapshotChunkBytes = 2048
+	}
+	n := crashNode(t, fs, 1, nil, small)
+	const carts = 3000
+	for lo := 0; lo < carts; lo += 500 {
+		var req cart.AddManyRequest
+		for i := lo; i < lo+500; i++ {
+			req.Adds = append(req.Adds, cart.AddRequest{User: fmt.Sprintf("u%d", i), Item: "base", Qty: 1})
+		}
+		mustCall[cart.AddManyResponse](t, n, "cart", "addmany", req)
+	}
+	adds := map[string]int64{}
+	add := func(i int) {
+		user := fmt.Sprintf("u%d", (i*7)%carts)
+		mustCall[cart.View](t, n, "cart", "add", cart.AddRequest{User: user, Item: "late", Qty: 1})
+		adds[user]++
+	}
+	i := 0
+	for ; ; i++ {
+		if i > 20*every {
+			t.Fatalf("no chain of three deltas after %d adds: last snapshot %+v", i, n.Status().Clones[0].LastSnapshot)
+		}
+		if ls := n.Status().Clones[0].LastSnapshot; ls != nil && ls.ChainDeltas >= 3 && !n.Status().Clones[0].SnapshotInProgress {
+			// A snapshot begins at the first tick after `every` ops: a
+			// delta holds those and the few that came before the tick,
+			// not the state.
+			if !ls.Delta || ls.Items > 2*every || ls.ChainItems < carts {
+				t.Fatalf("last snapshot %+v: want a delta of about the %d carts changed since the previous one, in a chain of all %d carts", ls, every, carts)
+			}
+			break
+		}
+		add(i)
+	}
+	for range every / 2 { // a log after the chain to replay
+		add(i)
+		i++
+	}
+	if err := n.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	n2 := crashNode(t, fs, 1, nil, small)
+	ld := n2.Status().Clones[0].Loaded
+	if ld == nil || ld.SnapshotParts < 4 || ld.SnapshotItems < carts || ld.ReplayedOps == 0 || ld.ReplayedOps > 2*every {
+		t.Fatalf("loaded %+v: want a chain of a full snapshot and >= 3 deltas (>= %d items), then a log of less than %d ops", ld, carts, 2*every)
+	}
+	for u := 0; u < carts; u += 37 {
+		user := fmt.Sprintf("u%d", u)
+		v := mustCall[cart.View](t, n2, "cart", "get", cart.GetRequest{User: user})
+		if v.Items["base"] != 1 || v.Items["late"] != adds[user] {
+			t.Fatalf("after the restart %s's cart is %v, want base 1, late %d", user, v.Items, adds[user])
 		}
 	}
 }

@@ -46,11 +46,25 @@ type CloneStatus struct {
 	ApplyLatencyUs int64  `json:"apply_latency_us"` // EWMA of handler run time
 	// LastSnapshot: the last snapshot this clone made durable since it
 	// (re)started; SnapshotInProgress: one is being produced or written.
-	LastSnapshot       *SnapshotInfo  `json:"last_snapshot,omitempty"`
-	SnapshotInProgress bool           `json:"snapshot_in_progress"`
-	Restarts           int            `json:"restarts"` // restarts of the clone and its child actors
-	ActorRestarts      map[string]int `json:"actor_restarts,omitempty"`
-	UpdatedAt          time.Time      `json:"updated_at"`
+	LastSnapshot       *SnapshotInfo `json:"last_snapshot,omitempty"`
+	SnapshotInProgress bool          `json:"snapshot_in_progress"`
+	// Loaded: how this incarnation of the clone loaded its state at start.
+	Loaded        *LoadInfo      `json:"loaded,omitempty"`
+	Restarts      int            `json:"restarts"` // restarts of the clone and its child actors
+	ActorRestarts map[string]int `json:"actor_restarts,omitempty"`
+	UpdatedAt     time.Time      `json:"updated_at"`
+}
+
+// LoadInfo is how a clone loaded its state when it (re)started: the stored
+// snapshot chain (its parts, a full snapshot and deltas, and their items),
+// then the op log after it.
+type LoadInfo struct {
+	SnapshotParts int     `json:"snapshot_parts"`
+	SnapshotItems int     `json:"snapshot_items"`
+	SnapshotMs    float64 `json:"snapshot_ms"`
+	ReplayedOps   int     `json:"replayed_ops"`
+	ReplayMs      float64 `json:"replay_ms"`
+	TookMs        float64 `json:"took_ms"` // until loaded (serving may wait for the clock, up to 1 s more)
 }
 
 // Status is a node's view of itself, served at GET /v1/status.

@@ -230,6 +230,63 @@ func BenchmarkSnapshotStream(b *testing.B) {
 			}
 		}
 	})
+	// restore: unmarshal and restore the stream's chunks into a fresh
+	// store, as a state transfer does (every value decoded); trusted, as a
+	// restart does from its own disk (ns/item over the whole stream).
+	restore := func(b *testing.B, trusted bool) {
+		st, err := f.s.BeginSnapshot(collections.SnapshotStreamOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		hdr, err := proto.Marshal(st.Header())
+		if err != nil {
+			b.Fatal(err)
+		}
+		var chunks [][]byte
+		for chunk, err := range st.All(0, 0) {
+			if err != nil {
+				b.Fatal(err)
+			}
+			data, err := proto.Marshal(chunk)
+			if err != nil {
+				b.Fatal(err)
+			}
+			chunks = append(chunks, data)
+		}
+		items := st.Stats().Items
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			fresh := newFixture(b, "a", nil)
+			h := &tempestpb.SnapshotHeader{}
+			if err := proto.Unmarshal(hdr, h); err != nil {
+				b.Fatal(err)
+			}
+			rs, err := fresh.s.BeginRestore(h)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if trusted {
+				rs.Trusted()
+			}
+			for _, data := range chunks {
+				c := &tempestpb.SnapshotChunk{}
+				if err := proto.Unmarshal(data, c); err != nil {
+					b.Fatal(err)
+				}
+				if err := rs.Add(c); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := rs.Finish(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(items*uint64(b.N)), "ns/item")
+	}
+	b.Run("restore", func(b *testing.B) { restore(b, false) })
+	b.Run("restore-trusted", func(b *testing.B) { restore(b, true) })
 	b.Run("begin", func(b *testing.B) {
 		b.ReportAllocs()
 		for range b.N {

@@ -7,6 +7,7 @@ const (
 
 	MutantStreamInsertUnhooked = mutationStreamInsertUnhooked
 	MutantStreamFoldUnhooked   = mutationStreamFoldUnhooked
+	MutantDeltaNoAbsent        = mutationDeltaNoAbsent
 )
 
 // Mutation names a deliberate bug.

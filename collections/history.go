@@ -183,6 +183,9 @@ type item struct {
 	// item's state at its capture point (or knows it was absent then); see
 	// SnapshotStream. 0: none.
 	captured uint64
+	// window is the store's change window in which the item last changed
+	// (Store.window), so that it joins Store.changed once per window.
+	window uint64
 }
 
 // position returns where an op with key k belongs in it.ops.

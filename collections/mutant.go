@@ -16,7 +16,8 @@ import (
 // It is read once per call and outside any loop in: item.position on its
 // slow path (an op that does not go last), Store.replay, and the
 // snapshot stream hooks of Store.insert and Store.foldFirst (whose mutants
-// TestSnapshotStreamCatchesMutants uses).
+// TestSnapshotStreamCatchesMutants uses), and a delta stream's absent
+// entries (SnapshotStream.itemState, TestDeltaChainCatchesMutants).
 // Nothing else depends on it.
 var mutation mutationKind
 
@@ -36,6 +37,9 @@ const (
 	// mutationStreamFoldUnhooked: folding an item's oldest op does not
 	// first capture the item for the open snapshot stream.
 	mutationStreamFoldUnhooked
+	// mutationDeltaNoAbsent: a delta snapshot leaves out the items that
+	// went away since the previous capture instead of marking them absent.
+	mutationDeltaNoAbsent
 )
 
 // positionByArrival is item.position under mutationTiesByArrival: after

@@ -55,6 +55,10 @@ func (s *Store) header() *tempestpb.SnapshotHeader {
 		ClockLogical:  clock.Logical,
 		Applied:       s.applied,
 	}
+	h.CollectionItems = make(map[string]uint64, len(s.colls))
+	for name, c := range s.colls {
+		h.CollectionItems[name] = uint64(len(c.items))
+	}
 	for _, name := range sortedKeys(s.origins) {
 		o := s.origins[name]
 		beyond := make([]uint64, 0, len(o.beyond))
@@ -137,6 +141,9 @@ func (s *Store) Restore(snap *tempestpb.StoreSnapshot) error {
 			return err
 		}
 	}
+	if err := r.finish(s); err != nil {
+		return err
+	}
 	s.install(h, r)
 	return nil
 }
@@ -161,16 +168,30 @@ func (s *Store) checkFresh() error {
 // restoring is a validated snapshot, not yet installed: the origins and
 // the items to give a fresh store, and what validation must remember
 // across items (Restore sees them all at once, a stream restore chunk by
-// chunk).
+// chunk, a chain of a full snapshot and deltas part by part).
+//
+// Items are kept in one map per collection, the maps install gives the
+// collections as they are: one map insertion per restored item, which also
+// finds an item listed twice. Checks that depend on the origin states
+// (every pending op delivered, no op pending twice) wait for finish: a
+// later delta brings newer origin states, and its items replace earlier
+// ones.
 type restoring struct {
 	origins map[string]*originState
-	items   []*item
+	items   map[*collection]map[string]*item
+	withOps []*item   // items kept with pending ops (some may have been replaced since)
 	maxTS   Timestamp // latest timestamp of a pending op of another origin
 	ownTS   Timestamp // latest own timestamp known (pending op or horizon)
 
-	seenOps   map[OpID]bool
-	seenItems map[itemID]bool
-	count     uint64 // ItemStates validated, including those left out as empty
+	// trusted: the parts come from this clone's own checksummed storage
+	// (StreamRestorer.Trusted): values are not decoded again, and the
+	// header's size hints are believed.
+	trusted bool
+	hints   map[string]uint64 // the full snapshot's items per collection
+
+	delta  bool                // the part being added is a delta
+	stated map[itemID]struct{} // in a delta: items given a state by it
+	count  uint64              // ItemStates of the part validated, including those left out as empty
 }
 
 type itemID struct{ coll, key string }
@@ -192,7 +213,7 @@ func (s *Store) validateHeader(h *tempestpb.SnapshotHeader) (*restoring, error) 
 	if h.GetOwnSeq() > MaxSeq {
 		return nil, bad("own seq %d > MaxSeq", h.GetOwnSeq())
 	}
-	r := &restoring{origins: map[string]*originState{}, seenOps: map[OpID]bool{}, seenItems: map[itemID]bool{}}
+	r := &restoring{origins: map[string]*originState{}, items: map[*collection]map[string]*item{}, hints: h.GetCollectionItems()}
 	for i, os := range h.GetOrigins() {
 		name := os.GetOrigin()
 		if name == "" {
@@ -231,9 +252,9 @@ func (s *Store) validateHeader(h *tempestpb.SnapshotHeader) (*restoring, error) 
 	return r, nil
 }
 
-// addItem validates the i-th item of a snapshot against the origins and
-// the items already added, and keeps it unless it is empty. On error r
-// must be discarded (it may hold part of the item's ops as seen).
+// addItem validates the i-th item of a snapshot part and keeps it, or
+// forgets the item it names if it is empty or, in a delta, absent. On error
+// r must be discarded.
 func (r *restoring) addItem(s *Store, i int, is *tempestpb.ItemState) error {
 	bad := badSnapshot
 	r.count++
@@ -242,11 +263,6 @@ func (r *restoring) addItem(s *Store, i int, is *tempestpb.ItemState) error {
 		return bad("item %d: %w %q", i, ErrUnknownCollection, is.GetCollection())
 	}
 	key := is.GetItem()
-	id := itemID{c.name, string(key)}
-	if r.seenItems[id] {
-		return bad("item %q of %q listed twice", truncate(key), c.name)
-	}
-	r.seenItems[id] = true
 	if c.kind.keyed() {
 		if err := c.validKey(key); err != nil {
 			return bad("item %d of %s %q: key: %v", i, c.kind, c.name, err)
@@ -254,9 +270,32 @@ func (r *restoring) addItem(s *Store, i int, is *tempestpb.ItemState) error {
 	} else if len(key) != 0 {
 		return bad("item %d: %s %q is one item, got key %q", i, c.kind, c.name, truncate(key))
 	}
+	m := r.items[c]
+	if m == nil {
+		hint := 0
+		if r.trusted {
+			hint = int(min(r.hints[c.name], 1<<26))
+		}
+		m = make(map[string]*item, hint)
+		r.items[c] = m
+	}
+	if is.GetAbsent() {
+		switch {
+		case !r.delta:
+			return bad("item %q of %q marked absent in a full snapshot", truncate(key), c.name)
+		case is.GetBase() != nil || len(is.GetPending()) > 0:
+			return bad("item %q of %q marked absent has a value or ops", truncate(key), c.name)
+		}
+		if _, stated := r.stated[itemID{c.name, string(key)}]; !stated {
+			delete(m, string(key)) // absent at the capture; a state in the same delta wins, whatever the order
+		}
+		return nil
+	}
 	base := valueFromProto(c.kind, is.GetBase())
-	if err := c.validateValue(&base); err != nil {
-		return bad("item %q of %s %q: base: %v", truncate(key), c.kind, c.name, err)
+	if !r.trusted {
+		if err := c.validateValue(&base); err != nil {
+			return bad("item %q of %s %q: base: %v", truncate(key), c.kind, c.name, err)
+		}
 	}
 	it := &item{c: c, key: string(key), cur: base, heapIdx: -1}
 	for j, op := range is.GetPending() {
@@ -269,31 +308,76 @@ func (r *restoring) addItem(s *Store, i int, is *tempestpb.ItemState) error {
 		if err := c.validate(op); err != nil {
 			return bad("item %q of %q, pending op %s: %w", truncate(key), c.name, ID(op), err)
 		}
-		oid := ID(op)
-		if r.seenOps[oid] {
-			return bad("op %s pending twice", oid)
-		}
-		r.seenOps[oid] = true
-		o := r.origins[oid.Origin]
-		if o == nil || !o.delivered(oid.Seq) {
-			return bad("pending op %s is not marked delivered in the origin states", oid)
-		}
-		ts := TimestampOf(op)
-		if _, ok := o.beyond[oid.Seq]; ok {
-			o.beyond[oid.Seq] = ts
-		}
-		if oid.Origin == s.cfg.Replica {
-			r.ownTS = maxTS(r.ownTS, ts)
-		} else {
-			r.maxTS = maxTS(r.maxTS, ts)
-		}
 		it.ops = append(it.ops, op)
 	}
 	slices.SortFunc(it.ops, func(a, b *tempestpb.Op) int { return keyOf(a).compare(keyOf(b)) })
-	if len(it.ops) == 0 && it.cur.zero() {
+	keep := len(it.ops) > 0 || !it.cur.zero()
+	if r.delta {
+		id := itemID{c.name, it.key}
+		if _, dup := r.stated[id]; dup {
+			return bad("item %q of %q listed twice in a delta", truncate(key), c.name)
+		}
+		r.stated[id] = struct{}{}
+		if !keep {
+			delete(m, it.key)
+			return nil
+		}
+	} else if !keep {
+		if _, dup := m[it.key]; dup {
+			return bad("item %q of %q listed twice", truncate(key), c.name)
+		}
 		return nil // nothing to keep
 	}
-	r.items = append(r.items, it)
+	n := len(m)
+	m[it.key] = it // one map operation per item: also how a duplicate shows
+	if !r.delta && len(m) == n {
+		return bad("item %q of %q listed twice", truncate(key), c.name)
+	}
+	if len(it.ops) > 0 {
+		r.withOps = append(r.withOps, it)
+	}
+	return nil
+}
+
+// nextPart starts a delta on top of what r holds: its header's origin
+// states replace the earlier ones (they only grow), its items replace or
+// remove earlier items.
+func (r *restoring) nextPart(next *restoring) {
+	r.origins = next.origins
+	r.delta, r.stated, r.count = true, map[itemID]struct{}{}, 0
+}
+
+// finish checks the kept items' pending ops against the last part's origin
+// states: each pending once, each delivered. It records their timestamps
+// where install needs them.
+func (r *restoring) finish(s *Store) error {
+	bad := badSnapshot
+	seen := make(map[OpID]struct{}, len(r.withOps))
+	for _, it := range r.withOps {
+		if r.items[it.c][it.key] != it {
+			continue // replaced or removed by a later delta
+		}
+		for _, op := range it.ops {
+			oid := ID(op)
+			if _, dup := seen[oid]; dup {
+				return bad("op %s pending twice", oid)
+			}
+			seen[oid] = struct{}{}
+			o := r.origins[oid.Origin]
+			if o == nil || !o.delivered(oid.Seq) {
+				return bad("pending op %s is not marked delivered in the origin states", oid)
+			}
+			ts := TimestampOf(op)
+			if _, ok := o.beyond[oid.Seq]; ok {
+				o.beyond[oid.Seq] = ts
+			}
+			if oid.Origin == s.cfg.Replica {
+				r.ownTS = maxTS(r.ownTS, ts)
+			} else {
+				r.maxTS = maxTS(r.maxTS, ts)
+			}
+		}
+	}
 	return nil
 }
 
@@ -347,16 +431,19 @@ func (s *Store) install(snap *tempestpb.SnapshotHeader, r *restoring) {
 	s.applied = snap.GetApplied()
 	s.foldedPoint = Timestamp{WallMs: snap.GetStableWallMs(), Logical: snap.GetStableLogical()}
 
-	for _, it := range r.items {
-		c := it.c
-		c.items[it.key] = it
+	for c, m := range r.items {
+		c.items = m // the collection's map was empty: the store is fresh
 		c.sorted = nil
-		s.pending += len(it.ops)
-		it.undo = make([]undoRec, len(it.ops))
-		s.replay(it, 0)
-		if len(it.ops) > 0 {
-			s.reheap(it)
+		for _, it := range m {
+			s.pending += len(it.ops)
+			if len(it.ops) > 0 {
+				it.undo = make([]undoRec, len(it.ops))
+				s.replay(it, 0)
+				s.reheap(it)
+			}
+			c.touched(it)
 		}
-		c.touched(it)
 	}
+	// The restored state is a capture a delta snapshot may follow.
+	s.newWindow(snap.GetApplied())
 }

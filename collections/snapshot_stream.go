@@ -83,6 +83,18 @@ type SnapshotStreamOptions struct {
 	// (default DefaultChunkBytes, DefaultChunkItems).
 	ChunkBytes int
 	ChunkItems int
+	// Delta asks for a delta snapshot: only the items that changed since
+	// the latest capture (the previous stream begun, or the restore), as
+	// their states or as absent. The stream is a full one instead when the
+	// store has no capture a delta could follow (a fresh store, or the
+	// previous stream was closed before its end): SnapshotStream.Delta
+	// says which it is.
+	Delta bool
+	// Detached: the stream is not a link of a chain of snapshots (a state
+	// transfer to another clone, a test): it leaves the change window
+	// alone, so the next delta is still relative to the latest attached
+	// capture. A detached stream is always full.
+	Detached bool
 }
 
 // SnapshotStreamStats counts a stream's work.
@@ -93,6 +105,7 @@ type SnapshotStreamStats struct {
 	PreImages uint64 // items captured by the hook before a change (copy-on-write)
 	Visited   uint64 // items the iteration reached, captured or not
 	Queued    int    // pre-images waiting to be emitted
+	Absent    uint64 // of Items: absent entries (a delta only)
 }
 
 // SnapshotStream is a snapshot being produced: see BeginSnapshot. It is
@@ -102,8 +115,12 @@ type SnapshotStream struct {
 	epoch  uint64
 	opts   SnapshotStreamOptions
 	header *tempestpb.SnapshotHeader
+	delta  bool   // a delta: the items of change window `window` only
+	window uint64 // the change window the stream closed (a delta's members have item.window == window)
+	// detached: not a link of the chain (SnapshotStreamOptions.Detached).
+	detached bool
 
-	next func() (*item, bool) // the iteration over every collection's items
+	next func() (*item, bool) // the iteration over every collection's items, or a delta's members
 	stop func()
 
 	queue []*tempestpb.ItemState // pre-images (and an item a full chunk left over), oldest first
@@ -111,6 +128,7 @@ type SnapshotStream struct {
 
 	exhausted bool // the iteration has reached every item
 	finished  bool // the last chunk was returned, or Close was called
+	done      bool // the last chunk was returned
 	index     uint64
 	stats     SnapshotStreamStats
 }
@@ -141,26 +159,66 @@ func (s *Store) BeginSnapshot(opts SnapshotStreamOptions) (*SnapshotStream, erro
 		opts.ChunkItems = DefaultChunkItems
 	}
 	s.streamEpoch++
-	colls := make([]*collection, 0, len(s.colls))
-	for _, name := range s.Collections() {
-		colls = append(colls, s.colls[name])
-	}
-	st := &SnapshotStream{s: s, epoch: s.streamEpoch, opts: opts, header: s.header()}
-	// A range loop over each item map, suspended between Next calls. The
-	// maps change in between (same goroutine), which a range loop allows:
-	// an entry deleted before it is reached is not produced, an entry added
-	// may or may not be (added items are marked captured and skipped).
-	st.next, st.stop = iter.Pull(func(yield func(*item) bool) {
-		for _, c := range colls {
-			for _, it := range c.items {
-				if !yield(it) {
-					return
+	st := &SnapshotStream{s: s, epoch: s.streamEpoch, opts: opts, header: s.header(), detached: opts.Detached}
+	if opts.Delta && !opts.Detached && s.deltaBase {
+		// The members: every item changed since the latest capture, each
+		// once (an item dropped and created again is two items, the first
+		// one gone).
+		members := s.changed
+		st.delta, st.window = true, s.window
+		st.header.Delta, st.header.FollowsApplied = true, s.baseApplied
+		i := 0
+		st.next = func() (*item, bool) {
+			if i == len(members) {
+				return nil, false
+			}
+			i++
+			return members[i-1], true
+		}
+		st.stop = func() { members = nil }
+	} else {
+		colls := make([]*collection, 0, len(s.colls))
+		for _, name := range s.Collections() {
+			colls = append(colls, s.colls[name])
+		}
+		// A range loop over each item map, suspended between Next calls.
+		// The maps change in between (same goroutine), which a range loop
+		// allows: an entry deleted before it is reached is not produced,
+		// an entry added may or may not be (added items are marked
+		// captured and skipped).
+		st.next, st.stop = iter.Pull(func(yield func(*item) bool) {
+			for _, c := range colls {
+				for _, it := range c.items {
+					if !yield(it) {
+						return
+					}
 				}
 			}
-		}
-	})
+		})
+	}
+	if !opts.Detached {
+		s.newWindow(s.applied)
+	}
 	s.stream = st
 	return st, nil
+}
+
+// ChangedItems is how many items changed since the latest capture (a
+// snapshot stream begun, or a restore): what a delta begun now would hold,
+// at most. 0 when the store has no capture a delta could follow.
+func (s *Store) ChangedItems() int { return len(s.changed) }
+
+// Delta reports whether the stream is a delta snapshot (see
+// SnapshotStreamOptions.Delta).
+func (st *SnapshotStream) Delta() bool { return st.delta }
+
+// newWindow starts a change window at a capture (a snapshot stream begun,
+// or a restore) whose applied count is applied: the next delta holds the
+// items changed from now on.
+func (s *Store) newWindow(applied uint64) {
+	s.window++
+	s.changed = nil
+	s.deltaBase, s.baseApplied = true, applied
 }
 
 // Header returns the stream's header, captured by BeginSnapshot. It is the
@@ -189,6 +247,13 @@ func (st *SnapshotStream) Close() {
 		st.s.stream = nil
 	}
 	st.queue, st.qhead = nil, 0
+	if !st.detached && !st.done {
+		// Given up before its end: the capture never became a snapshot,
+		// and the changes before it are no longer tracked. The next
+		// stream must be full.
+		st.s.deltaBase = false
+		st.s.changed = nil
+	}
 }
 
 // changing is the snapshot stream's hook, called before any change to an
@@ -196,16 +261,49 @@ func (st *SnapshotStream) Close() {
 // collection: if a stream is open and has not captured the item yet, the
 // item's state — unchanged since the capture point — is queued as a
 // pre-image. While no stream is open it costs a nil check.
+//
+// It also records the item as changed in the store's change window, the
+// members of the next delta snapshot (once per window: a field compare
+// and, the first time, an append).
 func (s *Store) changing(it *item) {
-	st := s.stream
-	if st == nil || it.captured == st.epoch {
-		return
+	if st := s.stream; st != nil && it.captured != st.epoch {
+		it.captured = st.epoch
+		if is := st.itemState(it); is != nil {
+			st.queue = append(st.queue, is)
+			st.stats.PreImages++
+		}
 	}
-	it.captured = st.epoch
-	if is := it.state(); is != nil {
-		st.queue = append(st.queue, is)
-		st.stats.PreImages++
+	if s.deltaBase && it.window != s.window {
+		it.window = s.window
+		s.changed = append(s.changed, it)
 	}
+}
+
+// itemState is what the stream holds of an item not captured yet (so
+// unchanged since the capture point): for a full stream its state, or nil
+// if a snapshot leaves it out; for a delta, nil if the item is not a
+// member (unchanged since the previous capture), else its state, or an
+// absent entry if it was gone or empty at the capture.
+func (st *SnapshotStream) itemState(it *item) *tempestpb.ItemState {
+	if !st.delta {
+		if it.gone {
+			return nil
+		}
+		return it.state()
+	}
+	if it.window != st.window {
+		return nil
+	}
+	if !it.gone {
+		if is := it.state(); is != nil {
+			return is
+		}
+	}
+	if mutation == mutationDeltaNoAbsent { // a test's deliberate bug, see mutant.go
+		return nil
+	}
+	st.stats.Absent++
+	return &tempestpb.ItemState{Collection: it.c.name, Item: []byte(it.key), Absent: true}
 }
 
 // Next returns the next chunk of the stream's items and whether it is the
@@ -280,11 +378,11 @@ func (st *SnapshotStream) Next(maxBytes, maxItems int) (chunk *tempestpb.Snapsho
 		}
 		visits--
 		st.stats.Visited++
-		if it.captured == st.epoch || it.gone {
+		if it.captured == st.epoch {
 			continue
 		}
 		it.captured = st.epoch
-		is := it.state()
+		is := st.itemState(it)
 		if is == nil {
 			continue
 		}
@@ -302,6 +400,7 @@ func (st *SnapshotStream) Next(maxBytes, maxItems int) (chunk *tempestpb.Snapsho
 	st.stats.Chunks++
 	st.stats.Bytes += uint64(proto.Size(chunk))
 	if last {
+		st.done = true
 		st.Close()
 	}
 	return chunk, last, nil
@@ -345,11 +444,62 @@ func (s *Store) BeginRestore(header *tempestpb.SnapshotHeader) (*StreamRestorer,
 	if err := s.restorable(); err != nil {
 		return nil, err
 	}
+	if header.GetDelta() {
+		return nil, badSnapshot("a delta snapshot restores only on top of the snapshot it follows (StreamRestorer.NextDelta)")
+	}
 	r, err := s.validateHeader(header)
 	if err != nil {
 		return nil, err
 	}
 	return &StreamRestorer{s: s, header: header, r: r}, nil
+}
+
+// Trusted declares that the snapshot comes from this clone's own storage,
+// which checksums what it stores: the values in it were checked (decoded
+// by their collection's codec) when their ops were first applied, so the
+// restore does not decode each one again, and it sizes each collection's
+// table once from the header's hint. Decoding JSON values is most of the
+// time of a restore otherwise. A snapshot from elsewhere (a state transfer
+// from a peer) is not trusted: everything is checked, and a hint cannot
+// make the restore allocate what the items do not need. Call it before the
+// first Add.
+func (b *StreamRestorer) Trusted() { b.r.trusted = true }
+
+// NextDelta continues the restore with a delta snapshot (its header, then
+// its chunks with Add) once the previous part (the full snapshot, or the
+// previous delta) is complete: a chain restores as the full snapshot, then
+// each delta in order. The delta must follow the previous part (its
+// follows_applied is that part's applied count). Its items replace the
+// earlier states of the same items, its absent entries remove them, and
+// its header (clock, counters, origin states) replaces the earlier one.
+func (b *StreamRestorer) NextDelta(header *tempestpb.SnapshotHeader) error {
+	if b.err != nil {
+		return b.err
+	}
+	b.err = b.nextDelta(header)
+	return b.err
+}
+
+func (b *StreamRestorer) nextDelta(header *tempestpb.SnapshotHeader) error {
+	switch {
+	case b.done:
+		return badSnapshot("restore already finished")
+	case !b.last:
+		return badSnapshot("delta before the previous part's last chunk (after %d chunks)", b.next)
+	case header == nil || !header.GetDelta():
+		return badSnapshot("NextDelta needs a delta snapshot's header")
+	case header.GetFollowsApplied() != b.header.GetApplied():
+		return badSnapshot("delta follows the snapshot at applied %d, the previous part is at %d", header.GetFollowsApplied(), b.header.GetApplied())
+	case header.GetApplied() < b.header.GetApplied():
+		return badSnapshot("delta at applied %d goes back behind %d", header.GetApplied(), b.header.GetApplied())
+	}
+	next, err := b.s.validateHeader(header)
+	if err != nil {
+		return err
+	}
+	b.r.nextPart(next)
+	b.header, b.next, b.last = header, 0, false
+	return nil
 }
 
 // restorable checks that the store may be restored into now.
@@ -419,6 +569,10 @@ func (b *StreamRestorer) Finish() error {
 		return badSnapshot("stream ended after %d chunks without its last chunk", b.next)
 	}
 	if err := b.s.restorable(); err != nil {
+		return err
+	}
+	if err := b.r.finish(b.s); err != nil {
+		b.err = err
 		return err
 	}
 	b.done = true

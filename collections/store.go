@@ -76,6 +76,15 @@ type Store struct {
 	stream      *SnapshotStream // the open snapshot stream, if any
 	streamEpoch uint64          // epoch of the latest stream begun
 
+	// What a delta snapshot needs (see the design note in
+	// snapshot_stream.go): the items whose state changed since the latest
+	// capture, each once (item.window == window marks a member), and the
+	// capture they are relative to.
+	window      uint64  // the current change window: changes since the latest capture
+	changed     []*item // the window's changed items, in order of first change
+	deltaBase   bool    // a capture exists that a delta may follow (a snapshot begun, or a restore)
+	baseApplied uint64  // applied count at that capture
+
 	stats Stats
 }
 

@@ -67,6 +67,10 @@ type stateRun struct {
 	// clone is ready; RestoredOK: sampled carts were all there.
 	RestartS   float64 `json:"restart_s"`
 	RestoredOK bool    `json:"restored_ok"`
+	// RestartLoad: how the slowest cart clone loaded after the restart
+	// (/v1/status loaded: snapshot chain parts and items, ops replayed
+	// from the log after it, and the time of each).
+	RestartLoad map[string]any `json:"restart_load,omitempty"`
 	// Error: what stopped this size's measurement, if anything (the other
 	// sizes are still measured).
 	Error string `json:"error,omitempty"`
@@ -198,6 +202,7 @@ func measureState(ctx context.Context, f stateFlags, n int, stderr io.Writer) (s
 		return r, desc, fmt.Errorf("restart: %w", err)
 	}
 	r.RestartS = time.Since(t1).Seconds()
+	r.RestartLoad = slowestLoad(addr)
 	r.RestoredOK, err = sampleCarts(addr, n, 100)
 	if err != nil {
 		return r, desc, fmt.Errorf("after restart: %w", err)
@@ -373,6 +378,28 @@ func lastSnapshot(addr string) map[string]any {
 	return nil
 }
 
+// slowestLoad returns the loaded object of the cart clone that took the
+// longest to load, from /v1/status (nil if none reports one).
+func slowestLoad(addr string) map[string]any {
+	var st struct {
+		Clones []map[string]any `json:"clones"`
+	}
+	if getJSON(addr, "/v1/status", &st) != nil {
+		return nil
+	}
+	var worst map[string]any
+	for _, c := range st.Clones {
+		l, ok := c["loaded"].(map[string]any)
+		if c["service"] != "cart" || !ok {
+			continue
+		}
+		if t, _ := l["took_ms"].(float64); worst == nil || t > worst["took_ms"].(float64) {
+			worst = l
+		}
+	}
+	return worst
+}
+
 func getJSON(addr, path string, v any) error {
 	client := &http.Client{Timeout: 5 * time.Second}
 	defer client.CloseIdleConnections()
@@ -447,14 +474,23 @@ func printState(w io.Writer, res stateResult) {
 		}
 		snap := "n/a"
 		if r.Snapshot != nil {
-			snap = fmt.Sprintf("%v B, %v ms", r.Snapshot["bytes"], r.Snapshot["duration_ms"])
+			kind := "full"
+			if d, _ := r.Snapshot["delta"].(bool); d {
+				kind = "delta"
+			}
+			snap = fmt.Sprintf("%s %v items %v B %.0f ms", kind, r.Snapshot["items"], r.Snapshot["bytes"], r.Snapshot["duration_ms"])
+		}
+		restart := fmt.Sprintf("%.2fs", r.RestartS)
+		if l := r.RestartLoad; l != nil {
+			restart += fmt.Sprintf(" (chain %v parts %v items %.1fs, log %v ops %.1fs)", l["snapshot_parts"], l["snapshot_items"],
+				num(l["snapshot_ms"])/1000, l["replayed_ops"], num(l["replay_ms"])/1000)
 		}
 		missed := r.Load.Sent - r.Load.OnTime2xx
-		fmt.Fprintf(tw, "%d\t%.1fs (%.0f/s)\t%.0f\t%d of %d\t%.1f/%.1f/%.1f/%.1f\t%d (%d)\t%.1f%%\t%s\t%.0f\t%.0f, %.0f\t%s\t%.2fs\t%v\t\n",
+		fmt.Fprintf(tw, "%d\t%.1fs (%.0f/s)\t%.0f\t%d of %d\t%.1f/%.1f/%.1f/%.1f\t%d (%d)\t%.1f%%\t%s\t%.0f\t%.0f, %.0f\t%s\t%s\t%v\t\n",
 			r.Items, r.PreloadS, r.PreloadItemsPerS, r.Load.GoodputPerS, missed, r.Load.Sent,
 			r.Load.OK.P50Ms, r.Load.OK.P99Ms, r.Load.OK.P999Ms, r.Load.OK.MaxMs,
 			r.Load.StallSeconds, r.Load.LongestStallS, r.Load.WorstSecondMissFraction*100, cpu,
-			float64(r.RSSAfterBytes)/(1<<20), r.RSSPerItemReplicaBytes, r.HeapPerItemReplicaBytes, snap, r.RestartS, r.RestoredOK)
+			float64(r.RSSAfterBytes)/(1<<20), r.RSSPerItemReplicaBytes, r.HeapPerItemReplicaBytes, snap, restart, r.RestoredOK)
 	}
 	_ = tw.Flush()
 	for _, r := range res.Runs {
@@ -462,4 +498,10 @@ func printState(w io.Writer, res stateResult) {
 			fmt.Fprintf(w, "%d items: %s\n", r.Items, r.Error)
 		}
 	}
+}
+
+// num is a JSON number, or 0.
+func num(v any) float64 {
+	f, _ := v.(float64)
+	return f
 }

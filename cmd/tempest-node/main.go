@@ -110,16 +110,18 @@ func dev(args []string, stdout, stderr io.Writer) error {
 	if cfg.Persistence.Sync, err = persistence.ParseSyncPolicy(*fsync); err != nil {
 		return fmt.Errorf("--fsync: %w", err)
 	}
+	if *debugAddr != "" {
+		// Before Start: a slow start (a large state loading) is when a
+		// profile is wanted.
+		stopDebug, err := serveDebug(*debugAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopDebug()
+	}
 	node, err := actors.Start(cfg)
 	if err != nil {
 		return err
-	}
-	if *debugAddr != "" {
-		stopDebug, err := serveDebug(*debugAddr, log)
-		if err != nil {
-			return errors.Join(err, node.Stop())
-		}
-		defer stopDebug()
 	}
 	addr := node.HTTPAddr()
 	fmt.Fprintf(stdout, `tempest-node dev: %d clones each of cart, chat; data in %s

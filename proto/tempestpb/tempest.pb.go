@@ -670,11 +670,15 @@ func (x *ItemValue) GetCount() int64 {
 
 // ItemState is one item: its stable base value and the tentative ops after it.
 type ItemState struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Collection    string                 `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
-	Item          []byte                 `protobuf:"bytes,2,opt,name=item,proto3" json:"item,omitempty"`
-	Base          *ItemValue             `protobuf:"bytes,3,opt,name=base,proto3" json:"base,omitempty"`
-	Pending       []*Op                  `protobuf:"bytes,4,rep,name=pending,proto3" json:"pending,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Collection string                 `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
+	Item       []byte                 `protobuf:"bytes,2,opt,name=item,proto3" json:"item,omitempty"`
+	Base       *ItemValue             `protobuf:"bytes,3,opt,name=base,proto3" json:"base,omitempty"`
+	Pending    []*Op                  `protobuf:"bytes,4,rep,name=pending,proto3" json:"pending,omitempty"`
+	// absent: in a delta snapshot, the item was absent (or empty) at the
+	// capture point: a restore forgets what earlier parts said of it. Never
+	// set in a full snapshot; collection and item are then the only fields.
+	Absent        bool `protobuf:"varint,5,opt,name=absent,proto3" json:"absent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -735,6 +739,13 @@ func (x *ItemState) GetPending() []*Op {
 		return x.Pending
 	}
 	return nil
+}
+
+func (x *ItemState) GetAbsent() bool {
+	if x != nil {
+		return x.Absent
+	}
+	return false
 }
 
 // OriginState is what a replica knows of one origin's op stream.
@@ -946,8 +957,17 @@ type SnapshotHeader struct {
 	ClockWallMs   uint64                 `protobuf:"varint,8,opt,name=clock_wall_ms,json=clockWallMs,proto3" json:"clock_wall_ms,omitempty"`
 	ClockLogical  uint32                 `protobuf:"varint,9,opt,name=clock_logical,json=clockLogical,proto3" json:"clock_logical,omitempty"`
 	Applied       uint64                 `protobuf:"varint,10,opt,name=applied,proto3" json:"applied,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// delta: the stream holds only the items that changed since the
+	// snapshot it follows (the one whose applied count is follows_applied),
+	// with absent entries for those that went away. A restore applies it on
+	// top of that snapshot (a full one and the deltas after it, in order).
+	Delta          bool   `protobuf:"varint,11,opt,name=delta,proto3" json:"delta,omitempty"`
+	FollowsApplied uint64 `protobuf:"varint,12,opt,name=follows_applied,json=followsApplied,proto3" json:"follows_applied,omitempty"`
+	// collection_items: each collection's items at the capture point (a
+	// hint: a restore sizes its tables once instead of growing them).
+	CollectionItems map[string]uint64 `protobuf:"bytes,13,rep,name=collection_items,json=collectionItems,proto3" json:"collection_items,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *SnapshotHeader) Reset() {
@@ -1041,6 +1061,27 @@ func (x *SnapshotHeader) GetApplied() uint64 {
 		return x.Applied
 	}
 	return 0
+}
+
+func (x *SnapshotHeader) GetDelta() bool {
+	if x != nil {
+		return x.Delta
+	}
+	return false
+}
+
+func (x *SnapshotHeader) GetFollowsApplied() uint64 {
+	if x != nil {
+		return x.FollowsApplied
+	}
+	return 0
+}
+
+func (x *SnapshotHeader) GetCollectionItems() map[string]uint64 {
+	if x != nil {
+		return x.CollectionItems
+	}
+	return nil
 }
 
 // SnapshotChunk is one slice of a snapshot stream's items, in no particular
@@ -1166,14 +1207,15 @@ const file_tempest_proto_rawDesc = "" +
 	"\x06exists\x18\x01 \x01(\bR\x06exists\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x14\n" +
 	"\x05elems\x18\x03 \x03(\fR\x05elems\x12\x14\n" +
-	"\x05count\x18\x04 \x01(\x03R\x05count\"\x94\x01\n" +
+	"\x05count\x18\x04 \x01(\x03R\x05count\"\xac\x01\n" +
 	"\tItemState\x12\x1e\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\tR\n" +
 	"collection\x12\x12\n" +
 	"\x04item\x18\x02 \x01(\fR\x04item\x12)\n" +
 	"\x04base\x18\x03 \x01(\v2\x15.tempest.v1.ItemValueR\x04base\x12(\n" +
-	"\apending\x18\x04 \x03(\v2\x0e.tempest.v1.OpR\apending\"\xae\x01\n" +
+	"\apending\x18\x04 \x03(\v2\x0e.tempest.v1.OpR\apending\x12\x16\n" +
+	"\x06absent\x18\x05 \x01(\bR\x06absent\"\xae\x01\n" +
 	"\vOriginState\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\tR\x06origin\x12\x1e\n" +
 	"\n" +
@@ -1193,7 +1235,7 @@ const file_tempest_proto_rawDesc = "" +
 	"\rclock_wall_ms\x18\b \x01(\x04R\vclockWallMs\x12#\n" +
 	"\rclock_logical\x18\t \x01(\rR\fclockLogical\x12\x18\n" +
 	"\aapplied\x18\n" +
-	" \x01(\x04R\aapplied\"\xc6\x02\n" +
+	" \x01(\x04R\aapplied\"\xa5\x04\n" +
 	"\x0eSnapshotHeader\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x18\n" +
 	"\areplica\x18\x02 \x01(\tR\areplica\x121\n" +
@@ -1204,7 +1246,13 @@ const file_tempest_proto_rawDesc = "" +
 	"\rclock_wall_ms\x18\b \x01(\x04R\vclockWallMs\x12#\n" +
 	"\rclock_logical\x18\t \x01(\rR\fclockLogical\x12\x18\n" +
 	"\aapplied\x18\n" +
-	" \x01(\x04R\aappliedJ\x04\b\x03\x10\x04\"\x85\x01\n" +
+	" \x01(\x04R\aapplied\x12\x14\n" +
+	"\x05delta\x18\v \x01(\bR\x05delta\x12'\n" +
+	"\x0ffollows_applied\x18\f \x01(\x04R\x0efollowsApplied\x12Z\n" +
+	"\x10collection_items\x18\r \x03(\v2/.tempest.v1.SnapshotHeader.CollectionItemsEntryR\x0fcollectionItems\x1aB\n" +
+	"\x14CollectionItemsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01J\x04\b\x03\x10\x04\"\x85\x01\n" +
 	"\rSnapshotChunk\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12+\n" +
 	"\x05items\x18\x02 \x03(\v2\x15.tempest.v1.ItemStateR\x05items\x12\x12\n" +
@@ -1240,7 +1288,7 @@ func file_tempest_proto_rawDescGZIP() []byte {
 }
 
 var file_tempest_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tempest_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_tempest_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_tempest_proto_goTypes = []any{
 	(OpKind)(0),            // 0: tempest.v1.OpKind
 	(*Op)(nil),             // 1: tempest.v1.Op
@@ -1256,6 +1304,7 @@ var file_tempest_proto_goTypes = []any{
 	(*SnapshotHeader)(nil), // 11: tempest.v1.SnapshotHeader
 	(*SnapshotChunk)(nil),  // 12: tempest.v1.SnapshotChunk
 	nil,                    // 13: tempest.v1.CatchupRequest.HaveEntry
+	nil,                    // 14: tempest.v1.SnapshotHeader.CollectionItemsEntry
 }
 var file_tempest_proto_depIdxs = []int32{
 	0,  // 0: tempest.v1.Op.kind:type_name -> tempest.v1.OpKind
@@ -1272,12 +1321,13 @@ var file_tempest_proto_depIdxs = []int32{
 	8,  // 11: tempest.v1.StoreSnapshot.items:type_name -> tempest.v1.ItemState
 	9,  // 12: tempest.v1.StoreSnapshot.origins:type_name -> tempest.v1.OriginState
 	9,  // 13: tempest.v1.SnapshotHeader.origins:type_name -> tempest.v1.OriginState
-	8,  // 14: tempest.v1.SnapshotChunk.items:type_name -> tempest.v1.ItemState
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	14, // 14: tempest.v1.SnapshotHeader.collection_items:type_name -> tempest.v1.SnapshotHeader.CollectionItemsEntry
+	8,  // 15: tempest.v1.SnapshotChunk.items:type_name -> tempest.v1.ItemState
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_tempest_proto_init() }
@@ -1297,7 +1347,7 @@ func file_tempest_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tempest_proto_rawDesc), len(file_tempest_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
