@@ -168,7 +168,9 @@ func (s *schedulerActor) start(ctx actor.Context) {
 	s.startedAt = t0
 	s.publish(time.Now())
 	c.outstanding.Store(0)
-	ctx.Send(c.repairPID, &repairTick{all: true}) // catch up on what was missed while down
+	if c.spawned.Load() { // a restarted scheduler (else the clone actor sends it: see spawned)
+		ctx.Send(c.repairPID, &repairTick{all: true}) // catch up on what was missed while down
+	}
 	s.loaded.TookMs = ms(time.Since(t0))
 	s.log.Info("clone loaded", zap.Uint64("applied", s.store.Applied()), zap.Int("replayed", replayed),
 		zap.Uint64("snapshot_pos", snapshotPos), zap.Duration("took", time.Since(t0)))

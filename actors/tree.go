@@ -87,6 +87,12 @@ type cloneRuntime struct {
 	writer atomic.Pointer[persistence.Writer]
 
 	ready atomic.Bool // the scheduler has loaded state and serves
+	// spawned: the clone actor has spawned all three children. Until then
+	// a scheduler must not send to its siblings: a message to a PID whose
+	// spawn is still under way races with protoactor's mailbox setup (the
+	// race detector caught it), so the clone actor itself starts the first
+	// catch-up once they all exist.
+	spawned atomic.Bool
 	// outstanding counts requests Node.Call sent to this clone that its
 	// scheduler has not finished with (answered, or dropped unrun). Node.Call
 	// routes to the clone with the fewest (least outstanding requests), so a
@@ -162,6 +168,10 @@ func (a *cloneActor) Receive(ctx actor.Context) {
 		spawnChild(ctx, "scheduler", func() actor.Actor { return newScheduler(c) }, strategy)
 		spawnChild(ctx, "member", func() actor.Actor { return &memberActor{c: c} }, strategy)
 		spawnChild(ctx, "repair", func() actor.Actor { return &repairActor{c: c} }, strategy)
+		c.spawned.Store(true)
+		ctx.Send(c.repairPID, &repairTick{all: true}) // catch up on what was missed while down
+	case *actor.Restarting, *actor.Stopping:
+		a.c.spawned.Store(false) // its children are stopped and spawned again
 	case *crash:
 		panic(chaosPanic{m.reason})
 	}
