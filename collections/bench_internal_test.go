@@ -73,8 +73,8 @@ func BenchmarkReplay(b *testing.B) {
 					if where == "late-by-1" {
 						wall = 2_000_000 + 2*uint64(depth-1) - 1
 					}
-					if len(it.ops) != depth {
-						b.Fatalf("history depth %d before, want %d", len(it.ops), depth)
+					if len(it.pending()) != depth {
+						b.Fatalf("history depth %d before, want %d", len(it.pending()), depth)
 					}
 					before := s.stats.Replayed
 					b.ResetTimer()
@@ -92,8 +92,8 @@ func BenchmarkReplay(b *testing.B) {
 						}
 					}
 					b.StopTimer()
-					if len(it.ops) != depth {
-						b.Fatalf("history depth %d, want %d", len(it.ops), depth)
+					if len(it.pending()) != depth {
+						b.Fatalf("history depth %d, want %d", len(it.pending()), depth)
 					}
 					if replayed := s.stats.Replayed - before; replayed > 0 {
 						b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(replayed), "ns/replayed-op")

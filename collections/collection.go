@@ -97,7 +97,7 @@ func (c *collection) get(key []byte) *item {
 	if it := c.items[string(key)]; it != nil {
 		return it
 	}
-	it := &item{c: c, key: string(key), heapIdx: -1}
+	it := &item{c: c, key: string(key)}
 	if st := c.s.stream; st != nil {
 		// Absent at the capture point: not in the stream. (The hook of the
 		// insert that follows would find it empty and capture nothing
@@ -127,7 +127,7 @@ func (c *collection) touched(it *item) {
 
 // maybeDrop forgets an item with no tentative ops and a zero value.
 func (c *collection) maybeDrop(it *item) {
-	if len(it.ops) > 0 || !it.cur.zero() || it.gone {
+	if len(it.pending()) > 0 || !it.cur.zero() || it.gone {
 		return
 	}
 	c.s.changing(it)

@@ -1,5 +1,7 @@
 package collections
 
+import "math"
+
 // Deliberate bugs for TestOracleCatchesMutants (see mutant.go).
 const (
 	MutantTiesByArrival  = mutationTiesByArrival
@@ -9,6 +11,15 @@ const (
 	MutantStreamFoldUnhooked   = mutationStreamFoldUnhooked
 	MutantDeltaNoAbsent        = mutationDeltaNoAbsent
 )
+
+// NearCounterLimits puts a store's snapshot epoch and change window
+// counters a few steps short of their 32-bit limit (renumber's test).
+func NearCounterLimits(s *Store) {
+	for _, it := range s.changed {
+		it.window = math.MaxUint32 - 3
+	}
+	s.streamEpoch, s.window = math.MaxUint32-2, math.MaxUint32-3
+}
 
 // Mutation names a deliberate bug.
 type Mutation = mutationKind

@@ -160,51 +160,90 @@ func revert(k kind, v *value, u *undoRec) {
 // appended op on a 300 000-element list with k = 32). Folding the oldest
 // tentative op is dropping its undo record: O(1).
 //
-// Invariants: len(undo) == len(ops); cur is owned (its elems slice is
-// shared with nothing).
+// ops, undo and the item's place in the store's heap are its history, a
+// separate allocation that exists only while the item has tentative ops:
+// most items of a large replica have none (everything folded), and
+// without them an item is 128 bytes instead of 240.
+//
+// Invariants: h == nil or len(h.ops) > 0 once a change is complete;
+// len(undo) == len(ops); cur is owned (its elems slice is shared with
+// nothing).
 type item struct {
 	c   *collection
 	key string
 
-	cur  value
-	ops  []*tempestpb.Op
-	undo []undoRec
+	cur    value
+	h      *history // nil: no tentative ops
+	hashed uint64
 
-	lastFolded opKey // the newest op folded, if hasFolded
-	hasFolded  bool
-
-	heapIdx int  // index in Store.heap, -1 when ops is empty
-	live    bool // cur.exists as last counted in collection.live
-	hashed  uint64
-	dirty   bool // cur changed since hashed was computed
-	gone    bool // dropped from its collection
+	// foldedWall and foldedLogical are the timestamp of the newest op
+	// folded into cur (zero if none): a late op stamped before it is
+	// counted as misplaced. (Two fields, not a Timestamp, so that the
+	// 32-bit fields below share its padding: 128 bytes, a size class.)
+	foldedWall    uint64
+	foldedLogical uint32
 
 	// captured is the epoch of the latest snapshot stream that holds this
 	// item's state at its capture point (or knows it was absent then); see
 	// SnapshotStream. 0: none.
-	captured uint64
+	captured uint32
 	// window is the store's change window in which the item last changed
 	// (Store.window), so that it joins Store.changed once per window.
-	window uint64
+	window uint32
+
+	live  bool // cur.exists as last counted in collection.live
+	dirty bool // cur changed since hashed was computed
+	gone  bool // dropped from its collection
 }
 
-// position returns where an op with key k belongs in it.ops.
+// foldedTS is the timestamp of the newest op folded into the item.
+func (it *item) foldedTS() Timestamp {
+	return Timestamp{WallMs: it.foldedWall, Logical: it.foldedLogical}
+}
+
+// history is an item's tentative ops, what reverts each, and the item's
+// index in Store.heap (-1 when not in it).
+type history struct {
+	ops     []*tempestpb.Op
+	undo    []undoRec
+	heapIdx int
+}
+
+// pending returns the item's tentative ops (nil if none).
+func (it *item) pending() []*tempestpb.Op {
+	if it.h == nil {
+		return nil
+	}
+	return it.h.ops
+}
+
+// heapIdx is the item's index in Store.heap, -1 when not in it.
+func (it *item) heapIdx() int {
+	if it.h == nil {
+		return -1
+	}
+	return it.h.heapIdx
+}
+
+// position returns where an op with key k belongs in its ops.
 func (it *item) position(k opKey) int {
-	n := len(it.ops)
+	ops := it.pending()
+	n := len(ops)
 	// Fast path: ops usually arrive in order.
-	if n == 0 || keyOf(it.ops[n-1]).compare(k) < 0 {
+	if n == 0 || keyOf(ops[n-1]).compare(k) < 0 {
 		return n
 	}
 	if mutation == mutationTiesByArrival { // a test's deliberate bug, see mutant.go
 		return it.positionByArrival(k)
 	}
-	i, _ := slices.BinarySearchFunc(it.ops, k, func(op *tempestpb.Op, k opKey) int { return keyOf(op).compare(k) })
+	i, _ := slices.BinarySearchFunc(ops, k, func(op *tempestpb.Op, k opKey) int { return keyOf(op).compare(k) })
 	return i
 }
 
 func (it *item) indexOf(op *tempestpb.Op) int {
-	for i := len(it.ops) - 1; i >= 0; i-- {
-		if it.ops[i] == op {
+	ops := it.pending()
+	for i := len(ops) - 1; i >= 0; i-- {
+		if ops[i] == op {
 			return i
 		}
 	}
@@ -213,21 +252,29 @@ func (it *item) indexOf(op *tempestpb.Op) int {
 
 // rollback reverts ops[i:] from cur, newest first.
 func (s *Store) rollback(it *item, i int) {
-	for j := len(it.ops) - 1; j >= i; j-- {
-		revert(it.c.kind, &it.cur, &it.undo[j])
-		it.undo[j] = undoRec{}
+	h := it.h
+	if h == nil {
+		return
+	}
+	for j := len(h.ops) - 1; j >= i; j-- {
+		revert(it.c.kind, &it.cur, &h.undo[j])
+		h.undo[j] = undoRec{}
 		s.stats.RolledBack++
 	}
 }
 
 // replay re-applies ops[i:] on top of cur.
 func (s *Store) replay(it *item, i int) {
-	if mutation == mutationReplaySkipsOne && len(it.ops)-i >= 2 { // a test's deliberate bug, see mutant.go
+	h := it.h
+	if h == nil {
+		return
+	}
+	if mutation == mutationReplaySkipsOne && len(h.ops)-i >= 2 { // a test's deliberate bug, see mutant.go
 		s.replaySkippingLast(it, i)
 		return
 	}
-	for j := i; j < len(it.ops); j++ {
-		it.undo[j] = s.apply(it.c, &it.cur, it.ops[j])
+	for j := i; j < len(h.ops); j++ {
+		h.undo[j] = s.apply(it.c, &it.cur, h.ops[j])
 	}
 }
 
@@ -237,47 +284,56 @@ func (s *Store) insert(it *item, i int, op *tempestpb.Op) {
 		s.changing(it)
 	}
 	s.rollback(it, i)
-	it.ops = slices.Insert(it.ops, i, op)
-	it.undo = slices.Insert(it.undo, i, undoRec{})
-	s.stats.Replayed += uint64(len(it.ops) - i - 1)
+	if it.h == nil {
+		it.h = &history{heapIdx: -1}
+	}
+	h := it.h
+	h.ops = slices.Insert(h.ops, i, op)
+	h.undo = slices.Insert(h.undo, i, undoRec{})
+	s.stats.Replayed += uint64(len(h.ops) - i - 1)
 	s.replay(it, i)
 }
 
-// remove takes the op at position i out of the history (retraction).
+// remove takes the op at position i out of the history (retraction). If
+// that empties it, the caller's reheap releases it.
 func (s *Store) remove(it *item, i int) {
 	s.changing(it)
 	s.rollback(it, i)
-	it.ops[i] = nil
-	it.ops = slices.Delete(it.ops, i, i+1)
-	it.undo = slices.Delete(it.undo, i, i+1)
-	s.stats.Replayed += uint64(len(it.ops) - i)
+	h := it.h
+	h.ops[i] = nil
+	h.ops = slices.Delete(h.ops, i, i+1)
+	h.undo = slices.Delete(h.undo, i, i+1)
+	s.stats.Replayed += uint64(len(h.ops) - i)
 	s.replay(it, i)
 }
 
-// foldFirst makes the oldest tentative op part of the base.
+// foldFirst makes the oldest tentative op part of the base. If that
+// empties the history, the caller's reheap releases it.
 func (s *Store) foldFirst(it *item) *tempestpb.Op {
 	if mutation != mutationStreamFoldUnhooked { // a test's deliberate bug, see mutant.go
 		s.changing(it)
 	}
-	op := it.ops[0]
-	it.ops[0], it.undo[0] = nil, undoRec{}
-	it.ops, it.undo = it.ops[1:], it.undo[1:]
-	if len(it.ops) == 0 {
-		it.ops, it.undo = nil, nil
+	h := it.h
+	op := h.ops[0]
+	h.ops[0], h.undo[0] = nil, undoRec{}
+	h.ops, h.undo = h.ops[1:], h.undo[1:]
+	if len(h.ops) == 0 {
+		h.ops, h.undo = nil, nil
 	}
-	it.lastFolded, it.hasFolded = keyOf(op), true
+	it.foldedWall, it.foldedLogical = op.GetWallMs(), op.GetLogical()
 	return op
 }
 
 // base computes the item's base value (cur with every tentative op
 // reverted) without changing the item.
 func (it *item) base() value {
-	if len(it.ops) == 0 {
+	h := it.h
+	if h == nil || len(h.ops) == 0 {
 		return it.cur
 	}
 	v := it.cur.clone()
-	for j := len(it.ops) - 1; j >= 0; j-- {
-		revert(it.c.kind, &v, &it.undo[j])
+	for j := len(h.ops) - 1; j >= 0; j-- {
+		revert(it.c.kind, &v, &h.undo[j])
 	}
 	return v
 }
@@ -435,15 +491,15 @@ type itemHeap []*item
 
 func (h itemHeap) Len() int { return len(h) }
 func (h itemHeap) Less(i, j int) bool {
-	return keyOf(h[i].ops[0]).compare(keyOf(h[j].ops[0])) < 0
+	return keyOf(h[i].h.ops[0]).compare(keyOf(h[j].h.ops[0])) < 0
 }
 func (h itemHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].heapIdx, h[j].heapIdx = i, j
+	h[i].h.heapIdx, h[j].h.heapIdx = i, j
 }
 func (h *itemHeap) Push(x any) {
 	it := x.(*item)
-	it.heapIdx = len(*h)
+	it.h.heapIdx = len(*h)
 	*h = append(*h, it)
 }
 func (h *itemHeap) Pop() any {
@@ -451,6 +507,6 @@ func (h *itemHeap) Pop() any {
 	it := old[len(old)-1]
 	old[len(old)-1] = nil
 	*h = old[:len(old)-1]
-	it.heapIdx = -1
+	it.h.heapIdx = -1
 	return it
 }

@@ -45,7 +45,7 @@ const (
 // positionByArrival is item.position under mutationTiesByArrival: after
 // every op whose timestamp is not later than k's.
 func (it *item) positionByArrival(k opKey) int {
-	i, _ := slices.BinarySearchFunc(it.ops, k, func(op *tempestpb.Op, k opKey) int {
+	i, _ := slices.BinarySearchFunc(it.pending(), k, func(op *tempestpb.Op, k opKey) int {
 		if TimestampOf(op).Compare(k.ts) <= 0 {
 			return -1
 		}
@@ -56,12 +56,13 @@ func (it *item) positionByArrival(k opKey) int {
 
 // replaySkippingLast is Store.replay under mutationReplaySkipsOne.
 func (s *Store) replaySkippingLast(it *item, i int) {
-	last := len(it.ops) - 1
+	h := it.h
+	last := len(h.ops) - 1
 	for j := i; j < last; j++ {
-		it.undo[j] = s.apply(it.c, &it.cur, it.ops[j])
+		h.undo[j] = s.apply(it.c, &it.cur, h.ops[j])
 	}
-	it.undo[last] = undoRec{}
+	h.undo[last] = undoRec{}
 	if it.c.kind != kindList {
-		it.undo[last].prev = it.cur // reverting the skipped op changes nothing
+		h.undo[last].prev = it.cur // reverting the skipped op changes nothing
 	}
 }

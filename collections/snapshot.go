@@ -98,7 +98,7 @@ func headerOf(snap *tempestpb.StoreSnapshot) *tempestpb.SnapshotHeader {
 // and owns its slices (the ops slice and the list's elements slice are
 // copies), so later changes to the item do not show through it.
 func (it *item) state() *tempestpb.ItemState {
-	if len(it.ops) == 0 {
+	if len(it.pending()) == 0 {
 		if it.cur.zero() {
 			return nil
 		}
@@ -109,7 +109,7 @@ func (it *item) state() *tempestpb.ItemState {
 		Collection: it.c.name,
 		Item:       []byte(it.key),
 		Base:       &tempestpb.ItemValue{Exists: base.exists, Data: base.data, Elems: base.elems, Count: base.count},
-		Pending:    slices.Clone(it.ops),
+		Pending:    slices.Clone(it.h.ops),
 	}
 }
 
@@ -297,7 +297,8 @@ func (r *restoring) addItem(s *Store, i int, is *tempestpb.ItemState) error {
 			return bad("item %q of %s %q: base: %v", truncate(key), c.kind, c.name, err)
 		}
 	}
-	it := &item{c: c, key: string(key), cur: base, heapIdx: -1}
+	it := &item{c: c, key: string(key), cur: base}
+	var ops []*tempestpb.Op
 	for j, op := range is.GetPending() {
 		if err := s.checkEnvelope(op); err != nil {
 			return bad("item %q of %q, pending op %d: %w", truncate(key), c.name, j, err)
@@ -308,10 +309,13 @@ func (r *restoring) addItem(s *Store, i int, is *tempestpb.ItemState) error {
 		if err := c.validate(op); err != nil {
 			return bad("item %q of %q, pending op %s: %w", truncate(key), c.name, ID(op), err)
 		}
-		it.ops = append(it.ops, op)
+		ops = append(ops, op)
 	}
-	slices.SortFunc(it.ops, func(a, b *tempestpb.Op) int { return keyOf(a).compare(keyOf(b)) })
-	keep := len(it.ops) > 0 || !it.cur.zero()
+	if len(ops) > 0 {
+		slices.SortFunc(ops, func(a, b *tempestpb.Op) int { return keyOf(a).compare(keyOf(b)) })
+		it.h = &history{ops: ops, heapIdx: -1}
+	}
+	keep := len(ops) > 0 || !it.cur.zero()
 	if r.delta {
 		id := itemID{c.name, it.key}
 		if _, dup := r.stated[id]; dup {
@@ -333,7 +337,7 @@ func (r *restoring) addItem(s *Store, i int, is *tempestpb.ItemState) error {
 	if !r.delta && len(m) == n {
 		return bad("item %q of %q listed twice", truncate(key), c.name)
 	}
-	if len(it.ops) > 0 {
+	if len(ops) > 0 {
 		r.withOps = append(r.withOps, it)
 	}
 	return nil
@@ -357,7 +361,7 @@ func (r *restoring) finish(s *Store) error {
 		if r.items[it.c][it.key] != it {
 			continue // replaced or removed by a later delta
 		}
-		for _, op := range it.ops {
+		for _, op := range it.h.ops {
 			oid := ID(op)
 			if _, dup := seen[oid]; dup {
 				return bad("op %s pending twice", oid)
@@ -435,9 +439,9 @@ func (s *Store) install(snap *tempestpb.SnapshotHeader, r *restoring) {
 		c.items = m // the collection's map was empty: the store is fresh
 		c.sorted = nil
 		for _, it := range m {
-			s.pending += len(it.ops)
-			if len(it.ops) > 0 {
-				it.undo = make([]undoRec, len(it.ops))
+			if h := it.h; h != nil {
+				s.pending += len(h.ops)
+				h.undo = make([]undoRec, len(h.ops))
 				s.replay(it, 0)
 				s.reheap(it)
 			}

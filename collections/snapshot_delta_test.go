@@ -79,6 +79,9 @@ func streamAll(t *rapid.T, r *streamRig, st *collections.SnapshotStream) (chainP
 func runDeltaChainProperty(t *rapid.T) error {
 	r := newStreamRig(t)
 	r.preload(t, rapid.IntRange(0, 200).Draw(t, "preload"))
+	if rapid.Bool().Draw(t, "nearCounterLimits") {
+		collections.NearCounterLimits(r.f.s) // the 32-bit counters restart in the middle
+	}
 	var chain []chainPart
 	for n := range rapid.IntRange(1, 6).Draw(t, "snapshots") {
 		for range rapid.IntRange(0, 40).Draw(t, "before") {

@@ -112,11 +112,11 @@ type SnapshotStreamStats struct {
 // driven by the store's goroutine, like the Store.
 type SnapshotStream struct {
 	s      *Store
-	epoch  uint64
+	epoch  uint32
 	opts   SnapshotStreamOptions
 	header *tempestpb.SnapshotHeader
 	delta  bool   // a delta: the items of change window `window` only
-	window uint64 // the change window the stream closed (a delta's members have item.window == window)
+	window uint32 // the change window the stream closed (a delta's members have item.window == window)
 	// detached: not a link of the chain (SnapshotStreamOptions.Detached).
 	detached bool
 
@@ -157,6 +157,9 @@ func (s *Store) BeginSnapshot(opts SnapshotStreamOptions) (*SnapshotStream, erro
 	}
 	if opts.ChunkItems <= 0 {
 		opts.ChunkItems = DefaultChunkItems
+	}
+	if s.streamEpoch == math.MaxUint32 || s.window == math.MaxUint32 {
+		s.renumber()
 	}
 	s.streamEpoch++
 	st := &SnapshotStream{s: s, epoch: s.streamEpoch, opts: opts, header: s.header(), detached: opts.Detached}
@@ -208,6 +211,23 @@ func (s *Store) BeginSnapshot(opts SnapshotStreamOptions) (*SnapshotStream, erro
 // at most. 0 when the store has no capture a delta could follow.
 func (s *Store) ChangedItems() int { return len(s.changed) }
 
+// renumber restarts the 32-bit epoch and window counters before one of
+// them would wrap (after 4e9 snapshots: years), so that no mark left on an
+// item 4e9 streams ago is ever taken for a current one. No stream is open:
+// every captured mark is cleared; the current window's members keep their
+// membership as window 1.
+func (s *Store) renumber() {
+	for _, c := range s.colls {
+		for _, it := range c.items {
+			it.captured, it.window = 0, 0
+		}
+	}
+	for _, it := range s.changed {
+		it.window = 1 // gone items too: they are members
+	}
+	s.streamEpoch, s.window = 0, 1
+}
+
 // Delta reports whether the stream is a delta snapshot (see
 // SnapshotStreamOptions.Delta).
 func (st *SnapshotStream) Delta() bool { return st.delta }
@@ -216,7 +236,7 @@ func (st *SnapshotStream) Delta() bool { return st.delta }
 // or a restore) whose applied count is applied: the next delta holds the
 // items changed from now on.
 func (s *Store) newWindow(applied uint64) {
-	s.window++
+	s.window++ // BeginSnapshot renumbered it if at its limit; a restore starts it
 	s.changed = nil
 	s.deltaBase, s.baseApplied = true, applied
 }

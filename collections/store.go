@@ -74,13 +74,13 @@ type Store struct {
 	applying  int           // > 0 while a user op's function runs
 
 	stream      *SnapshotStream // the open snapshot stream, if any
-	streamEpoch uint64          // epoch of the latest stream begun
+	streamEpoch uint32          // epoch of the latest stream begun (32 bits: an item holds it)
 
 	// What a delta snapshot needs (see the design note in
 	// snapshot_stream.go): the items whose state changed since the latest
 	// capture, each once (item.window == window marks a member), and the
 	// capture they are relative to.
-	window      uint64  // the current change window: changes since the latest capture
+	window      uint32  // the current change window: changes since the latest capture (32 bits: an item holds it)
 	changed     []*item // the window's changed items, in order of first change
 	deltaBase   bool    // a capture exists that a delta may follow (a snapshot begun, or a restore)
 	baseApplied uint64  // applied count at that capture
@@ -301,7 +301,12 @@ func (s *Store) integrate(c *collection, o *originState, op *tempestpb.Op) {
 	pos := it.position(k)
 	if late {
 		s.stats.LateOps++
-		if it.hasFolded && k.compare(it.lastFolded) < 0 {
+		// Stamped before an op already folded into the item: it belongs
+		// before the base, and goes first (position gives 0 already:
+		// every tentative op is after the folded one). Compared by
+		// timestamp: a late op stamped exactly like the folded one is
+		// not counted.
+		if f := it.foldedTS(); !f.IsZero() && k.ts.Less(f) {
 			s.stats.LateMisplaced++
 			pos = 0
 		}
@@ -312,23 +317,27 @@ func (s *Store) integrate(c *collection, o *originState, op *tempestpb.Op) {
 	if pos == 0 {
 		s.reheap(it)
 	}
-	if len(it.ops) == s.cfg.MaxPending+1 {
+	if len(it.h.ops) == s.cfg.MaxPending+1 {
 		s.stats.PendingWarnings++
 	}
 	c.touched(it)
 }
 
-// reheap restores the heap after it.ops[0] changed.
+// reheap restores the heap after the item's oldest op changed, and
+// releases an emptied history.
 func (s *Store) reheap(it *item) {
+	h := it.h
 	switch {
-	case len(it.ops) == 0:
-		if it.heapIdx >= 0 {
-			heap.Remove(&s.heap, it.heapIdx)
+	case h == nil:
+	case len(h.ops) == 0:
+		if h.heapIdx >= 0 {
+			heap.Remove(&s.heap, h.heapIdx)
 		}
-	case it.heapIdx < 0:
+		it.h = nil
+	case h.heapIdx < 0:
 		heap.Push(&s.heap, it)
 	default:
-		heap.Fix(&s.heap, it.heapIdx)
+		heap.Fix(&s.heap, h.heapIdx)
 	}
 }
 
@@ -510,7 +519,7 @@ func (s *Store) Compact() int {
 	n := 0
 	for len(s.heap) > 0 {
 		it := s.heap[0]
-		if TimestampOf(it.ops[0]).Compare(sp) > 0 {
+		if TimestampOf(it.h.ops[0]).Compare(sp) > 0 {
 			break
 		}
 		op := s.foldFirst(it)
@@ -533,7 +542,7 @@ func (s *Store) autoCompact() {
 	if s.cfg.DisableAutoCompact || s.inUpdate || len(s.heap) == 0 {
 		return
 	}
-	if TimestampOf(s.heap[0].ops[0]).Compare(s.StablePoint()) <= 0 {
+	if TimestampOf(s.heap[0].h.ops[0]).Compare(s.StablePoint()) <= 0 {
 		s.Compact()
 	}
 }
@@ -662,8 +671,8 @@ func (s *Store) ItemOrder(collection string, item []byte) []OpID {
 	if it == nil {
 		return nil
 	}
-	out := make([]OpID, len(it.ops))
-	for i, op := range it.ops {
+	out := make([]OpID, len(it.pending()))
+	for i, op := range it.pending() {
 		out[i] = ID(op)
 	}
 	return out
@@ -672,7 +681,7 @@ func (s *Store) ItemOrder(collection string, item []byte) []OpID {
 // itemStable reports whether an item has no tentative ops.
 func (s *Store) itemStable(c *collection, key []byte) bool {
 	it := c.lookup(key)
-	return it == nil || len(it.ops) == 0
+	return it == nil || len(it.pending()) == 0
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -697,7 +706,7 @@ func (s *Store) Tentative() []ItemRef {
 	for _, name := range s.Collections() {
 		c := s.colls[name]
 		for _, k := range c.keys() {
-			if len(c.items[k].ops) > 0 {
+			if len(c.items[k].pending()) > 0 {
 				out = append(out, ItemRef{Collection: name, Item: []byte(k)})
 			}
 		}
