@@ -59,13 +59,7 @@ func TestCrashMidSnapshotLosesNoAcknowledgedOp(t *testing.T) {
 
 	// Thousands of carts, loaded in batches.
 	const carts = 4000
-	for lo := 0; lo < carts; lo += 500 {
-		var req cart.AddManyRequest
-		for i := lo; i < lo+500; i++ {
-			req.Adds = append(req.Adds, cart.AddRequest{User: fmt.Sprintf("u%d", i), Item: "base", Qty: 1})
-		}
-		mustCall[cart.AddManyResponse](t, n, "cart", "addmany", req)
-	}
+	loadCarts(t, n, carts)
 	deadline := time.Now().Add(10 * time.Second)
 	for n.Status().Clones[0].LastSnapshot == nil {
 		if time.Now().After(deadline) {
@@ -187,13 +181,7 @@ func TestRestartLoadsTheChainAndReplaysLittle(t *testing.T) {
 	}
 	n := crashNode(t, fs, 1, nil, small)
 	const carts = 3000
-	for lo := 0; lo < carts; lo += 500 {
-		var req cart.AddManyRequest
-		for i := lo; i < lo+500; i++ {
-			req.Adds = append(req.Adds, cart.AddRequest{User: fmt.Sprintf("u%d", i), Item: "base", Qty: 1})
-		}
-		mustCall[cart.AddManyResponse](t, n, "cart", "addmany", req)
-	}
+	loadCarts(t, n, carts)
 	adds := map[string]int64{}
 	add := func(i int) {
 		user := fmt.Sprintf("u%d", (i*7)%carts)
@@ -235,5 +223,18 @@ func TestRestartLoadsTheChainAndReplaysLittle(t *testing.T) {
 		if v.Items["base"] != 1 || v.Items["late"] != adds[user] {
 			t.Fatalf("after the restart %s's cart is %v, want base 1, late %d", user, v.Items, adds[user])
 		}
+	}
+}
+
+// loadCarts gives carts u0 .. u(carts-1) one "base" item each, through
+// cart/addmany in batches of 500 (carts a multiple of 500).
+func loadCarts(t *testing.T, n *actors.Node, carts int) {
+	t.Helper()
+	for lo := 0; lo < carts; lo += 500 {
+		var req cart.AddManyRequest
+		for i := lo; i < lo+500; i++ {
+			req.Adds = append(req.Adds, cart.AddRequest{User: fmt.Sprintf("u%d", i), Item: "base", Qty: 1})
+		}
+		mustCall[cart.AddManyResponse](t, n, "cart", "addmany", req)
 	}
 }

@@ -2,7 +2,6 @@ package persistence
 
 import (
 	"errors"
-	"fmt"
 	"slices"
 	"testing"
 )
@@ -27,35 +26,11 @@ func chunksOf(t *testing.T, c *CloneLog) (uint64, []string) {
 	return pos, out
 }
 
-// writeChunked writes a chunked snapshot through w with appends between
-// its chunks, and returns the position its begin reported.
+// writeChunked writes a full chunked snapshot through w with appends
+// between its chunks, and returns the position its begin reported.
 func writeChunked(t *testing.T, w *Writer, name string, chunks int, end bool, nextSeq *uint64) uint64 {
 	t.Helper()
-	var got completions
-	if err := w.SnapshotBegin([]byte(name+"/header"), got.cb("begin")); err != nil {
-		t.Fatal(err)
-	}
-	for i := 1; i <= chunks; i++ {
-		if err := w.SnapshotChunk([]byte(fmt.Sprintf("%s/%d", name, i)), got.cb("chunk")); err != nil {
-			t.Fatal(err)
-		}
-		*nextSeq++
-		if err := w.Append([]Record{rec("o", *nextSeq)}, got.cb("append")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if end {
-		if err := w.SnapshotEnd(got.cb("end")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	w.Wait()
-	for _, g := range got.got {
-		if g.err != nil {
-			t.Fatalf("%s: %v", g.what, g.err)
-		}
-	}
-	return got.got[0].pos
+	return writeSnap(t, w, false, name, chunks, end, nextSeq)
 }
 
 // TestChunkedSnapshotCoversWhatPrecedesItsBegin: the chunks of a snapshot,
