@@ -83,6 +83,18 @@ type Config struct {
 	// A turn stops at the first chunk that ends past the slice, so its
 	// length is at most the slice plus one chunk's work. Default 500 µs.
 	SnapshotSlice time.Duration
+	// SnapshotCPUShare and SnapshotBurst pace snapshot production: the
+	// schedulers of a node together spend at most SnapshotCPUShare of one
+	// CPU's time on it, averaged over SnapshotBurst (a snapshot short
+	// enough to fit in the burst is not slowed at all). Each slice is
+	// short, but unpaced a full snapshot of a large state is seconds of
+	// CPU taken from requests, and the front door then refuses them (see
+	// pacer.go). A snapshot running behind by more than
+	// snapshotUnpacedAfter x SnapshotEvery ops is no longer paced, so the
+	// log a restart replays stays bounded. Defaults 0.1 and 50 ms; a
+	// share of 1 turns pacing off.
+	SnapshotCPUShare float64
+	SnapshotBurst    time.Duration
 	// SnapshotChunkBytes and SnapshotChunkItems bound one snapshot chunk
 	// (one database value, one state-transfer message): 64 KiB and 64
 	// items by default (a single larger item gets a chunk of its own; 64
@@ -147,6 +159,8 @@ func DefaultConfig(dataDir string) Config {
 		SnapshotDeltaRatio: 0.5,
 		SnapshotMaxDeltas:  64,
 		SnapshotSlice:      500 * time.Microsecond,
+		SnapshotCPUShare:   0.1,
+		SnapshotBurst:      50 * time.Millisecond,
 		SnapshotChunkBytes: 64 << 10,
 		SnapshotChunkItems: 64,
 		LogRetain:          100000,
@@ -225,6 +239,9 @@ func (c Config) Validate() error {
 	}
 	if c.SnapshotSlice <= 0 || c.SnapshotChunkBytes < 1 || c.SnapshotChunkItems < 1 {
 		errs = append(errs, fmt.Errorf("SnapshotSlice %v, SnapshotChunkBytes %d and SnapshotChunkItems %d must be positive", c.SnapshotSlice, c.SnapshotChunkBytes, c.SnapshotChunkItems))
+	}
+	if !(c.SnapshotCPUShare > 0 && c.SnapshotCPUShare <= 1) || c.SnapshotBurst < 0 {
+		errs = append(errs, fmt.Errorf("SnapshotCPUShare must be in (0, 1] (got %v) and SnapshotBurst >= 0 (got %v)", c.SnapshotCPUShare, c.SnapshotBurst))
 	}
 	if err := c.Admission.Validate(); err != nil && !c.DisableAdmission {
 		errs = append(errs, fmt.Errorf("admission: %w", err))

@@ -72,6 +72,9 @@ type Node struct {
 	// refusalTime: how long refusals at the front door took, from arrival
 	// to the answer written (gateway) or returned (Node.Call).
 	refusalTime latencyHist
+	// snapPacer: the node's CPU budget for snapshot production, shared by
+	// every scheduler (Config.SnapshotCPUShare).
+	snapPacer *snapshotPacer
 	// readyChanged is signalled (never blocking, capacity 1) whenever a
 	// clone becomes ready or stops being ready.
 	readyChanged chan struct{}
@@ -93,7 +96,8 @@ func Start(cfg Config) (*Node, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	n := &Node{cfg: cfg, log: log, services: map[string]*serviceRuntime{}, started: time.Now(), readyChanged: make(chan struct{}, 1)}
+	n := &Node{cfg: cfg, log: log, services: map[string]*serviceRuntime{}, started: time.Now(), readyChanged: make(chan struct{}, 1),
+		snapPacer: newSnapshotPacer(cfg.SnapshotCPUShare, cfg.SnapshotBurst)}
 	n.sup = supervisor.NewRegistry(256)
 	n.supStrategy = supervisor.NewOneForOne(cfg.Supervision,
 		supervisor.WithSink(supervisor.MultiSink(n.sup, supervisor.NewZapSink(log.Named("supervision")))))

@@ -112,7 +112,7 @@ func (s *schedulerActor) Receive(ctx actor.Context) {
 			s.q.ObserveTail(m.method, m.tail)
 		}
 	case *snapshotWork:
-		s.snapshotSlice(ctx)
+		s.snapshotWorkMsg(ctx, m)
 	case *snapshotSaved:
 		s.snapshotSaved(ctx, m.pos)
 	case *clockPassed:
@@ -251,12 +251,7 @@ func (s *schedulerActor) recover() (pos uint64, replayed int, err error) {
 func (s *schedulerActor) stop() {
 	s.c.setReady(false)
 	s.serving = false
-	if s.snap != nil {
-		// A snapshot cut short: its stream holds a suspended iteration;
-		// its chunks on disk are never made the clone's snapshot.
-		s.snap.stream.Close()
-		s.snap = nil
-	}
+	s.stopSnapshot()
 	if s.stopTick != nil {
 		s.stopTick()
 		s.stopTick = nil

@@ -42,6 +42,30 @@ type snapshotRun struct {
 	turns    int
 	paused   bool // the op log was full: tick resumes it
 	ended    bool // SnapshotEnd queued, waiting for snapshotSaved
+	// waiting: the pacer asked for a pause, and a timer will send the
+	// next snapshotWork (stopTimer cancels it); waited sums the pauses.
+	waiting   bool
+	stopTimer func() bool
+	waited    time.Duration
+}
+
+// snapshotUnpacedAfter: a snapshot in progress while more than this many
+// times Config.SnapshotEvery ops were applied is no longer paced (the log
+// behind it would grow without bound if the pacer's share were too small
+// for the load).
+const snapshotUnpacedAfter = 4
+
+// stopSnapshot gives up the snapshot in progress, if any: its stream holds
+// a suspended iteration; its chunks on disk are never made the clone's
+// snapshot.
+func (s *schedulerActor) stopSnapshot() {
+	if r := s.snap; r != nil {
+		if r.stopTimer != nil {
+			r.stopTimer()
+		}
+		r.stream.Close()
+		s.snap = nil
+	}
 }
 
 // snapshotChain is what the clone's stored chain holds: whether there is
@@ -74,7 +98,9 @@ type SnapshotInfo struct {
 	ChainDeltas int  `json:"chain_deltas"`
 	ChainItems  int  `json:"chain_items"`
 	// DurationMs: from capture until durable. BusyMs: scheduler time spent
-	// producing it, over Turns turns; MaxTurnUs: the longest of them. Turn
+	// producing it, over Turns turns; MaxTurnUs: the longest of them;
+	// PacedMs: the time it waited for the node's snapshot CPU budget
+	// (Config.SnapshotCPUShare). Turn
 	// times are wall-clock: a turn during which the goroutine or its thread
 	// was preempted counts the preemption too (each turn does at most
 	// SnapshotSlice plus one chunk of work).
@@ -82,11 +108,13 @@ type SnapshotInfo struct {
 	BusyMs     float64   `json:"scheduler_busy_ms"`
 	Turns      int       `json:"turns"`
 	MaxTurnUs  int64     `json:"max_turn_us"`
+	PacedMs    float64   `json:"paced_ms"`
 	At         time.Time `json:"at"`
 }
 
-// snapshotWork tells a scheduler to produce its snapshot's next slice.
-type snapshotWork struct{}
+// snapshotWork tells a scheduler to produce its snapshot's next slice;
+// run is set when the pacer's timer sent it (for that snapshot only).
+type snapshotWork struct{ run *snapshotRun }
 
 // beginSnapshot captures the replica and queues the snapshot's header.
 func (s *schedulerActor) beginSnapshot(ctx actor.Context) {
@@ -111,11 +139,53 @@ func (s *schedulerActor) beginSnapshot(ctx actor.Context) {
 	ctx.Send(ctx.Self(), &snapshotWork{})
 }
 
+// snapshotWorkMsg handles a snapshotWork: one from the pacer's timer ends
+// the wait; others wait for it.
+func (s *schedulerActor) snapshotWorkMsg(ctx actor.Context, m *snapshotWork) {
+	r := s.snap
+	if r == nil || (m.run != nil && m.run != r) {
+		return // a timer of a snapshot given up
+	}
+	if m.run != nil {
+		r.waiting = false
+	} else if r.waiting {
+		return
+	}
+	s.snapshotSlice(ctx)
+}
+
+// pace decides when the next slice runs after one that took d (0: at
+// once, as the next message in the mailbox), counting d against the
+// node's snapshot budget.
+func (s *schedulerActor) pace(ctx actor.Context, r *snapshotRun, d time.Duration) {
+	wait := time.Duration(0)
+	if s.snapshotPaced() {
+		wait = s.c.n.snapPacer.spend(time.Now(), d)
+	}
+	if wait <= 0 {
+		ctx.Send(ctx.Self(), &snapshotWork{})
+		return
+	}
+	s.snapshotWait(ctx, r, wait)
+}
+
+func (s *schedulerActor) snapshotWait(ctx actor.Context, r *snapshotRun, wait time.Duration) {
+	r.waiting = true
+	r.waited += wait
+	r.stopTimer = after(ctx.ActorSystem(), ctx.Self(), wait, &snapshotWork{run: r})
+}
+
+// snapshotPaced: the snapshot in progress is paced (see
+// snapshotUnpacedAfter).
+func (s *schedulerActor) snapshotPaced() bool {
+	return s.sinceSnapshot < snapshotUnpacedAfter*s.c.n.cfg.SnapshotEvery
+}
+
 // snapshotSlice produces chunks for up to Config.SnapshotSlice and queues
 // them; the last one ends the snapshot.
 func (s *schedulerActor) snapshotSlice(ctx actor.Context) {
 	r := s.snap
-	if r == nil || r.ended {
+	if r == nil || r.ended || r.waiting {
 		return
 	}
 	if s.w.Full() {
@@ -123,11 +193,17 @@ func (s *schedulerActor) snapshotSlice(ctx actor.Context) {
 		return
 	}
 	r.paused = false
+	if s.snapshotPaced() {
+		if wait := s.c.n.snapPacer.wait(time.Now()); wait > 0 {
+			s.snapshotWait(ctx, r, wait) // another clone's slices spent the budget
+			return
+		}
+	}
 	cfg := s.c.n.cfg
 	cb := s.persistCallback(ctx)
 	t0 := time.Now()
+	var d time.Duration
 	defer func() {
-		d := time.Since(t0)
 		r.busy += d
 		r.turns++
 		r.maxTurn = max(r.maxTurn, d)
@@ -152,6 +228,8 @@ func (s *schedulerActor) snapshotSlice(ctx actor.Context) {
 		}
 		mustQueue(s.w.SnapshotChunk(data, cb))
 		if last {
+			d = time.Since(t0)
+			s.c.n.snapPacer.spend(time.Now(), d) // counted; the next snapshot waits for it
 			r.stream.Close()
 			r.ended = true
 			self, system := ctx.Self(), ctx.ActorSystem()
@@ -164,8 +242,8 @@ func (s *schedulerActor) snapshotSlice(ctx actor.Context) {
 			}))
 			return
 		}
-		if time.Since(t0) >= cfg.SnapshotSlice {
-			ctx.Send(ctx.Self(), &snapshotWork{})
+		if d = time.Since(t0); d >= cfg.SnapshotSlice {
+			s.pace(ctx, r, d)
 			return
 		}
 	}
@@ -204,7 +282,8 @@ func (s *schedulerActor) snapshotSaved(ctx actor.Context, pos uint64) {
 		}
 		s.lastSnapshot = &SnapshotInfo{Pos: pos, Bytes: int64(r.hdrBytes) + int64(st.Bytes), Items: int(st.Items), Chunks: 1 + int(st.Chunks),
 			Delta: r.stream.Delta(), ChainDeltas: s.chain.deltas, ChainItems: s.chain.baseItems + s.chain.deltaItems,
-			DurationMs: ms(time.Since(r.started)), BusyMs: ms(r.busy), Turns: r.turns, MaxTurnUs: r.maxTurn.Microseconds(), At: time.Now()}
+			DurationMs: ms(time.Since(r.started)), BusyMs: ms(r.busy), Turns: r.turns, MaxTurnUs: r.maxTurn.Microseconds(),
+			PacedMs: ms(r.waited), At: time.Now()}
 		s.snap = nil
 	}
 	retain := s.c.n.cfg.LogRetain

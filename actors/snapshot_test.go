@@ -238,3 +238,39 @@ func loadCarts(t *testing.T, n *actors.Node, carts int) {
 		mustCall[cart.AddManyResponse](t, n, "cart", "addmany", req)
 	}
 }
+
+// TestSnapshotPacing: with a small snapshot CPU share the snapshot's slices
+// wait for the node's budget between them (status paced_ms) and the
+// snapshot still completes; with a share of 1 nothing waits.
+func TestSnapshotPacing(t *testing.T) {
+	for _, tc := range []struct {
+		share      float64
+		wantPacing bool
+	}{{0.05, true}, {1, false}} {
+		t.Run(fmt.Sprint(tc.share), func(t *testing.T) {
+			n := crashNode(t, vfs.NewMem(), 1, nil, func(c *actors.Config) {
+				c.SnapshotEvery = 1000
+				c.SnapshotChunkItems = 16
+				c.SnapshotSlice = 50 * time.Microsecond
+				c.SnapshotCPUShare = tc.share
+				c.SnapshotBurst = 0
+			})
+			loadCarts(t, n, 3000)
+			deadline := time.Now().Add(20 * time.Second)
+			var ls *actors.SnapshotInfo
+			for ls == nil || ls.Items < 1000 {
+				if time.Now().After(deadline) {
+					t.Fatalf("no snapshot of 1000+ items durable 20 s after the load (last: %+v)", ls)
+				}
+				time.Sleep(10 * time.Millisecond)
+				ls = n.Status().Clones[0].LastSnapshot
+			}
+			if ls.Turns < 2 {
+				t.Fatalf("snapshot of %d items in %d turns: want several slices", ls.Items, ls.Turns)
+			}
+			if paced := ls.PacedMs > 0; paced != tc.wantPacing {
+				t.Fatalf("share %v: paced %v ms over %d turns (busy %v ms), want pacing %v", tc.share, ls.PacedMs, ls.Turns, ls.BusyMs, tc.wantPacing)
+			}
+		})
+	}
+}

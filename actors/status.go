@@ -2,6 +2,7 @@ package actors
 
 import (
 	"github.com/asynkron/protoactor-go/actor"
+	"math"
 	"runtime/metrics"
 	"time"
 
@@ -155,25 +156,55 @@ func (n *Node) Status() Status {
 	return st
 }
 
-// MemoryStats relates the node's heap to the state it holds.
+// MemoryStats relates the node's heap to the state it holds, and says what
+// the garbage collector costs.
 type MemoryStats struct {
 	// HeapObjectsBytes: bytes in live and not yet swept heap objects
-	// (runtime/metrics /memory/classes/heap/objects:bytes).
+	// (runtime/metrics /memory/classes/heap/objects:bytes): what the heap
+	// holds now, garbage not yet collected included.
 	HeapObjectsBytes uint64 `json:"heap_objects_bytes"`
+	// HeapLiveBytes: the heap marked live by the last GC
+	// (/gc/heap/live:bytes), 0 before the first one.
+	HeapLiveBytes uint64 `json:"heap_live_bytes"`
 	// Items: the items of every clone's replica, summed.
 	Items int `json:"items"`
 	// BytesPerItem: HeapObjectsBytes / Items, an upper bound of what an
 	// item costs one replica (the heap holds everything else too, garbage
-	// not yet collected included); 0 without items.
+	// not yet collected included: right after a GC, e.g. after
+	// /debug/pprof/heap?gc=1, it is the live heap per item); 0 without
+	// items.
 	BytesPerItem float64 `json:"bytes_per_item_replica"`
+	// GCCycles: collections completed since the process started;
+	// GCCPUSeconds the CPU time they took (/cpu/classes/gc/total, an
+	// estimate by the runtime, mark assists included); GCPercent and
+	// MemoryLimitBytes the policy in force (GOGC and GOMEMLIMIT, set by
+	// tempest-node's --gc-percent and --memory-limit).
+	GCCycles         uint64  `json:"gc_cycles"`
+	GCCPUSeconds     float64 `json:"gc_cpu_seconds"`
+	GCPercent        int64   `json:"gc_percent"`
+	MemoryLimitBytes int64   `json:"memory_limit_bytes"`
 }
 
 func memoryStats(clones []CloneStatus) MemoryStats {
-	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	s := []metrics.Sample{
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/gc/heap/live:bytes"},
+		{Name: "/gc/cycles/total:gc-cycles"},
+		{Name: "/cpu/classes/gc/total:cpu-seconds"},
+		{Name: "/gc/gogc:percent"},
+		{Name: "/gc/gomemlimit:bytes"},
+	}
 	metrics.Read(s)
-	var m MemoryStats
-	if s[0].Value.Kind() == metrics.KindUint64 {
-		m.HeapObjectsBytes = s[0].Value.Uint64()
+	u := func(i int) uint64 {
+		if s[i].Value.Kind() == metrics.KindUint64 {
+			return s[i].Value.Uint64()
+		}
+		return 0
+	}
+	m := MemoryStats{HeapObjectsBytes: u(0), HeapLiveBytes: u(1), GCCycles: u(2),
+		GCPercent: int64(u(4)), MemoryLimitBytes: int64(min(u(5), math.MaxInt64))}
+	if s[3].Value.Kind() == metrics.KindFloat64 {
+		m.GCCPUSeconds = s[3].Value.Float64()
 	}
 	for _, c := range clones {
 		m.Items += c.Items

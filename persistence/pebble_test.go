@@ -1,6 +1,7 @@
 package persistence
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"testing"
@@ -79,5 +80,109 @@ func TestPebbleMetricsMove(t *testing.T) {
 	}
 	if _, err := db.PebbleMetrics(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("after Close: %v", err)
+	}
+}
+
+// TestCompactionsLeaveSnapshotValuesAlone: snapshot chunks are kept out of
+// the sstables (value separation, pebble.go), so the compactions that
+// follow new writes move keys and references, not the chunks of the full
+// snapshots they overlap. Three clones each hold a full snapshot (3 MiB in
+// 2 KiB chunks); then clones 1 and 3 write small deltas and log records,
+// whose keys bracket clone 2's snapshot, and everything is compacted. The
+// bytes compacted must stay a small fraction of the snapshots' (without
+// separation they are more than all of them: each is rewritten).
+func TestCompactionsLeaveSnapshotValuesAlone(t *testing.T) {
+	db := openT(t, memOptions())
+	defer db.Close()
+	const chunks, chunkBytes = 1536, 2048
+	chunk := func(i int) []byte {
+		return append(bytes.Repeat([]byte{byte(i)}, chunkBytes-8), fmt.Sprintf("%08d", i)...)
+	}
+	writers := make([]*Writer, 3)
+	var seq uint64
+	write := func(w *Writer, delta bool, n int) {
+		t.Helper()
+		var got completions
+		begin := w.SnapshotBegin
+		if delta {
+			begin = w.SnapshotDeltaBegin
+		}
+		if err := begin([]byte("header"), got.cb("begin")); err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			if err := w.SnapshotChunk(chunk(i), got.cb("chunk")); err != nil {
+				t.Fatal(err)
+			}
+			if i%16 == 0 {
+				seq++
+				if err := w.Append([]Record{rec("o", seq)}, got.cb("append")); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := w.SnapshotEnd(got.cb("end")); err != nil {
+			t.Fatal(err)
+		}
+		w.Wait()
+		for _, g := range got.got {
+			if g.err != nil {
+				t.Fatalf("%s: %v", g.what, g.err)
+			}
+		}
+	}
+	for i := range writers {
+		writers[i] = db.Clone(fmt.Sprintf("cart/%d", i+1)).NewWriter(1 << 16)
+		write(writers[i], false, chunks)
+	}
+	compactAll := func() {
+		t.Helper()
+		if err := db.pdb.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.pdb.Compact(t.Context(), []byte{0}, []byte{0xff}, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	compactAll()
+	m0, err := db.PebbleMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m0.BlobFiles == 0 || m0.BlobReferencedBytes < 3*chunks*(chunkBytes-8) {
+		t.Fatalf("snapshot chunks are not in blob files: %+v", m0)
+	}
+	for range 4 {
+		write(writers[0], true, 16)
+		write(writers[2], true, 16)
+		compactAll()
+	}
+	m1, _ := db.PebbleMetrics()
+	compacted := m1.CompactedBytes - m0.CompactedBytes
+	snapshots := uint64(3 * chunks * chunkBytes)
+	t.Logf("compacted %d bytes over 4 rounds of deltas; the full snapshots hold %d", compacted, snapshots)
+	if compacted > snapshots/10 {
+		t.Fatalf("compactions after small deltas wrote %d bytes, %.0f%% of the full snapshots' %d: snapshot values are rewritten",
+			compacted, 100*float64(compacted)/float64(snapshots), snapshots)
+	}
+	// And the chain reads back whole.
+	for i := range writers {
+		pos, ok, parts, err := db.Clone(fmt.Sprintf("cart/%d", i+1)).SnapshotChain()
+		if err != nil || !ok || len(parts) == 0 {
+			t.Fatalf("clone %d: chain at %d, %d parts, %v", i+1, pos, len(parts), err)
+		}
+		n := 0
+		for data, err := range parts[0].Chunks {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n > 0 && !bytes.Equal(data, chunk(n-1)) {
+				t.Fatalf("clone %d: chunk %d differs after the compactions", i+1, n-1)
+			}
+			n++
+		}
+		if n != chunks+1 {
+			t.Fatalf("clone %d: full snapshot has %d chunks, want %d and its header", i+1, n, chunks)
+		}
 	}
 }

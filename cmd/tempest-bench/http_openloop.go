@@ -164,6 +164,9 @@ type openRun struct {
 	NodeRefusalP99Us        *int64  `json:"node_refusal_p99_us,omitempty"`
 	LongestStallS           int     `json:"longest_stall_s"`
 	WorstSecondMissFraction float64 `json:"worst_second_miss_fraction"`
+	// MissedPerSecond: the requests sent in each second of the schedule
+	// that missed (JSON only: where in the run the misses are).
+	MissedPerSecond []int `json:"missed_per_second,omitempty"`
 }
 
 // stallShare is the share of a second's requests that must miss for the
@@ -173,6 +176,7 @@ const stallShare = 0.01
 // secondStats fills in the per-second stall figures from each second's
 // sent and missed counts.
 func (r *openRun) secondStats(sent, missed []int) {
+	r.MissedPerSecond = missed
 	run := 0
 	for i := range sent {
 		if sent[i] == 0 {

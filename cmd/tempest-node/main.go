@@ -71,6 +71,8 @@ func dev(args []string, stdout, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "info", "debug | info | warn | error")
 	minProcs := fs.Int("min-procs", 4, "raise GOMAXPROCS to at least this many unless the GOMAXPROCS variable is set: with one or two Ps, a P blocked in an fsync or busy with a GC or compaction slice holds up every request (ARCHITECTURE.md, \"The Go runtime\"); 0 leaves it alone")
 	debugAddr := fs.String("debug-addr", "", "serve Go's profiler (/debug/pprof/: cpu, heap, goroutine, trace) on this address, e.g. 127.0.0.1:6060; off by default")
+	gcPercent := fs.Int("gc-percent", defaultGCPercent, "GOGC of the node unless the GOGC variable is set: a GC cycle when the heap has grown by this percent of what is live (higher: fewer cycles, more memory; see cmd/tempest-node/gc.go)")
+	memLimit := fs.String("memory-limit", "auto", "soft memory limit (GOMEMLIMIT) unless the GOMEMLIMIT variable is set: auto (75% of the cgroup limit or RAM), off, or a size like 8GiB")
 	admission := fs.Bool("admission", true, "the front door: refuse at once (503 overloaded) what the node cannot serve in time; false only to compare (an overloaded node without it collapses)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -91,6 +93,13 @@ func dev(args []string, stdout, stderr io.Writer) error {
 	if before, after := raiseProcs(*minProcs); after != before {
 		log.Info("raised GOMAXPROCS", zap.Int("from", before), zap.Int("to", after), zap.Int("cpus", runtime.NumCPU()))
 	}
+
+	gc, err := tuneGC(*gcPercent, *memLimit)
+	if err != nil {
+		return err
+	}
+	log.Info("gc policy", zap.Int("gc_percent", gc.Percent), zap.Int64("memory_limit_bytes", gc.LimitBytes),
+		zap.String("limit_source", gc.LimitSource), zap.Bool("from_env", gc.FromEnv))
 
 	dir := *dataDir
 	if dir == "" {

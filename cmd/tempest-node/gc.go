@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+)
+
+// The node's garbage-collector policy. A node's heap is mostly its replicas:
+// millions of small items that live for the process's life. The GC's cost
+// per cycle is marking that live heap, and with Go's default GOGC=100 a
+// cycle starts whenever the heap has grown by as much as is live, so a
+// node's GC cost per request grows with the state it holds (marking a
+// large, pointer-rich heap is slower per byte: it no longer fits in any
+// cache). Measured at 1M cart items x 3 replicas (~780 MB live, one pinned
+// CPU, 2,000 requests/s): a cycle every ~25 s, each ~8 s of marking; the GC
+// took a quarter of the node's CPU and the node refused a fifth of the load.
+// A higher GOGC spaces the cycles out in proportion and trades memory for
+// CPU; the soft memory limit (GOMEMLIMIT) makes the GC run earlier when the
+// heap would otherwise outgrow what the machine can give, so the trade never
+// costs the process its memory.
+const (
+	// defaultGCPercent is the node's GOGC: a cycle when the heap has grown
+	// by 4x what is live (see above for why).
+	defaultGCPercent = 400
+	// memoryLimitShare is the part of the memory the process may use (its
+	// cgroup's limit, else the machine's RAM) that --memory-limit=auto
+	// sets as GOMEMLIMIT: the rest is for what the Go heap does not count
+	// (pebble's block cache and memtables are allocated outside it, thread
+	// stacks, the kernel's page cache for the data directory).
+	memoryLimitShare = 0.75
+)
+
+// gcPolicy is what tuneGC set.
+type gcPolicy struct {
+	Percent     int   // GOGC in force
+	LimitBytes  int64 // GOMEMLIMIT in force, 0: none
+	FromEnv     bool  // GOGC or GOMEMLIMIT came from the environment
+	Available   int64 // the memory the process may use, 0: unknown
+	LimitSource string
+}
+
+// tuneGC applies --gc-percent and --memory-limit unless the GOGC or
+// GOMEMLIMIT variables are set (the runtime has applied those already).
+// limit is "auto", "off" or a size such as 12GiB, 800MB, 1073741824.
+func tuneGC(percent int, limit string) (gcPolicy, error) {
+	var p gcPolicy
+	if os.Getenv("GOGC") != "" {
+		p.FromEnv = true
+		p.Percent = debug.SetGCPercent(-1)
+		debug.SetGCPercent(p.Percent)
+	} else {
+		if percent <= 0 {
+			return p, fmt.Errorf("--gc-percent %d: must be > 0", percent)
+		}
+		debug.SetGCPercent(percent)
+		p.Percent = percent
+	}
+	if os.Getenv("GOMEMLIMIT") != "" {
+		p.FromEnv = true
+		p.LimitBytes = debug.SetMemoryLimit(-1)
+		p.LimitSource = "GOMEMLIMIT"
+		return p, nil
+	}
+	p.Available = availableMemory()
+	b, src, err := memoryLimit(limit, p.Available)
+	if err != nil {
+		return p, err
+	}
+	p.LimitSource = src
+	if b > 0 {
+		debug.SetMemoryLimit(b)
+		p.LimitBytes = b
+	}
+	return p, nil
+}
+
+// memoryLimit resolves --memory-limit against the memory available (0:
+// unknown) to a GOMEMLIMIT in bytes (0: none).
+func memoryLimit(flag string, available int64) (int64, string, error) {
+	switch strings.ToLower(strings.TrimSpace(flag)) {
+	case "off", "none", "0":
+		return 0, "off", nil
+	case "auto", "":
+		if available <= 0 {
+			return 0, "auto: available memory unknown, none set", nil
+		}
+		return int64(float64(available) * memoryLimitShare), fmt.Sprintf("auto: %.0f%% of %d bytes", memoryLimitShare*100, available), nil
+	}
+	b, err := parseBytes(flag)
+	if err != nil {
+		return 0, "", fmt.Errorf("--memory-limit %q: %w", flag, err)
+	}
+	return b, "flag", nil
+}
+
+// parseBytes reads a size: digits with an optional unit B, KB, MB, GB, TB
+// (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024).
+func parseBytes(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	i := 0
+	for i < len(s) && (s[i] >= '0' && s[i] <= '9' || s[i] == '.') {
+		i++
+	}
+	num, unit := s[:i], strings.ToLower(strings.TrimSpace(s[i:]))
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || v <= 0 {
+		return 0, fmt.Errorf("not a positive size")
+	}
+	mult := map[string]float64{"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12,
+		"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}[unit]
+	if mult == 0 {
+		return 0, fmt.Errorf("unknown unit %q (use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)", unit)
+	}
+	if v*mult >= 1<<62 {
+		return 0, fmt.Errorf("too large")
+	}
+	return int64(v * mult), nil
+}
+
+// availableMemory is the memory the process may use: its cgroup's limit
+// (v2 memory.max, v1 memory.limit_in_bytes) when there is one, else the
+// machine's RAM (/proc/meminfo MemTotal); 0 when neither can be read.
+func availableMemory() int64 {
+	ram := memTotal()
+	for _, f := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil || v <= 0 { // "max": no limit
+			continue
+		}
+		if ram == 0 || v < ram { // v1 reports a huge number for no limit
+			return v
+		}
+	}
+	return ram
+}
+
+func memTotal() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) >= 2 && f[0] == "MemTotal:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err == nil {
+				return kb << 10
+			}
+		}
+	}
+	return 0
+}
