@@ -295,6 +295,23 @@ func (s *schedulerActor) snapshotSaved(ctx actor.Context, pos uint64) {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
+// lastHeaderItems reads the header of a chain's last part for its
+// collection_items, the items the restored replica will hold (nil if it
+// cannot be read: the restore then reads and reports the problem itself).
+func lastHeaderItems(part persistence.SnapshotPart) map[string]uint64 {
+	for data, err := range part.Chunks {
+		if err != nil {
+			return nil
+		}
+		hdr := &tempestpb.SnapshotHeader{}
+		if proto.Unmarshal(data, hdr) != nil {
+			return nil
+		}
+		return hdr.GetCollectionItems()
+	}
+	return nil
+}
+
 // restoreChain loads the clone's stored snapshot chain into the fresh
 // store: the full snapshot, then each delta in order, each a stream (its
 // header, then chunks); from older data the full snapshot may be one whole
@@ -333,6 +350,9 @@ func (s *schedulerActor) restoreChain(parts []persistence.SnapshotPart) error {
 				if i == 0 {
 					if rs, err = s.store.BeginRestore(hdr); err == nil {
 						rs.Trusted() // read back from our own checksummed storage
+						if len(parts) > 1 {
+							rs.SizeHint(lastHeaderItems(parts[len(parts)-1]))
+						}
 					}
 				} else {
 					err = rs.NextDelta(hdr)

@@ -3,6 +3,7 @@ package collections
 import (
 	"fmt"
 	"iter"
+	"maps"
 	"math"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -484,6 +485,23 @@ func (s *Store) BeginRestore(header *tempestpb.SnapshotHeader) (*StreamRestorer,
 // make the restore allocate what the items do not need. Call it before the
 // first Add.
 func (b *StreamRestorer) Trusted() { b.r.trusted = true }
+
+// SizeHint tells a trusted restore how many items each collection will hold
+// once the whole chain is restored (the collection_items of the last
+// part's header): each collection's table is then sized once for them, not
+// for the full snapshot's count and grown (rehashed) as the deltas add
+// items. Ignored unless Trusted; call it before the first Add.
+func (b *StreamRestorer) SizeHint(items map[string]uint64) {
+	if len(items) == 0 {
+		return
+	}
+	hints := make(map[string]uint64, len(items))
+	maps.Copy(hints, b.r.hints)
+	for name, n := range items {
+		hints[name] = max(hints[name], n)
+	}
+	b.r.hints = hints
+}
 
 // NextDelta continues the restore with a delta snapshot (its header, then
 // its chunks with Add) once the previous part (the full snapshot, or the
