@@ -60,11 +60,14 @@ type schedulerActor struct {
 	drainQueued   bool
 	wakeAt        time.Time
 	sinceSnapshot int
-	snap          *snapshotRun  // the snapshot being produced or written, if any
-	lastSnapshot  *SnapshotInfo // the last durable one (this incarnation)
-	chain         snapshotChain // what the stored snapshot chain holds
-	loaded        LoadInfo      // how this incarnation loaded its state
-	lastStatus    time.Time
+	// sinceDurable: ops applied since the begin of the last durable
+	// snapshot, what a restart now would replay (bounds the pacing).
+	sinceDurable int
+	snap         *snapshotRun  // the snapshot being produced or written, if any
+	lastSnapshot *SnapshotInfo // the last durable one (this incarnation)
+	chain        snapshotChain // what the stored snapshot chain holds
+	loaded       LoadInfo      // how this incarnation loaded its state
+	lastStatus   time.Time
 
 	served, misses, failed, badOps uint64
 	abandoned                      uint64 // settled requests dropped unrun
@@ -159,6 +162,9 @@ func (s *schedulerActor) start(ctx actor.Context) {
 	if err != nil {
 		panic(fmt.Errorf("recover %s: %w", c.id, err))
 	}
+	// The replayed log is behind the stored snapshot as ops applied
+	// since it: a long replay calls for the next snapshot soon.
+	s.sinceSnapshot, s.sinceDurable = replayed, replayed
 	s.w = s.clog.NewWriter(c.n.cfg.OpLogQueue)
 	c.writer.Store(s.w)
 	if s.q, err = schedq.New(c.n.cfg.Scheduler); err != nil {
@@ -390,6 +396,7 @@ func (s *schedulerActor) run(ctx actor.Context, r *schedq.Request) {
 		return
 	}
 	s.sinceSnapshot += len(ops)
+	s.sinceDurable += len(ops)
 	recs, payload, err := encodeOps(ops)
 	if err != nil {
 		s.reply(cr, nil, fmt.Errorf("%w: %v", ErrPersistenceFailed, err))
@@ -479,6 +486,7 @@ func (s *schedulerActor) deliver(ctx actor.Context, ops []*tempestpb.Op) int {
 	}
 	if len(fresh) > 0 {
 		s.sinceSnapshot += len(fresh)
+		s.sinceDurable += len(fresh)
 		recs, _, err := encodeOps(fresh)
 		if err != nil {
 			panic(err)

@@ -23,7 +23,8 @@ import (
 // scheduler then produces the items a slice at a time (Config.SnapshotSlice)
 // between requests: each slice ends with a snapshotWork message sent to
 // itself, behind whatever is already in the mailbox, so requests that came
-// in meanwhile run first. Every chunk is queued to the clone's Writer right
+// in meanwhile run first, or, once the node's snapshot CPU budget is spent
+// (pacer.go), sent by a timer when the budget allows. Every chunk is queued to the clone's Writer right
 // away, in order with the ops: the Writer places the snapshot at the log
 // position of its SnapshotBegin (it covers exactly the records submitted
 // before it) and makes it the clone's snapshot only at SnapshotEnd, so a
@@ -49,10 +50,12 @@ type snapshotRun struct {
 	waited    time.Duration
 }
 
-// snapshotUnpacedAfter: a snapshot in progress while more than this many
-// times Config.SnapshotEvery ops were applied is no longer paced (the log
-// behind it would grow without bound if the pacer's share were too small
-// for the load).
+// snapshotUnpacedAfter: once more than this many times
+// Config.SnapshotEvery ops were applied since the begin of the clone's last
+// durable snapshot (the log a restart would replay), the snapshot in
+// progress is no longer paced: with a share too small for the load (a bulk
+// load, three clones' full snapshots of a large state at once) the log
+// behind would otherwise grow without bound.
 const snapshotUnpacedAfter = 4
 
 // stopSnapshot gives up the snapshot in progress, if any: its stream holds
@@ -178,7 +181,7 @@ func (s *schedulerActor) snapshotWait(ctx actor.Context, r *snapshotRun, wait ti
 // snapshotPaced: the snapshot in progress is paced (see
 // snapshotUnpacedAfter).
 func (s *schedulerActor) snapshotPaced() bool {
-	return s.sinceSnapshot < snapshotUnpacedAfter*s.c.n.cfg.SnapshotEvery
+	return s.sinceDurable < snapshotUnpacedAfter*s.c.n.cfg.SnapshotEvery
 }
 
 // snapshotSlice produces chunks for up to Config.SnapshotSlice and queues
@@ -272,6 +275,7 @@ func (s *schedulerActor) persistCallback(ctx actor.Context) func(uint64, error) 
 // snapshotSaved records the durable snapshot at pos and prunes all but
 // LogRetain records behind it.
 func (s *schedulerActor) snapshotSaved(ctx actor.Context, pos uint64) {
+	s.sinceDurable = s.sinceSnapshot // applied since this one's begin
 	if r := s.snap; r != nil {
 		st := r.stream.Stats()
 		if r.stream.Delta() {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -279,9 +280,13 @@ func startNodeProcess(ctx context.Context, tf targetFlags, pins cpuPins, stderr 
 			return nil, fmt.Errorf("go build ./cmd/tempest-node (run from the module, or give --node-binary): %v\n%s", err, out)
 		}
 	}
+	debugAddr, err := freeLoopbackAddr()
+	if err != nil {
+		return nil, err
+	}
 	np := &nodeProcess{bin: bin, tasksetPath: tasksetPath, cpus: pins.node,
-		dataDir: filepath.Join(dir, "data"), logPath: filepath.Join(dir, "node.log"),
-		args: []string{"--clones", fmt.Sprint(tf.clones), "--fsync", tf.fsync}}
+		dataDir: filepath.Join(dir, "data"), logPath: filepath.Join(dir, "node.log"), debugAddr: debugAddr,
+		args: []string{"--clones", fmt.Sprint(tf.clones), "--fsync", tf.fsync, "--debug-addr", debugAddr}}
 	addr, err := np.start(ctx)
 	if err != nil {
 		return nil, err
@@ -320,6 +325,9 @@ type nodeProcess struct {
 	bin, tasksetPath, cpus string // cpus: taskset's list, "" unpinned
 	dataDir, logPath       string
 	args                   []string // after dev --http --data-dir --log-level
+	// debugAddr: the node's profiler listener (--debug-addr), used to
+	// force a GC before its heap is measured.
+	debugAddr string
 
 	cmd    *exec.Cmd
 	exited chan struct{}
@@ -403,4 +411,16 @@ func tail(b []byte, n int) []byte {
 		return b[len(b)-n:]
 	}
 	return b
+}
+
+// freeLoopbackAddr picks a free TCP port on 127.0.0.1 (for a listener the
+// node opens itself; the port is free when picked, and nothing else on
+// this machine is expected to race for it).
+func freeLoopbackAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
 }

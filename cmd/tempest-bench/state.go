@@ -34,6 +34,7 @@ type stateFlags struct {
 	queries      float64
 	budgetMs     int
 	batch        int
+	settle       time.Duration
 	seed         uint64
 	asJSON       bool
 	maxOthersCPU float64
@@ -58,8 +59,15 @@ type stateRun struct {
 	// includes garbage not yet collected).
 	RSSPerItemReplicaBytes float64 `json:"rss_per_item_replica_bytes"`
 	// HeapPerItemReplicaBytes: the node's own figure after the preload
-	// (/v1/status memory: live heap objects / items of every replica).
+	// and a forced GC (/v1/status memory: heap objects / items of every
+	// replica, right after /debug/pprof/heap?gc=1: the live heap).
 	HeapPerItemReplicaBytes float64 `json:"heap_per_item_replica_bytes"`
+	// SettleS: after the preload, the wait until no cart clone had a
+	// snapshot in progress and pebble owed no more than 64 MiB of
+	// compaction (at most --settle): the load then measures the steady
+	// state, not the bulk load's aftermath. Settled says whether it did.
+	SettleS float64 `json:"settle_s"`
+	Settled bool    `json:"settled"`
 	// Snapshot: the last snapshot of a cart clone as /v1/status reports it
 	// (absent when the node does not report one).
 	Snapshot map[string]any `json:"last_snapshot,omitempty"`
@@ -95,6 +103,7 @@ func runState(args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&f.queries, "queries", 0.1, "fraction of requests that are cart/get queries (rest: cart/add)")
 	fs.IntVar(&f.budgetMs, "timeout-ms", 200, "Tempest-Timeout-Ms of each request, the budget")
 	fs.IntVar(&f.batch, "batch", 500, "carts per cart/addmany request of the preload")
+	fs.DurationVar(&f.settle, "settle", 2*time.Minute, "after the preload, wait at most this long for the node to finish its snapshots and compactions before the load (0: do not wait)")
 	fs.StringVar(&f.target.fsync, "fsync", "always", "fsync policy of the node: always | interval | none")
 	fs.IntVar(&f.target.clones, "clones", 3, "clones per service")
 	fs.StringVar(&f.target.cpus, "cpus", "", "pin with taskset: node=LIST,gen=LIST (e.g. node=0,gen=1)")
@@ -167,6 +176,10 @@ func measureState(ctx context.Context, f stateFlags, n int, stderr io.Writer) (s
 	r.PreloadItemsPerS = float64(n) / r.PreloadS
 	r.RSSPreloadBytes = procRSS(p.pid())
 	r.RSSPerItemReplicaBytes = float64(r.RSSPreloadBytes-r.RSSEmptyBytes) / float64(n*f.target.clones)
+	t0 = time.Now()
+	r.Settled = settleNode(ctx, tgt.addr, f.settle, stderr)
+	r.SettleS = time.Since(t0).Seconds()
+	forceGC(p.debugAddr)
 	var mem struct {
 		Memory struct {
 			BytesPerItem float64 `json:"bytes_per_item_replica"`
@@ -466,7 +479,7 @@ func printState(w io.Writer, res stateResult) {
 	fmt.Fprintln(w, "stall: a second in which more than 1% of the requests due missed (not 2xx within budget)")
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "items\tpreload\tgoodput/s\tmissed\tp50/p99/p99.9/max ms (2xx)\tstall s (longest)\tworst s missed\tnode cpu/req\tRSS MB\tB/item/replica (RSS, heap)\tsnapshot\trestart\trestored\t")
+	fmt.Fprintln(tw, "items\tpreload\tsettle\tgoodput/s\tmissed\tp50/p99/p99.9/max ms (2xx)\tstall s (longest)\tworst s missed\tnode cpu/req\tRSS MB\tB/item/replica (RSS, heap)\tsnapshot\trestart\trestored\t")
 	for _, r := range res.Runs {
 		cpu := "n/a"
 		if r.Load.NodeCPUSPerRequest != nil {
@@ -486,8 +499,12 @@ func printState(w io.Writer, res stateResult) {
 				num(l["snapshot_ms"])/1000, l["replayed_ops"], num(l["replay_ms"])/1000)
 		}
 		missed := r.Load.Sent - r.Load.OnTime2xx
-		fmt.Fprintf(tw, "%d\t%.1fs (%.0f/s)\t%.0f\t%d of %d\t%.1f/%.1f/%.1f/%.1f\t%d (%d)\t%.1f%%\t%s\t%.0f\t%.0f, %.0f\t%s\t%s\t%v\t\n",
-			r.Items, r.PreloadS, r.PreloadItemsPerS, r.Load.GoodputPerS, missed, r.Load.Sent,
+		settled := fmt.Sprintf("%.0fs", r.SettleS)
+		if !r.Settled {
+			settled += " (not settled)"
+		}
+		fmt.Fprintf(tw, "%d\t%.1fs (%.0f/s)\t%s\t%.0f\t%d of %d\t%.1f/%.1f/%.1f/%.1f\t%d (%d)\t%.1f%%\t%s\t%.0f\t%.0f, %.0f\t%s\t%s\t%v\t\n",
+			r.Items, r.PreloadS, r.PreloadItemsPerS, settled, r.Load.GoodputPerS, missed, r.Load.Sent,
 			r.Load.OK.P50Ms, r.Load.OK.P99Ms, r.Load.OK.P999Ms, r.Load.OK.MaxMs,
 			r.Load.StallSeconds, r.Load.LongestStallS, r.Load.WorstSecondMissFraction*100, cpu,
 			float64(r.RSSAfterBytes)/(1<<20), r.RSSPerItemReplicaBytes, r.HeapPerItemReplicaBytes, snap, restart, r.RestoredOK)
@@ -504,4 +521,62 @@ func printState(w io.Writer, res stateResult) {
 func num(v any) float64 {
 	f, _ := v.(float64)
 	return f
+}
+
+// settleNode waits, at most limit, until no cart clone has a snapshot in
+// progress and pebble's compaction debt is at most 64 MiB, twice in a row
+// half a second apart; it reports whether that happened.
+func settleNode(ctx context.Context, addr string, limit time.Duration, stderr io.Writer) bool {
+	if limit <= 0 {
+		return false
+	}
+	t0 := time.Now()
+	var last string
+	stop := progressLine(stderr, "settle", func() string { return last })
+	defer stop()
+	calm := 0
+	for time.Since(t0) < limit && ctx.Err() == nil {
+		var st struct {
+			Clones []struct {
+				Service    string `json:"service"`
+				InProgress bool   `json:"snapshot_in_progress"`
+			} `json:"clones"`
+			Pebble struct {
+				Debt uint64 `json:"compaction_debt_bytes"`
+			} `json:"pebble"`
+		}
+		if err := getJSON(addr, "/v1/status", &st); err == nil {
+			busy := 0
+			for _, c := range st.Clones {
+				if c.Service == "cart" && c.InProgress {
+					busy++
+				}
+			}
+			last = fmt.Sprintf("%d snapshots in progress, compaction debt %d MiB", busy, st.Pebble.Debt>>20)
+			if busy == 0 && st.Pebble.Debt <= 64<<20 {
+				if calm++; calm == 2 {
+					return true
+				}
+			} else {
+				calm = 0
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	return false
+}
+
+// forceGC asks the node's profiler for a heap profile after a GC, so that
+// the heap figures read next are the live heap (a node runs GOGC=400:
+// between cycles most of its heap may be garbage). No-op without one.
+func forceGC(debugAddr string) {
+	if debugAddr == "" {
+		return
+	}
+	resp, err := http.Get("http://" + debugAddr + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		return
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
 }
