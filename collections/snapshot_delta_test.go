@@ -47,6 +47,19 @@ func restoreChain(t tb, chain []chainPart, trusted bool) (*fixture, error) {
 	return got, rs.Finish()
 }
 
+// partOf pulls a stream to its end with the default budgets.
+func partOf(t tb, st *collections.SnapshotStream) chainPart {
+	t.Helper()
+	p := chainPart{header: st.Header()}
+	for c, err := range st.All(0, 0) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.chunks = append(p.chunks, c)
+	}
+	return p
+}
+
 // streamAll pulls a stream to its end in random small chunks (after a
 // marshal round trip each), changing the replica between pulls.
 func streamAll(t *rapid.T, r *streamRig, st *collections.SnapshotStream) (chainPart, error) {
@@ -191,13 +204,7 @@ func TestDeltaHoldsOnlyWhatChanged(t *testing.T) {
 	if full.Delta() {
 		t.Fatal("the first snapshot of a fresh store must be full")
 	}
-	base := chainPart{header: full.Header()}
-	for c, err := range full.All(0, 0) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		base.chunks = append(base.chunks, c)
-	}
+	base := partOf(t, full)
 	f.update(t, func() {
 		for i := range 30 {
 			f.m.Put(strconv.Itoa(i*7), -i)
@@ -214,13 +221,7 @@ func TestDeltaHoldsOnlyWhatChanged(t *testing.T) {
 	if !d.Delta() || !d.Header().GetDelta() || d.Header().GetFollowsApplied() != base.header.GetApplied() {
 		t.Fatalf("want a delta following applied %d, got delta=%v header %v", base.header.GetApplied(), d.Delta(), d.Header())
 	}
-	delta := chainPart{header: d.Header()}
-	for c, err := range d.All(0, 0) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		delta.chunks = append(delta.chunks, c)
-	}
+	delta := partOf(t, d)
 	if s := d.Stats(); s.Items != 35 || s.Absent != 5 || s.Visited != 35 {
 		t.Fatalf("delta after 30 puts and 5 deletes of 5000 entries: %+v, want 35 items (5 absent), 35 visited", s)
 	}
@@ -341,13 +342,7 @@ func TestSizeHintSizesTheTablesOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := chainPart{header: full.Header()}
-	for c, err := range full.All(0, 0) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		base.chunks = append(base.chunks, c)
-	}
+	base := partOf(t, full)
 	f.update(t, func() {
 		for i := range 20_000 {
 			f.m.Put("new-"+strconv.Itoa(i), i)
@@ -358,13 +353,7 @@ func TestSizeHintSizesTheTablesOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	delta := chainPart{header: d.Header()}
-	for c, err := range d.All(0, 0) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		delta.chunks = append(delta.chunks, c)
-	}
+	delta := partOf(t, d)
 	restore := func(hint bool) (*fixture, uint64) {
 		got := newFixture(t, "a", nil)
 		var before, after runtime.MemStats
