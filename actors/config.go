@@ -89,10 +89,11 @@ type Config struct {
 	// enough to fit in the burst is not slowed at all). Each slice is
 	// short, but unpaced a full snapshot of a large state is seconds of
 	// CPU taken from requests, and the front door then refuses them (see
-	// pacer.go). A snapshot running behind by more than
-	// snapshotUnpacedAfter x SnapshotEvery ops is no longer paced, so the
-	// log a restart replays stays bounded. Defaults 0.1 and 50 ms; a
-	// share of 1 turns pacing off.
+	// pacer.go). Once the log a restart would replay (ops since the begin
+	// of the last durable snapshot) exceeds snapshotUnpacedAfter x
+	// SnapshotEvery, the snapshot in progress is no longer paced, so that
+	// log stays bounded. Defaults 0.1 and 50 ms; a share of 1 turns
+	// pacing off.
 	SnapshotCPUShare float64
 	SnapshotBurst    time.Duration
 	// SnapshotChunkBytes and SnapshotChunkItems bound one snapshot chunk

@@ -1,10 +1,11 @@
 package actors
 
 import (
-	"github.com/asynkron/protoactor-go/actor"
 	"math"
 	"runtime/metrics"
 	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/tempestrt/tempest/internal/admission"
 	"github.com/tempestrt/tempest/persistence"
