@@ -53,6 +53,13 @@ func panickyService() *actors.Service {
 func TestHandlerPanicIsThatRequestsFailure(t *testing.T) {
 	n := startNode(t, t.TempDir(), func(c *actors.Config) {
 		c.Services = []*actors.Service{panickyService()}
+		// The front door stays open: five callers back to back under the
+		// race detector on a busy CI machine can push the runtime's
+		// scheduling latency past the admission's target, and a 503
+		// overloaded is then a right answer that says nothing about
+		// panics (it failed this test in CI so). What is tested here is
+		// what a panic does to its own request and to the others.
+		c.DisableAdmission = true
 	})
 	mustCall[kvResp](t, n, "kv", "put", kvReq{Key: "k", Val: "v0"})
 
