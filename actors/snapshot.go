@@ -143,16 +143,13 @@ func (s *schedulerActor) beginSnapshot(ctx actor.Context) {
 }
 
 // snapshotWorkMsg handles a snapshotWork: one from the pacer's timer ends
-// the wait; others wait for it.
+// the wait (snapshotSlice ignores the others while it lasts).
 func (s *schedulerActor) snapshotWorkMsg(ctx actor.Context, m *snapshotWork) {
-	r := s.snap
-	if r == nil || (m.run != nil && m.run != r) {
-		return // a timer of a snapshot given up
-	}
 	if m.run != nil {
-		r.waiting = false
-	} else if r.waiting {
-		return
+		if m.run != s.snap {
+			return // a timer of a snapshot given up
+		}
+		m.run.waiting = false
 	}
 	s.snapshotSlice(ctx)
 }

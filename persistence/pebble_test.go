@@ -102,34 +102,11 @@ func TestCompactionsLeaveSnapshotValuesAlone(t *testing.T) {
 	var seq uint64
 	write := func(w *Writer, delta bool, n int) {
 		t.Helper()
-		var got completions
-		begin := w.SnapshotBegin
-		if delta {
-			begin = w.SnapshotDeltaBegin
+		data := make([][]byte, n)
+		for i := range data {
+			data[i] = chunk(i)
 		}
-		if err := begin([]byte("header"), got.cb("begin")); err != nil {
-			t.Fatal(err)
-		}
-		for i := range n {
-			if err := w.SnapshotChunk(chunk(i), got.cb("chunk")); err != nil {
-				t.Fatal(err)
-			}
-			if i%16 == 0 {
-				seq++
-				if err := w.Append([]Record{rec("o", seq)}, got.cb("append")); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-		if err := w.SnapshotEnd(got.cb("end")); err != nil {
-			t.Fatal(err)
-		}
-		w.Wait()
-		for _, g := range got.got {
-			if g.err != nil {
-				t.Fatalf("%s: %v", g.what, g.err)
-			}
-		}
+		writeSnapChunks(t, w, delta, []byte("header"), data, 16, true, &seq)
 	}
 	for i := range writers {
 		writers[i] = db.Clone(fmt.Sprintf("cart/%d", i+1)).NewWriter(1 << 16)

@@ -71,17 +71,32 @@ func checkChain(t *testing.T, c *CloneLog, wantPos uint64, want ...part) {
 // Without end, the snapshot is left unfinished (as a crash would).
 func writeSnap(t *testing.T, w *Writer, delta bool, name string, chunks int, end bool, nextSeq *uint64) uint64 {
 	t.Helper()
+	data := make([][]byte, chunks)
+	for i := range data {
+		data[i] = []byte(fmt.Sprintf("%s/%d", name, i+1))
+	}
+	return writeSnapChunks(t, w, delta, []byte(name+"/header"), data, 1, end, nextSeq)
+}
+
+// writeSnapChunks writes a snapshot of the given header and chunks through
+// w, with an append of the next record of origin "o" after every
+// appendEvery-th chunk, and returns the position its begin reported.
+func writeSnapChunks(t *testing.T, w *Writer, delta bool, header []byte, chunks [][]byte, appendEvery int, end bool, nextSeq *uint64) uint64 {
+	t.Helper()
 	var got completions
 	begin := w.SnapshotBegin
 	if delta {
 		begin = w.SnapshotDeltaBegin
 	}
-	if err := begin([]byte(name+"/header"), got.cb("begin")); err != nil {
+	if err := begin(header, got.cb("begin")); err != nil {
 		t.Fatal(err)
 	}
-	for i := 1; i <= chunks; i++ {
-		if err := w.SnapshotChunk([]byte(fmt.Sprintf("%s/%d", name, i)), got.cb("chunk")); err != nil {
+	for i, c := range chunks {
+		if err := w.SnapshotChunk(c, got.cb("chunk")); err != nil {
 			t.Fatal(err)
+		}
+		if (i+1)%appendEvery != 0 {
+			continue
 		}
 		*nextSeq++
 		if err := w.Append([]Record{rec("o", *nextSeq)}, got.cb("append")); err != nil {
@@ -96,7 +111,7 @@ func writeSnap(t *testing.T, w *Writer, delta bool, name string, chunks int, end
 	w.Wait()
 	for _, g := range got.got {
 		if g.err != nil {
-			t.Fatalf("%s %s: %v", name, g.what, g.err)
+			t.Fatalf("%s %s: %v", header, g.what, g.err)
 		}
 	}
 	return got.got[0].pos

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 )
@@ -40,7 +41,6 @@ type gcPolicy struct {
 	Percent     int   // GOGC in force
 	LimitBytes  int64 // GOMEMLIMIT in force, 0: none
 	FromEnv     bool  // GOGC or GOMEMLIMIT came from the environment
-	Available   int64 // the memory the process may use, 0: unknown
 	LimitSource string
 }
 
@@ -51,8 +51,9 @@ func tuneGC(percent int, limit string) (gcPolicy, error) {
 	var p gcPolicy
 	if os.Getenv("GOGC") != "" {
 		p.FromEnv = true
-		p.Percent = debug.SetGCPercent(-1)
-		debug.SetGCPercent(p.Percent)
+		s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+		metrics.Read(s)
+		p.Percent = int(s[0].Value.Uint64())
 	} else {
 		if percent <= 0 {
 			return p, fmt.Errorf("--gc-percent %d: must be > 0", percent)
@@ -62,12 +63,11 @@ func tuneGC(percent int, limit string) (gcPolicy, error) {
 	}
 	if os.Getenv("GOMEMLIMIT") != "" {
 		p.FromEnv = true
-		p.LimitBytes = debug.SetMemoryLimit(-1)
+		p.LimitBytes = debug.SetMemoryLimit(-1) // -1 reads it
 		p.LimitSource = "GOMEMLIMIT"
 		return p, nil
 	}
-	p.Available = availableMemory()
-	b, src, err := memoryLimit(limit, p.Available)
+	b, src, err := memoryLimit(limit, availableMemory())
 	if err != nil {
 		return p, err
 	}
