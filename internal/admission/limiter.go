@@ -23,9 +23,11 @@
 // What delay is too much depends on the request: a request may wait
 // TargetShare of its own budget (at least MinTarget), so a node serving
 // 30 ms requests keeps its queues short and one serving 1 s requests may
-// buffer more. While few requests wait longer than that, the limit grows
-// additively; when more than OverShare of an interval's requests waited
-// longer (or never started in time), the limit shrinks multiplicatively.
+// buffer more. While few requests wait longer than that and the requests in
+// flight come near the limit (GrowAt of it: the limit keeps headroom for
+// bursts), the limit grows additively; when more than OverShare of an
+// interval's requests waited longer (or never started in time), the limit
+// shrinks multiplicatively.
 // This is AIMD, as in TCP and Envoy's and Netflix's adaptive concurrency
 // limits; its equilibrium keeps the admitted load near what the node serves
 // within those targets, so admitted requests still meet their deadlines
@@ -40,6 +42,9 @@
 //   - Gradient of latency (Netflix gradient2): needs a stable "no load"
 //     latency to compare with, which a mix of queries and fsync'd updates
 //     does not have; queueing delay excludes service time, so it needs none.
+//
+// The runtime's scheduling latency is a second overload signal, judged
+// against the budgets too (SchedTarget, SchedShare).
 //
 // # Priorities
 //
@@ -78,10 +83,19 @@ type Config struct {
 	MinTarget time.Duration
 	// SchedTarget: an interval in which the runtime's scheduling latency
 	// (p99 of the time goroutines wait to run, see ObserveScheduling)
-	// exceeded this counts as overloaded, whatever the requests' own delays
-	// say: under CPU saturation the requests the HTTP server has not yet
-	// handed over wait too, unmeasured. 0 ignores the signal. Default 5 ms.
+	// exceeded max(SchedTarget, SchedShare × the shortest budget of the
+	// interval's requests) counts as overloaded, whatever the requests' own
+	// delays say: under CPU saturation the requests the HTTP server has not
+	// yet handed over wait too, unmeasured. 0 ignores the signal. Default
+	// 5 ms.
 	SchedTarget time.Duration
+	// SchedShare scales the scheduling signal's threshold with the
+	// requests' budgets, in [0, 1): a node serving 200 ms requests need not
+	// refuse because goroutines waited 6 ms to run (they all still finish
+	// in time), while one serving 30 ms requests must. Default 0.15 (30 ms
+	// budgets: 4.5 ms, so SchedTarget; 200 ms budgets: 30 ms). 0: the
+	// threshold is SchedTarget alone.
+	SchedShare float64
 	// Interval is how often the limit is adjusted from the samples of the
 	// interval just ended. Default 20 ms.
 	Interval time.Duration
@@ -96,9 +110,24 @@ type Config struct {
 	// Default 0.8.
 	Decrease float64
 	// Increase is added to the limit after an interval that was not
-	// overloaded and in which the limit was reached (there was demand for
-	// more), as a fraction of the limit, at least 1. Default 0.05.
+	// overloaded and in which there was demand near the limit (see
+	// GrowAt), as a fraction of the limit, at least 1. Default 0.05.
 	Increase float64
+	// GrowAt is the share of the limit that, reached in flight in an
+	// interval that was not overloaded and in which the CPU had room (the
+	// scheduling latency stayed under half its threshold), lets the limit
+	// grow, in (0, 1]. Reaching the limit itself always does.
+	// Below 1 the limit keeps headroom above what healthy intervals hold:
+	// a burst (an fsync or a GC pause that lets requests pile up for a few
+	// milliseconds) is admitted instead of refused while delays stay
+	// within their targets. With 1 the limit grows only once requests were
+	// refused at it, so every burst above the recent peak is refused
+	// although nothing is overloaded (measured: 0.3% of requests refused,
+	// in bursts, at 75% of one CPU with 200 ms budgets). On a saturated
+	// CPU the headroom would only admit work that ends late, hence the
+	// scheduling condition. Default 0.5 (Netflix's AIMD limit grows at the
+	// same point).
+	GrowAt float64
 	// InitialLimit, MinLimit, MaxLimit bound the requests in flight.
 	// Defaults 16, 4, 10000. The initial limit is low on purpose: a node
 	// that starts under a flood must not queue more than it can serve in
@@ -117,10 +146,12 @@ func DefaultConfig() Config {
 		TargetShare:  0.2,
 		MinTarget:    2 * time.Millisecond,
 		SchedTarget:  5 * time.Millisecond,
+		SchedShare:   0.15,
 		Interval:     20 * time.Millisecond,
 		OverShare:    0.05,
 		Decrease:     0.8,
 		Increase:     0.05,
+		GrowAt:       0.5,
 		InitialLimit: 16,
 		MinLimit:     4,
 		MaxLimit:     10000,
@@ -136,6 +167,12 @@ func (c Config) Validate() error {
 	}
 	if c.SchedTarget < 0 {
 		errs = append(errs, fmt.Errorf("SchedTarget must be >= 0, got %v", c.SchedTarget))
+	}
+	if !(c.SchedShare >= 0 && c.SchedShare < 1) {
+		errs = append(errs, fmt.Errorf("SchedShare must be in [0,1), got %v", c.SchedShare))
+	}
+	if !(c.GrowAt > 0 && c.GrowAt <= 1) {
+		errs = append(errs, fmt.Errorf("GrowAt must be in (0,1], got %v", c.GrowAt))
 	}
 	if c.MinTarget <= 0 {
 		errs = append(errs, fmt.Errorf("MinTarget must be > 0, got %v", c.MinTarget))
@@ -181,9 +218,12 @@ type Limiter struct {
 	start                time.Time
 	samples, over        int
 	reached              bool          // in flight reached the limit
+	near                 bool          // in flight reached GrowAt of the limit
 	sumDelay             time.Duration // of the samples, for RetryAfter
 	sumRatio             float64       // of delay/target of the samples
-	schedOver            bool          // the scheduling latency exceeded SchedTarget
+	minBudget            time.Duration // shortest budget of the samples (0: none)
+	lastMinBudget        time.Duration // of the last interval with samples
+	sched                time.Duration // highest scheduling reading of the interval
 	lastSched            time.Duration // the last ObserveScheduling reading
 	schedOverIntervals   uint64
 	lastDelay            time.Duration // mean delay of the last interval with samples
@@ -215,6 +255,7 @@ func (l *Limiter) Acquire(now time.Time, class int) (ok bool, retryAfter time.Du
 		if class == 0 || float64(l.inFlight) >= l.limit {
 			l.reached = true // demand for more than the limit
 		}
+		l.near = true
 		l.refused++
 		l.refusedByClass[min(max(class, 0), len(l.refusedByClass)-1)]++
 		return false, max(l.cfg.Interval, l.lastDelay)
@@ -223,6 +264,9 @@ func (l *Limiter) Acquire(now time.Time, class int) (ok bool, retryAfter time.Du
 	l.admitted++
 	if float64(l.inFlight) >= l.limit {
 		l.reached = true
+	}
+	if float64(l.inFlight) >= l.limit*l.cfg.GrowAt {
+		l.near = true
 	}
 	return true, 0
 }
@@ -245,6 +289,9 @@ func (l *Limiter) Observe(now time.Time, delay, budget time.Duration) {
 	l.advance(now)
 	target := max(l.cfg.MinTarget, time.Duration(l.cfg.TargetShare*float64(budget)))
 	delay = max(delay, 0)
+	if l.minBudget == 0 || budget < l.minBudget {
+		l.minBudget = budget
+	}
 	l.samples++
 	l.sumDelay += delay
 	l.sumRatio += float64(delay) / float64(target)
@@ -254,13 +301,23 @@ func (l *Limiter) Observe(now time.Time, delay, budget time.Duration) {
 }
 
 // ObserveScheduling records the runtime's scheduling latency (p99 of the
-// time runnable goroutines waited) measured over the last interval.
+// time runnable goroutines waited) measured over the last interval. It is
+// judged when the interval closes, against the budgets of its requests.
 func (l *Limiter) ObserveScheduling(now time.Time, p99 time.Duration) {
 	l.advance(now)
 	l.lastSched = p99
-	if l.cfg.SchedTarget > 0 && p99 > l.cfg.SchedTarget {
-		l.schedOver = true
+	l.sched = max(l.sched, p99)
+}
+
+// schedThreshold is the scheduling latency above which the interval
+// closing counts as overloaded: SchedTarget, or more for long budgets (the
+// interval's shortest; the last known if it had no requests).
+func (l *Limiter) schedThreshold() time.Duration {
+	budget := l.minBudget
+	if budget == 0 {
+		budget = l.lastMinBudget
 	}
+	return max(l.cfg.SchedTarget, time.Duration(l.cfg.SchedShare*float64(budget)))
 }
 
 // advance closes the measured interval if now is past its end and adjusts
@@ -274,7 +331,8 @@ func (l *Limiter) advance(now time.Time) {
 		return
 	}
 	overloaded := l.samples > 0 && float64(l.over) > l.cfg.OverShare*float64(l.samples)
-	if l.schedOver {
+	threshold := l.schedThreshold()
+	if l.cfg.SchedTarget > 0 && l.sched > threshold {
 		overloaded = true
 		l.schedOverIntervals++
 	}
@@ -293,15 +351,18 @@ func (l *Limiter) advance(now time.Time) {
 		l.limit = max(float64(l.cfg.MinLimit), l.limit*factor)
 		l.overloadedIntervals++
 		l.decreases++
-	case l.reached:
+	case l.reached || l.near && l.sched <= threshold/2:
 		l.limit = min(float64(l.cfg.MaxLimit), l.limit+max(1, l.limit*l.cfg.Increase))
 		l.increases++
 	}
 	if l.samples > 0 {
 		l.lastDelay = l.sumDelay / time.Duration(l.samples)
+		l.lastMinBudget = l.minBudget
 	}
 	l.start = now
-	l.samples, l.over, l.sumDelay, l.sumRatio, l.schedOver, l.reached = 0, 0, 0, 0, false, float64(l.inFlight) >= l.limit
+	l.samples, l.over, l.sumDelay, l.sumRatio, l.sched, l.minBudget = 0, 0, 0, 0, 0, 0
+	l.reached = float64(l.inFlight) >= l.limit
+	l.near = float64(l.inFlight) >= l.limit*l.cfg.GrowAt
 }
 
 // Stats is a snapshot of a Limiter for status.

@@ -163,6 +163,9 @@ func TestConfigValidation(t *testing.T) {
 		"share":    func(c *Config) { c.OverShare = 1 },
 		"decrease": func(c *Config) { c.Decrease = 1 },
 		"increase": func(c *Config) { c.Increase = 0 },
+		"growAt0":  func(c *Config) { c.GrowAt = 0 },
+		"growAt>1": func(c *Config) { c.GrowAt = 1.5 },
+		"schedSh":  func(c *Config) { c.SchedShare = 1 },
 		"limits":   func(c *Config) { c.InitialLimit = c.MaxLimit + 1 },
 		"shares0":  func(c *Config) { c.Shares = []float64{0.9} },
 		"sharesUp": func(c *Config) { c.Shares = []float64{1, 0.5, 0.7} },
@@ -285,5 +288,94 @@ func TestSchedulingLatencyAloneShrinksTheLimit(t *testing.T) {
 	interval(off, t0, 50, 0)
 	if got := off.Stats().Limit; got != 10 {
 		t.Fatalf("SchedTarget 0: limit %d, want the signal ignored", got)
+	}
+}
+
+// TestLimitKeepsHeadroomAboveHealthyPeaks: in an interval that was not
+// overloaded, in flight reaching half the limit is demand enough to grow
+// it, so a burst twice the recent peak is admitted, not refused; below half
+// the limit stays. With GrowAt 1 the limit grows only once reached.
+func TestLimitKeepsHeadroomAboveHealthyPeaks(t *testing.T) {
+	l := newL(t) // limit 10, GrowAt 0.5
+	at := t0
+	l.advance(at)
+	for i := 0; i < 4; i++ {
+		l.Acquire(at, 0)
+	}
+	at = interval(l, at, 50, 0)
+	if got := l.Stats().Limit; got != 10 {
+		t.Fatalf("limit %d after a peak of 4 in flight, want 10 unchanged (4 < half of 10)", got)
+	}
+	l.Acquire(at, 0) // 5 in flight: half the limit
+	at = interval(l, at, 50, 0)
+	if got := l.Stats().Limit; got != 11 {
+		t.Fatalf("limit %d after a peak of 5 in flight, want 11 (grown at half the limit)", got)
+	}
+	strict := newL(t, func(c *Config) { c.GrowAt = 1 })
+	strict.advance(t0)
+	for i := 0; i < 9; i++ {
+		strict.Acquire(t0, 0)
+	}
+	interval(strict, t0, 50, 0)
+	if got := strict.Stats().Limit; got != 10 {
+		t.Fatalf("GrowAt 1: limit %d after a peak of 9 of 10, want 10 unchanged", got)
+	}
+	// A saturated CPU (scheduling p99 over half its 5 ms threshold) gives
+	// no headroom: 6 of 11 in flight grows nothing; 11 of 11 still does.
+	l.Acquire(at, 0)
+	l.ObserveScheduling(at, ms(3))
+	at = interval(l, at, 50, 0)
+	if got := l.Stats().Limit; got != 11 {
+		t.Fatalf("limit %d after 6 of 11 in flight with a 3 ms scheduling p99, want 11 unchanged", got)
+	}
+	for range 5 {
+		l.Acquire(at, 0)
+	}
+	l.ObserveScheduling(at, ms(3))
+	at = interval(l, at, 50, 0)
+	if got := l.Stats().Limit; got != 12 {
+		t.Fatalf("limit %d after 11 of 11 in flight with a 3 ms scheduling p99, want 12", got)
+	}
+	// Overloaded intervals still cut it, headroom or not.
+	interval(l, at, 100, 50)
+	if got := l.Stats().Limit; got >= 12 {
+		t.Fatalf("limit %d after an overloaded interval, want cut below 12", got)
+	}
+}
+
+// TestSchedulingThresholdFollowsTheBudgets: a 12 ms scheduling p99 is
+// overload for 30 ms requests (threshold SchedTarget 5 ms) but not for 200 ms
+// ones (threshold 0.15 x 200 = 30 ms), which a 40 ms p99 is. An interval
+// without requests is judged by the last budgets seen.
+func TestSchedulingThresholdFollowsTheBudgets(t *testing.T) {
+	long := func(l *Limiter, at time.Time, sched time.Duration) time.Time {
+		l.ObserveScheduling(at, sched)
+		for i := 0; i < 50; i++ {
+			l.Observe(at, ms(1), ms(200))
+		}
+		next := at.Add(l.cfg.Interval)
+		l.advance(next)
+		return next
+	}
+	l := newL(t)
+	l.advance(t0)
+	at := long(l, t0, ms(12))
+	if st := l.Stats(); st.Limit != 10 || st.SchedOverIntervals != 0 {
+		t.Fatalf("200 ms budgets, 12 ms scheduling p99: %+v, want no overload", st)
+	}
+	at = long(l, at, ms(40))
+	if st := l.Stats(); st.Limit != 8 || st.SchedOverIntervals != 1 {
+		t.Fatalf("200 ms budgets, 40 ms scheduling p99: %+v, want limit 8, one sched-overloaded interval", st)
+	}
+	l.ObserveScheduling(at, ms(20)) // no requests in this interval
+	l.advance(at.Add(l.cfg.Interval))
+	if st := l.Stats(); st.SchedOverIntervals != 1 {
+		t.Fatalf("an empty interval after 200 ms budgets, 20 ms p99: %+v, want judged by 200 ms (no overload)", st)
+	}
+	off := newL(t, func(c *Config) { c.SchedShare = 0 })
+	off.advance(t0)
+	long(off, t0, ms(12))
+	if st := off.Stats(); st.SchedOverIntervals != 1 {
+		t.Fatalf("SchedShare 0: %+v, want 12 ms over the fixed 5 ms target", st)
 	}
 }
