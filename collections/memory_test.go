@@ -2,6 +2,7 @@ package collections_test
 
 import (
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"testing"
 
@@ -57,4 +58,58 @@ func TestBytesPerItem(t *testing.T) {
 		t.Fatalf("%.0f bytes of live heap per item, want at most 260", per)
 	}
 	runtime.KeepAlive(f)
+}
+
+// BenchmarkGCPerItem reports what a large replica costs the garbage
+// collector: the heap objects per item and the GC CPU of one full
+// collection per item (from runtime/metrics), for replicas of cart-like
+// items as TestBytesPerItem builds them. A full cycle's mark work is what
+// slows a node holding millions of items while it runs (ARCHITECTURE.md,
+// "The Go runtime"), so item layouts are compared by these figures.
+//
+//	go test ./collections -run '^$' -bench GCPerItem -benchtime 3x
+func BenchmarkGCPerItem(b *testing.B) {
+	for _, n := range []int{100_000, 1_000_000} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			objsBefore := liveObjects()
+			f := newFixture(b, "a", nil)
+			carts := collections.NewMap[string, map[string]int64](f.s, "carts")
+			for lo := 0; lo < n; lo += 1000 {
+				f.update(b, func() {
+					for i := lo; i < lo+1000; i++ {
+						carts.Put("user-"+strconv.Itoa(i), map[string]int64{"item-0": 1})
+					}
+				})
+			}
+			f.s.Compact()
+			objs := float64(liveObjects()-objsBefore) / float64(n)
+			b.ResetTimer()
+			var gcCPU float64
+			for range b.N {
+				before := gcCPUSeconds()
+				runtime.GC()
+				gcCPU += gcCPUSeconds() - before
+			}
+			b.StopTimer()
+			b.ReportMetric(objs, "objects/item")
+			b.ReportMetric(gcCPU*1e9/float64(b.N)/float64(n), "gc-cpu-ns/item")
+			runtime.KeepAlive(f)
+		})
+	}
+}
+
+// liveObjects is the number of live heap objects after a full collection.
+func liveObjects() uint64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return m.HeapObjects
+}
+
+// gcCPUSeconds is the CPU the GC has spent so far (an estimate the
+// runtime keeps: mark workers, assists and pauses).
+func gcCPUSeconds() float64 {
+	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(s)
+	return s[0].Value.Float64()
 }
