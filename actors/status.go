@@ -19,7 +19,10 @@ type CloneStatus struct {
 	Ready   bool   `json:"ready"`
 	Applied uint64 `json:"applied_ops"`
 	Items   int    `json:"items"` // items of the replica, over its collections
-	Digest  string `json:"digest"`
+	// ColdItems: of Items, those held in the cold tables (quiet items,
+	// outside the garbage collector's view; collections.Store.Tidy).
+	ColdItems int    `json:"cold_items"`
+	Digest    string `json:"digest"`
 	// CollectionDigests: equal on two clones when that collection converged.
 	CollectionDigests map[string]string `json:"collection_digests"`
 	StablePoint       string            `json:"stable_point"`
@@ -167,8 +170,10 @@ type MemoryStats struct {
 	// HeapLiveBytes: the heap marked live by the last GC
 	// (/gc/heap/live:bytes), 0 before the first one.
 	HeapLiveBytes uint64 `json:"heap_live_bytes"`
-	// Items: the items of every clone's replica, summed.
-	Items int `json:"items"`
+	// Items: the items of every clone's replica, summed; ColdItems those
+	// of them in cold tables.
+	Items     int `json:"items"`
+	ColdItems int `json:"cold_items"`
 	// BytesPerItem: HeapObjectsBytes / Items, an upper bound of what an
 	// item costs one replica (the heap holds everything else too, garbage
 	// not yet collected included: right after a GC, e.g. after
@@ -209,6 +214,7 @@ func memoryStats(clones []CloneStatus) MemoryStats {
 	}
 	for _, c := range clones {
 		m.Items += c.Items
+		m.ColdItems += c.ColdItems
 	}
 	if m.Items > 0 {
 		m.BytesPerItem = float64(m.HeapObjectsBytes) / float64(m.Items)

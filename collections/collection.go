@@ -64,12 +64,14 @@ type collection struct {
 	name string
 	kind kind
 
-	items  map[string]*item
-	sorted []string // keys of items, sorted; nil when stale
-	live   int      // items whose cur exists (map, set)
+	items  map[string]*item // the items held as Go objects ("hot"): see cold
+	cold   *coldTable       // map, set: quiet items (see coldTable); nil for lists and counters
+	sorted []string         // keys of items, hot and cold, sorted; nil when stale
+	live   int              // items whose cur exists (map, set), hot and cold
 
 	digest    uint64  // sum of item.hashed over items
-	dirtyList []*item // items whose hash is stale
+	dirtyList []*item // items whose hash is stale (and some made clean since: see demote)
+	cleaned   int     // entries of dirtyList demote made clean
 
 	validKey   func([]byte) error // map keys, set elements: canonical encoding
 	validValue func([]byte) error // map values, list elements
@@ -84,18 +86,53 @@ func (s *Store) declare(name string, k kind) *collection {
 		panic(fmt.Errorf("%w: %q in service %s", ErrDuplicateCollection, name, s.cfg.Service))
 	}
 	c := &collection{s: s, name: name, kind: k, items: map[string]*item{}}
+	if k.keyed() {
+		c.cold = newColdTable()
+	}
 	s.colls[name] = c
 	s.collNames = nil
 	return c
 }
 
-// lookup returns the item named key, or nil.
+// lookup returns the item named key if it is held as a Go object, or nil:
+// for what has tentative ops (a cold item has none). Reads of the value
+// use current.
 func (c *collection) lookup(key []byte) *item { return c.items[string(key)] }
 
-// get returns the item named key, creating an empty one.
+// current returns the current value of the item named key and whether the
+// collection holds the item, hot or cold. The value's bytes are shared:
+// read-only.
+func (c *collection) current(key []byte) (value, bool) {
+	if it := c.items[string(key)]; it != nil {
+		return it.cur, true
+	}
+	if c.cold != nil {
+		if slot, ok := c.cold.find(key); ok {
+			return value{exists: true, data: c.cold.data(c.cold.rec(slot))}, true
+		}
+	}
+	return value{}, false
+}
+
+// len is the number of items held, hot and cold.
+func (c *collection) len() int {
+	n := len(c.items)
+	if c.cold != nil {
+		n += c.cold.len()
+	}
+	return n
+}
+
+// get returns the item named key as a Go object, to change it: a cold
+// item is promoted, an absent one created empty.
 func (c *collection) get(key []byte) *item {
 	if it := c.items[string(key)]; it != nil {
 		return it
+	}
+	if c.cold != nil {
+		if slot, ok := c.cold.find(key); ok {
+			return c.promote(slot)
+		}
 	}
 	it := &item{c: c, key: string(key)}
 	if st := c.s.stream; st != nil {
@@ -107,6 +144,82 @@ func (c *collection) get(key []byte) *item {
 	c.items[it.key] = it
 	c.sorted = nil
 	return it
+}
+
+// promote makes the cold item at slot a Go object again. If a snapshot
+// stream is open and has not reached the item, its state is captured now:
+// the stream's iteration over the cold table will not find it any more.
+func (c *collection) promote(slot uint32) *item {
+	r := c.cold.rec(slot)
+	it := &item{
+		c:             c,
+		key:           string(c.cold.key(r)),
+		cur:           value{exists: true, data: c.cold.data(r)},
+		hashed:        r.hashed,
+		foldedWall:    r.foldedWall,
+		foldedLogical: r.foldedLogical,
+		captured:      r.captured,
+		live:          true,
+	}
+	c.cold.del(slot)
+	c.items[it.key] = it
+	if st := c.s.stream; st != nil {
+		// Today every get is followed by a change, whose hook captures
+		// the item anyway; this keeps the invariant if one is not.
+		st.capture(it)
+	}
+	return it
+}
+
+// view is a cold item as a read-only Go object, for code that reads items
+// (snapshots): changing it changes nothing.
+func (c *collection) view(r *coldRec) *item {
+	return &item{
+		c:             c,
+		key:           string(c.cold.key(r)),
+		cur:           value{exists: true, data: c.cold.data(r)},
+		hashed:        r.hashed,
+		foldedWall:    r.foldedWall,
+		foldedLogical: r.foldedLogical,
+		captured:      r.captured,
+		live:          true,
+	}
+}
+
+// quiet reports whether it may move to the cold table: a map entry or set
+// element that exists, with no tentative ops, not in the store's current
+// change window (whose list the next delta snapshot reads as Go objects).
+// The caller makes sure no snapshot stream is open and no Update runs.
+func (c *collection) quiet(it *item) bool {
+	s := c.s
+	return c.cold != nil && it.h == nil && !it.gone && it.cur.exists &&
+		!(s.deltaBase && it.window == s.window)
+}
+
+// demote moves a quiet item to the cold table, its hash brought up to date.
+// The Go object is dropped: nothing else refers to it (the heap holds items
+// with ops, the change window its members, the dirty list only dirty
+// items, and no stream is open).
+func (c *collection) demote(it *item) {
+	if it.dirty {
+		h := hashItem(c.name, c.kind, it.key, &it.cur)
+		c.digest += h - it.hashed
+		it.hashed, it.dirty = h, false // digestNow skips it in dirtyList
+		// Drop such entries once they are most of the list, so that the
+		// list does not keep demoted items alive until the next digest.
+		if c.cleaned++; c.cleaned >= 1024 && c.cleaned >= len(c.dirtyList)/2 {
+			c.dirtyList = slices.DeleteFunc(c.dirtyList, func(it *item) bool { return !it.dirty })
+			c.cleaned = 0
+		}
+	}
+	c.cold.put([]byte(it.key), it.cur.data, coldRec{
+		hashed:        it.hashed,
+		foldedWall:    it.foldedWall,
+		foldedLogical: it.foldedLogical,
+		captured:      it.captured,
+	})
+	delete(c.items, it.key)
+	it.gone = true // a stale pointer somewhere would now see an item to skip
 }
 
 // touched records that it.cur changed.
@@ -153,7 +266,7 @@ func (c *collection) digestNow() uint64 {
 		it.hashed = h
 	}
 	clear(c.dirtyList)
-	c.dirtyList = c.dirtyList[:0]
+	c.dirtyList, c.cleaned = c.dirtyList[:0], 0
 	return c.digest
 }
 
@@ -162,9 +275,15 @@ func (c *collection) digestNow() uint64 {
 // items are added or removed.
 func (c *collection) keys() []string {
 	if c.sorted == nil {
-		c.sorted = make([]string, 0, len(c.items))
+		c.sorted = make([]string, 0, c.len())
 		for k := range c.items {
 			c.sorted = append(c.sorted, k)
+		}
+		if c.cold != nil {
+			c.cold.each(func(_ uint32, r *coldRec) bool {
+				c.sorted = append(c.sorted, string(c.cold.key(r)))
+				return true
+			})
 		}
 		slices.Sort(c.sorted)
 	}
@@ -235,22 +354,23 @@ func describe(k kind, v *tempestpb.ItemValue) string {
 	return "?"
 }
 
-// liveItems iterates over c's existing items whose keys decode, in
-// encoded-key order. Keys are taken when iteration starts and each item is
-// looked up as iteration reaches it, so items deleted meanwhile are skipped
-// and the loop body may mutate the collection.
-func liveItems[K any](c *collection, kc Codec[K]) iter.Seq2[K, *item] {
-	return func(yield func(K, *item) bool) {
+// liveItems iterates over c's existing items whose keys decode, with their
+// current values, in encoded-key order. Keys are taken when iteration
+// starts and each item is looked up as iteration reaches it, so items
+// deleted meanwhile are skipped and the loop body may mutate the
+// collection.
+func liveItems[K any](c *collection, kc Codec[K]) iter.Seq2[K, value] {
+	return func(yield func(K, value) bool) {
 		for _, kb := range c.keys() {
-			it := c.items[kb]
-			if it == nil || !it.cur.exists {
+			v, ok := c.current([]byte(kb))
+			if !ok || !v.exists {
 				continue
 			}
 			k, err := kc.Decode([]byte(kb))
 			if err != nil {
 				continue
 			}
-			if !yield(k, it) {
+			if !yield(k, v) {
 				return
 			}
 		}

@@ -191,9 +191,10 @@ type item struct {
 	// (Store.window), so that it joins Store.changed once per window.
 	window uint32
 
-	live  bool // cur.exists as last counted in collection.live
-	dirty bool // cur changed since hashed was computed
-	gone  bool // dropped from its collection
+	live    bool // cur.exists as last counted in collection.live
+	cooling bool // in Store.cooling
+	dirty   bool // cur changed since hashed was computed
+	gone    bool // dropped from its collection
 }
 
 // foldedTS is the timestamp of the newest op folded into the item.

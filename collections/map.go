@@ -64,11 +64,11 @@ func (m *Map[K, V]) Get(k K) (V, bool) {
 	if !ok {
 		return zero, false
 	}
-	it := m.c.lookup(b)
-	if it == nil || !it.cur.exists {
+	cur, ok := m.c.current(b)
+	if !ok || !cur.exists {
 		return zero, false
 	}
-	v, err := m.vc.Decode(it.cur.data)
+	v, err := m.vc.Decode(cur.data)
 	if err != nil { // unreachable: values are validated on entry
 		return zero, false
 	}
@@ -81,8 +81,8 @@ func (m *Map[K, V]) Contains(k K) bool {
 	if !ok {
 		return false
 	}
-	it := m.c.lookup(b)
-	return it != nil && it.cur.exists
+	cur, ok := m.c.current(b)
+	return ok && cur.exists
 }
 
 // Len returns the number of keys.
@@ -209,8 +209,8 @@ func RegisterOp[K comparable, V any, A any](m *Map[K, V], name string, fn func(c
 // deleted meanwhile are skipped, so the body may mutate the map.
 func (m *Map[K, V]) All() iter.Seq2[K, V] {
 	return func(yield func(K, V) bool) {
-		for k, it := range liveItems(m.c, m.kc) {
-			v, err := m.vc.Decode(it.cur.data)
+		for k, cur := range liveItems(m.c, m.kc) {
+			v, err := m.vc.Decode(cur.data)
 			if err != nil {
 				continue
 			}

@@ -63,8 +63,8 @@ func (st *Set[T]) Contains(v T) bool {
 	if err != nil {
 		return false
 	}
-	it := st.c.lookup(b)
-	return it != nil && it.cur.exists
+	cur, ok := st.c.current(b)
+	return ok && cur.exists
 }
 
 // Len returns the number of elements present.

@@ -1,6 +1,7 @@
 package collections
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 
@@ -31,7 +32,7 @@ func (s *Store) Snapshot() *tempestpb.StoreSnapshot {
 	for _, name := range s.Collections() {
 		c := s.colls[name]
 		for _, k := range c.keys() {
-			if is := c.items[k].state(); is != nil {
+			if is := c.stateOf(k); is != nil {
 				snap.Items = append(snap.Items, is)
 			}
 		}
@@ -57,7 +58,7 @@ func (s *Store) header() *tempestpb.SnapshotHeader {
 	}
 	h.CollectionItems = make(map[string]uint64, len(s.colls))
 	for name, c := range s.colls {
-		h.CollectionItems[name] = uint64(len(c.items))
+		h.CollectionItems[name] = uint64(c.len())
 	}
 	for _, name := range sortedKeys(s.origins) {
 		o := s.origins[name]
@@ -90,6 +91,20 @@ func headerOf(snap *tempestpb.StoreSnapshot) *tempestpb.SnapshotHeader {
 		ClockLogical:  snap.GetClockLogical(),
 		Applied:       snap.GetApplied(),
 	}
+}
+
+// stateOf is the state (see item.state) of the item named key, hot or
+// cold; nil if there is none.
+func (c *collection) stateOf(key string) *tempestpb.ItemState {
+	if it := c.items[key]; it != nil {
+		return it.state()
+	}
+	if c.cold != nil {
+		if slot, ok := c.cold.find([]byte(key)); ok {
+			return c.view(c.cold.rec(slot)).state()
+		}
+	}
+	return nil
 }
 
 // state is the item as a snapshot holds it (base value and tentative ops),
@@ -153,7 +168,7 @@ func (s *Store) checkFresh() error {
 		return fmt.Errorf("%w: store is not fresh (applied %d, own seq %d)", ErrSnapshot, s.applied, s.ownSeq)
 	}
 	for _, c := range s.colls {
-		if len(c.items) != 0 {
+		if c.len() != 0 {
 			return fmt.Errorf("%w: store is not fresh (collection %q has items)", ErrSnapshot, c.name)
 		}
 	}
@@ -170,18 +185,20 @@ func (s *Store) checkFresh() error {
 // across items (Restore sees them all at once, a stream restore chunk by
 // chunk, a chain of a full snapshot and deltas part by part).
 //
-// Items are kept in one map per collection, the maps install gives the
-// collections as they are: one map insertion per restored item, which also
-// finds an item listed twice. Checks that depend on the origin states
+// Items are kept per collection as install gives them to the collections:
+// those of maps and sets without pending ops in a cold table (no Go object
+// per item: a million-item restore allocates pages and arena chunks, not a
+// million objects), the others in a map. Checks that depend on the origin states
 // (every pending op delivered, no op pending twice) wait for finish: a
 // later delta brings newer origin states, and its items replace earlier
 // ones.
 type restoring struct {
 	origins map[string]*originState
 	items   map[*collection]map[string]*item
-	withOps []*item   // items kept with pending ops (some may have been replaced since)
-	maxTS   Timestamp // latest timestamp of a pending op of another origin
-	ownTS   Timestamp // latest own timestamp known (pending op or horizon)
+	cold    map[*collection]*coldTable // items without pending ops of maps and sets
+	withOps []*item                    // items kept with pending ops (some may have been replaced since)
+	maxTS   Timestamp                  // latest timestamp of a pending op of another origin
+	ownTS   Timestamp                  // latest own timestamp known (pending op or horizon)
 
 	// trusted: the parts come from this clone's own checksummed storage
 	// (StreamRestorer.Trusted): values are not decoded again, and the
@@ -213,7 +230,7 @@ func (s *Store) validateHeader(h *tempestpb.SnapshotHeader) (*restoring, error) 
 	if h.GetOwnSeq() > MaxSeq {
 		return nil, bad("own seq %d > MaxSeq", h.GetOwnSeq())
 	}
-	r := &restoring{origins: map[string]*originState{}, items: map[*collection]map[string]*item{}, hints: h.GetCollectionItems()}
+	r := &restoring{origins: map[string]*originState{}, items: map[*collection]map[string]*item{}, cold: map[*collection]*coldTable{}, hints: h.GetCollectionItems()}
 	for i, os := range h.GetOrigins() {
 		name := os.GetOrigin()
 		if name == "" {
@@ -272,12 +289,25 @@ func (r *restoring) addItem(s *Store, i int, is *tempestpb.ItemState) error {
 	}
 	m := r.items[c]
 	if m == nil {
-		hint := 0
-		if r.trusted {
-			hint = int(min(r.hints[c.name], 1<<26))
-		}
-		m = make(map[string]*item, hint)
+		m = map[string]*item{}
 		r.items[c] = m
+	}
+	t := r.cold[c]
+	if t == nil && c.cold != nil {
+		t = newColdTable()
+		if r.trusted {
+			t.index = make(map[uint64]uint32, int(min(r.hints[c.name], 1<<26)))
+		}
+		r.cold[c] = t
+	}
+	// forget removes what r holds under the key, hot or cold.
+	forget := func() {
+		delete(m, string(key))
+		if t != nil {
+			if slot, ok := t.find(key); ok {
+				t.del(slot)
+			}
+		}
 	}
 	if is.GetAbsent() {
 		switch {
@@ -287,7 +317,7 @@ func (r *restoring) addItem(s *Store, i int, is *tempestpb.ItemState) error {
 			return bad("item %q of %q marked absent has a value or ops", truncate(key), c.name)
 		}
 		if _, stated := r.stated[itemID{c.name, string(key)}]; !stated {
-			delete(m, string(key)) // absent at the capture; a state in the same delta wins, whatever the order
+			forget() // absent at the capture; a state in the same delta wins, whatever the order
 		}
 		return nil
 	}
@@ -297,13 +327,12 @@ func (r *restoring) addItem(s *Store, i int, is *tempestpb.ItemState) error {
 			return bad("item %q of %s %q: base: %v", truncate(key), c.kind, c.name, err)
 		}
 	}
-	it := &item{c: c, key: string(key), cur: base}
 	var ops []*tempestpb.Op
 	for j, op := range is.GetPending() {
 		if err := s.checkEnvelope(op); err != nil {
 			return bad("item %q of %q, pending op %d: %w", truncate(key), c.name, j, err)
 		}
-		if op.GetCollection() != c.name || string(op.GetItem()) != it.key {
+		if op.GetCollection() != c.name || !bytes.Equal(op.GetItem(), key) {
 			return bad("item %q of %q, pending op %s names item %q of %q", truncate(key), c.name, ID(op), truncate(op.GetItem()), op.GetCollection())
 		}
 		if err := c.validate(op); err != nil {
@@ -311,35 +340,39 @@ func (r *restoring) addItem(s *Store, i int, is *tempestpb.ItemState) error {
 		}
 		ops = append(ops, op)
 	}
-	if len(ops) > 0 {
-		slices.SortFunc(ops, func(a, b *tempestpb.Op) int { return keyOf(a).compare(keyOf(b)) })
-		it.h = &history{ops: ops, heapIdx: -1}
-	}
-	keep := len(ops) > 0 || !it.cur.zero()
+	keep := len(ops) > 0 || !base.zero()
 	if r.delta {
-		id := itemID{c.name, it.key}
+		id := itemID{c.name, string(key)}
 		if _, dup := r.stated[id]; dup {
 			return bad("item %q of %q listed twice in a delta", truncate(key), c.name)
 		}
 		r.stated[id] = struct{}{}
-		if !keep {
-			delete(m, it.key)
-			return nil
+		forget() // replaced
+	} else {
+		_, hot := m[string(key)]
+		cold := false
+		if t != nil {
+			_, cold = t.find(key)
 		}
-	} else if !keep {
-		if _, dup := m[it.key]; dup {
+		if hot || cold {
 			return bad("item %q of %q listed twice", truncate(key), c.name)
 		}
+	}
+	if !keep {
 		return nil // nothing to keep
 	}
-	n := len(m)
-	m[it.key] = it // one map operation per item: also how a duplicate shows
-	if !r.delta && len(m) == n {
-		return bad("item %q of %q listed twice", truncate(key), c.name)
+	if len(ops) == 0 && t != nil {
+		// Quiet: straight to the cold table, no Go object per item.
+		t.put(key, base.data, coldRec{hashed: hashItem(c.name, c.kind, string(key), &base)})
+		return nil
 	}
+	it := &item{c: c, key: string(key), cur: base}
 	if len(ops) > 0 {
+		slices.SortFunc(ops, func(a, b *tempestpb.Op) int { return keyOf(a).compare(keyOf(b)) })
+		it.h = &history{ops: ops, heapIdx: -1}
 		r.withOps = append(r.withOps, it)
 	}
+	m[it.key] = it
 	return nil
 }
 
@@ -435,6 +468,15 @@ func (s *Store) install(snap *tempestpb.SnapshotHeader, r *restoring) {
 	s.applied = snap.GetApplied()
 	s.foldedPoint = Timestamp{WallMs: snap.GetStableWallMs(), Logical: snap.GetStableLogical()}
 
+	for c, t := range r.cold {
+		c.cold = t // the collection's table was empty: the store is fresh
+		c.live += t.len()
+		t.each(func(_ uint32, r *coldRec) bool {
+			c.digest += r.hashed
+			return true
+		})
+		c.sorted = nil
+	}
 	for c, m := range r.items {
 		c.items = m // the collection's map was empty: the store is fresh
 		c.sorted = nil

@@ -190,12 +190,37 @@ func (s *Store) BeginSnapshot(opts SnapshotStreamOptions) (*SnapshotStream, erro
 		// allows: an entry deleted before it is reached is not produced,
 		// an entry added may or may not be (added items are marked
 		// captured and skipped).
+		//
+		// Then the cold tables, by slot: a slot is read when the iteration
+		// reaches it, so an item promoted before that is not found there
+		// (promote captured it), and none is added while a stream is open
+		// (Tidy waits). An item reached is marked captured in its record,
+		// so that promoting it later does not capture it twice.
+		epoch := st.epoch
 		st.next, st.stop = iter.Pull(func(yield func(*item) bool) {
 			for _, c := range colls {
 				for _, it := range c.items {
 					if !yield(it) {
 						return
 					}
+				}
+			}
+			for _, c := range colls {
+				if c.cold == nil {
+					continue
+				}
+				stopped := false
+				c.cold.each(func(_ uint32, r *coldRec) bool {
+					if r.captured == epoch {
+						return true
+					}
+					v := c.view(r)
+					r.captured = epoch
+					stopped = !yield(v)
+					return !stopped
+				})
+				if stopped {
+					return
 				}
 			}
 		})
@@ -221,6 +246,12 @@ func (s *Store) renumber() {
 	for _, c := range s.colls {
 		for _, it := range c.items {
 			it.captured, it.window = 0, 0
+		}
+		if c.cold != nil {
+			c.cold.each(func(_ uint32, r *coldRec) bool {
+				r.captured = 0
+				return true
+			})
 		}
 	}
 	for _, it := range s.changed {
@@ -286,17 +317,32 @@ func (st *SnapshotStream) Close() {
 // It also records the item as changed in the store's change window, the
 // members of the next delta snapshot (once per window: a field compare
 // and, the first time, an append).
+//
+// And it queues the item for Tidy, which moves it to the cold table once
+// it is quiet (once per hot spell: item.cooling).
 func (s *Store) changing(it *item) {
-	if st := s.stream; st != nil && it.captured != st.epoch {
-		it.captured = st.epoch
-		if is := st.itemState(it); is != nil {
-			st.queue = append(st.queue, is)
-			st.stats.PreImages++
-		}
+	if st := s.stream; st != nil {
+		st.capture(it)
 	}
 	if s.deltaBase && it.window != s.window {
 		it.window = s.window
 		s.changed = append(s.changed, it)
+	}
+	if !it.cooling && it.c.cold != nil {
+		it.cooling = true
+		s.cooling = append(s.cooling, it)
+	}
+}
+
+// capture queues the item's pre-image if the stream has not captured it.
+func (st *SnapshotStream) capture(it *item) {
+	if it.captured == st.epoch {
+		return
+	}
+	it.captured = st.epoch
+	if is := st.itemState(it); is != nil {
+		st.queue = append(st.queue, is)
+		st.stats.PreImages++
 	}
 }
 

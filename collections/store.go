@@ -85,6 +85,12 @@ type Store struct {
 	deltaBase   bool    // a capture exists that a delta may follow (a snapshot begun, or a restore)
 	baseApplied uint64  // applied count at that capture
 
+	// Items Tidy may move to the cold tables (item.cooling), oldest first
+	// from coolHead.
+	cooling  []*item
+	coolHead int
+	heated   int // ops integrated since autoCompact last tidied
+
 	stats Stats
 }
 
@@ -154,7 +160,20 @@ func (s *Store) Replica() string { return s.cfg.Replica }
 func (s *Store) Items() int {
 	n := 0
 	for _, c := range s.colls {
-		n += len(c.items)
+		n += c.len()
+	}
+	return n
+}
+
+// ColdItems returns how many of Items are held in the cold tables (quiet
+// map entries and set elements: see Tidy), outside the garbage
+// collector's view.
+func (s *Store) ColdItems() int {
+	n := 0
+	for _, c := range s.colls {
+		if c.cold != nil {
+			n += c.cold.len()
+		}
 	}
 	return n
 }
@@ -314,6 +333,7 @@ func (s *Store) integrate(c *collection, o *originState, op *tempestpb.Op) {
 	s.insert(it, pos, op)
 	s.pending++
 	s.applied++
+	s.heated++
 	if pos == 0 {
 		s.reheap(it)
 	}
@@ -535,16 +555,77 @@ func (s *Store) Compact() int {
 		s.foldedPoint = sp
 	}
 	s.stats.Folded += uint64(n)
+	s.heated += n
+	s.tidyHeated()
 	return n
 }
 
+// tidyHeated tidies in proportion to the ops integrated and folded since
+// it last ran (each may have queued an item for Tidy).
+func (s *Store) tidyHeated() {
+	if s.heated > 0 && !s.inUpdate {
+		s.Tidy(tidyPerOp * s.heated)
+		s.heated = 0
+	}
+}
+
 func (s *Store) autoCompact() {
-	if s.cfg.DisableAutoCompact || s.inUpdate || len(s.heap) == 0 {
+	if s.inUpdate {
 		return
 	}
-	if TimestampOf(s.heap[0].h.ops[0]).Compare(s.StablePoint()) <= 0 {
-		s.Compact()
+	if !s.cfg.DisableAutoCompact && len(s.heap) > 0 && TimestampOf(s.heap[0].h.ops[0]).Compare(s.StablePoint()) <= 0 {
+		s.Compact() // tidies too
+		return
 	}
+	s.tidyHeated()
+}
+
+// tidyPerOp is how many queued items Tidy examines after each op: more
+// than the one item an op can heat, so the cold tables keep up.
+const tidyPerOp = 8
+
+// Tidy moves quiet items (no tentative ops, not changed since the latest
+// snapshot began) to their collections' cold tables, where the garbage
+// collector does not trace them (see coldTable), examining at most budget
+// of the items changed lately; and it advances the cold tables' arena
+// evacuation by a bounded step. It does nothing while an Update runs or a
+// snapshot stream is open. It returns how many items it examined.
+//
+// The store tidies by itself after each op (tidyPerOp items); a caller
+// with idle time may call it with a larger budget.
+func (s *Store) Tidy(budget int) int {
+	if s.inUpdate || s.stream != nil {
+		return 0
+	}
+	n := 0
+	for n < budget && s.coolHead < len(s.cooling) {
+		it := s.cooling[s.coolHead]
+		s.cooling[s.coolHead] = nil
+		s.coolHead++
+		n++
+		switch {
+		case it.gone || it.h != nil || !it.cur.exists:
+			it.cooling = false // its next change queues it again
+		case !it.c.quiet(it):
+			s.cooling = append(s.cooling, it) // changed in this window: quiet once it closes
+		default:
+			it.cooling = false
+			it.c.demote(it)
+		}
+	}
+	if s.coolHead == len(s.cooling) {
+		s.cooling, s.coolHead = s.cooling[:0], 0
+	} else if s.coolHead >= 1024 && s.coolHead >= len(s.cooling)/2 {
+		k := copy(s.cooling, s.cooling[s.coolHead:])
+		clear(s.cooling[k:])
+		s.cooling, s.coolHead = s.cooling[:k], 0
+	}
+	for _, c := range s.colls {
+		if c.cold != nil {
+			c.cold.compactStep(min(16*max(budget, 1), 1<<14))
+		}
+	}
+	return n
 }
 
 // VersionVector returns, per known origin, the contiguous delivered seq:
@@ -633,6 +714,12 @@ func (s *Store) ItemDigests(collection string) map[string]uint64 {
 			out[k] = h
 		}
 	}
+	if c.cold != nil {
+		c.cold.each(func(_ uint32, r *coldRec) bool {
+			out[string(c.cold.key(r))] = r.hashed // current: cold items are not dirty
+			return true
+		})
+	}
 	return out
 }
 
@@ -643,11 +730,11 @@ func (s *Store) Value(collection string, item []byte) (*tempestpb.ItemValue, boo
 	if c == nil {
 		return nil, false
 	}
-	it := c.lookup(item)
-	if it == nil || it.cur.zero() {
+	v, ok := c.current(item)
+	if !ok || v.zero() {
 		return &tempestpb.ItemValue{}, false
 	}
-	return it.cur.toProto(), true
+	return v.toProto(), true
 }
 
 // Describe renders an item's current value for diagnostics.
@@ -706,7 +793,7 @@ func (s *Store) Tentative() []ItemRef {
 	for _, name := range s.Collections() {
 		c := s.colls[name]
 		for _, k := range c.keys() {
-			if len(c.items[k].pending()) > 0 {
+			if it := c.items[k]; it != nil && len(it.pending()) > 0 {
 				out = append(out, ItemRef{Collection: name, Item: []byte(k)})
 			}
 		}

@@ -1,0 +1,286 @@
+package collections
+
+import (
+	"bytes"
+	"hash/maphash"
+)
+
+// coldTable holds a keyed collection's quiet items in memory the garbage
+// collector does not scan.
+//
+// Why: a replica of a million items held as Go objects (an item struct,
+// its key string, its value bytes, a map entry pointing at them) is three
+// million pointers that every GC cycle marks: about 590 ns of GC CPU per
+// item and cycle at 1M items (BenchmarkGCPerItem), seconds of CPU taken
+// from requests on a busy node, and more the more state it holds. Most
+// items of a large replica are quiet: no tentative ops, nothing a snapshot
+// or the digest still needs from them as objects. They live here instead,
+// as fixed-size records in pages and their key and value bytes in arena
+// chunks, found through a map from a 64-bit hash of the key to the record's
+// slot. None of those contain pointers (the page and chunk lists hold a few
+// hundred), so a cycle marks the replica's few large blocks and not its
+// items, and a restore fills them without an allocation per item.
+//
+// An item is moved here (collection.demote, by Store.Tidy) once it is
+// quiet, and back to a Go object (collection.promote) when an op touches
+// it; reads are answered from here directly. Cold items always exist: an
+// empty item of a map or set is dropped, never kept.
+//
+// Invariants: a record's key and data bytes are never modified once
+// written, and a chunk is never written below its length again, so a
+// value handed out (Store.Value, a snapshot chunk) stays valid however the
+// table changes later; an evacuated chunk is dropped, not reused. Each live
+// slot is in index under its key's hash, or, when another key holds that
+// hash (a 64-bit collision: practically never, but handled), in collided.
+type coldTable struct {
+	seed     maphash.Seed
+	index    map[uint64]uint32 // hash of the key → slot
+	collided map[string]uint32 // keys whose hash another key holds in index
+	pages    [][]coldRec       // slot i is pages[i>>coldPageBits][i&coldPageMask]
+	top      uint32            // slots handed out so far
+	free     []uint32          // free slots below top
+	n        int               // live records
+
+	chunks     [][]byte // the arena; chunk id i+1 is chunks[i] (nil: dropped)
+	chunkLive  []int    // live bytes per chunk
+	freeChunks []uint32 // ids of dropped chunks, for reuse
+	active     uint32   // the chunk new bytes go to (0: none yet)
+	size       int      // capacity of the chunks not dropped
+	live       int      // bytes records use (the sum of chunkLive)
+
+	// The evacuation: chunks mostly dead are emptied by a sweep over the
+	// slots that copies their records' bytes to the active chunk, a few
+	// slots per compactStep, and dropped when the sweep ends.
+	evacuating map[uint32]bool
+	sweep      uint32 // next slot the sweep visits
+}
+
+// coldRec is one cold item: where its key and value are in the arena, and
+// the item fields that outlive its ops.
+type coldRec struct {
+	chunk         uint32 // arena chunk id; 0: a free slot
+	off           uint32 // the key's offset in the chunk; the data follows it
+	keyLen        uint32
+	dataLen       uint32
+	hashed        uint64 // the item's hash (item.hashed)
+	foldedWall    uint64 // item.foldedWall
+	foldedLogical uint32 // item.foldedLogical
+	captured      uint32 // item.captured: the open snapshot stream already holds it
+}
+
+const (
+	coldPageBits = 12
+	coldPageSize = 1 << coldPageBits
+	coldPageMask = coldPageSize - 1
+
+	// arenaChunk is the size of an arena chunk; an entry larger than a
+	// quarter of it gets a chunk of its own, dropped when it dies.
+	arenaChunk = 1 << 20
+
+	// An evacuation starts when at least evacuateMin bytes and half the
+	// arena are dead, and empties the chunks at most half live.
+	evacuateMin = 4 * arenaChunk
+)
+
+func newColdTable() *coldTable {
+	return &coldTable{seed: maphash.MakeSeed(), index: map[uint64]uint32{}}
+}
+
+// len is the number of cold items.
+func (t *coldTable) len() int { return t.n }
+
+func (t *coldTable) rec(slot uint32) *coldRec {
+	return &t.pages[slot>>coldPageBits][slot&coldPageMask]
+}
+
+// key and data return a record's bytes, shared with the arena: read-only.
+func (t *coldTable) key(r *coldRec) []byte {
+	c := t.chunks[r.chunk-1]
+	return c[r.off : r.off+r.keyLen : r.off+r.keyLen]
+}
+
+func (t *coldTable) data(r *coldRec) []byte {
+	c := t.chunks[r.chunk-1]
+	start := r.off + r.keyLen
+	return c[start : start+r.dataLen : start+r.dataLen]
+}
+
+func (t *coldTable) hash(key []byte) uint64 { return maphash.Bytes(t.seed, key) }
+
+// find returns the slot of the item named key.
+func (t *coldTable) find(key []byte) (uint32, bool) {
+	if t.n == 0 {
+		return 0, false
+	}
+	if slot, ok := t.index[t.hash(key)]; ok && bytes.Equal(t.key(t.rec(slot)), key) {
+		return slot, true
+	}
+	if len(t.collided) > 0 {
+		slot, ok := t.collided[string(key)]
+		return slot, ok
+	}
+	return 0, false
+}
+
+// put adds an item that is not in the table, with r's fields other than
+// where its bytes are, and returns its slot.
+func (t *coldTable) put(key, data []byte, r coldRec) uint32 {
+	r.chunk, r.off = t.store(key, data)
+	r.keyLen, r.dataLen = uint32(len(key)), uint32(len(data))
+	var slot uint32
+	if n := len(t.free); n > 0 {
+		slot = t.free[n-1]
+		t.free = t.free[:n-1]
+	} else {
+		slot = t.top
+		t.top++
+		if int(slot>>coldPageBits) == len(t.pages) {
+			t.pages = append(t.pages, make([]coldRec, coldPageSize))
+		}
+	}
+	*t.rec(slot) = r
+	h := t.hash(key)
+	if _, taken := t.index[h]; taken {
+		if t.collided == nil {
+			t.collided = map[string]uint32{}
+		}
+		t.collided[string(key)] = slot
+	} else {
+		t.index[h] = slot
+	}
+	t.n++
+	return slot
+}
+
+// del removes the item at slot.
+func (t *coldTable) del(slot uint32) {
+	r := t.rec(slot)
+	key := t.key(r)
+	h := t.hash(key)
+	if s, ok := t.index[h]; ok && s == slot {
+		delete(t.index, h)
+	} else {
+		delete(t.collided, string(key))
+	}
+	t.release(r.chunk, int(r.keyLen+r.dataLen))
+	*r = coldRec{}
+	t.free = append(t.free, slot)
+	t.n--
+}
+
+// store appends key and data to the arena and returns where they went.
+func (t *coldTable) store(key, data []byte) (chunk, off uint32) {
+	n := len(key) + len(data)
+	id := t.active
+	if n > arenaChunk/4 {
+		id = t.newChunk(n)
+	} else if id == 0 || len(t.chunks[id-1])+n > arenaChunk {
+		// The rest of a full active chunk stays unused.
+		id = t.newChunk(arenaChunk)
+		t.active = id
+	}
+	c := t.chunks[id-1]
+	off = uint32(len(c))
+	c = append(c, key...)
+	t.chunks[id-1] = append(c, data...)
+	t.chunkLive[id-1] += n
+	t.live += n
+	return id, off
+}
+
+// newChunk opens an empty chunk of capacity n and returns its id.
+func (t *coldTable) newChunk(n int) uint32 {
+	c := make([]byte, 0, n)
+	t.size += n
+	if k := len(t.freeChunks); k > 0 {
+		id := t.freeChunks[k-1]
+		t.freeChunks = t.freeChunks[:k-1]
+		t.chunks[id-1], t.chunkLive[id-1] = c, 0
+		return id
+	}
+	t.chunks = append(t.chunks, c)
+	t.chunkLive = append(t.chunkLive, 0)
+	return uint32(len(t.chunks))
+}
+
+// release records that n bytes of chunk id are no longer used; a chunk
+// left with none is dropped unless new bytes still go to it.
+func (t *coldTable) release(id uint32, n int) {
+	t.chunkLive[id-1] -= n
+	t.live -= n
+	if t.chunkLive[id-1] == 0 && id != t.active {
+		t.drop(id)
+	}
+}
+
+func (t *coldTable) drop(id uint32) {
+	t.size -= cap(t.chunks[id-1])
+	t.chunks[id-1] = nil
+	t.freeChunks = append(t.freeChunks, id)
+	delete(t.evacuating, id)
+}
+
+// deadBytes is what the arena holds that no record uses, not counting the
+// active chunk's room still to fill.
+func (t *coldTable) deadBytes() int {
+	d := t.size - t.live
+	if t.active != 0 {
+		c := t.chunks[t.active-1]
+		d -= cap(c) - len(c)
+	}
+	return d
+}
+
+// compactStep advances the arena's evacuation by at most budget slots,
+// starting one when enough of the arena is dead (see evacuateMin), and
+// returns the slots visited. Its cost is bounded by budget: a slot visited
+// costs a compare, a record moved a copy of its bytes.
+func (t *coldTable) compactStep(budget int) int {
+	if t.evacuating == nil {
+		d := t.deadBytes()
+		if d < evacuateMin || d < t.size/2 {
+			return 0
+		}
+		t.evacuating = map[uint32]bool{}
+		for i, c := range t.chunks {
+			id := uint32(i + 1)
+			if c != nil && id != t.active && t.chunkLive[i] <= cap(c)/2 {
+				t.evacuating[id] = true
+			}
+		}
+		t.sweep = 0
+	}
+	visited := 0
+	for ; visited < budget && t.sweep < t.top; visited++ {
+		r := t.rec(t.sweep)
+		t.sweep++
+		if r.chunk == 0 || !t.evacuating[r.chunk] {
+			continue
+		}
+		key, data := t.key(r), t.data(r)
+		old, n := r.chunk, int(r.keyLen+r.dataLen)
+		r.chunk, r.off = t.store(key, data)
+		t.release(old, n)
+	}
+	if t.sweep == t.top {
+		// Every record of an evacuated chunk moved: the chunks are empty
+		// (release dropped them as their last record left).
+		t.evacuating = nil
+	}
+	return visited
+}
+
+// each calls fn for every live slot, in slot order, until fn returns
+// false. fn may delete the slot it is given, not others; slots added
+// meanwhile may or may not be visited.
+func (t *coldTable) each(fn func(slot uint32, r *coldRec) bool) {
+	for slot := uint32(0); slot < t.top; slot++ {
+		r := t.rec(slot)
+		if r.chunk == 0 {
+			continue
+		}
+		if !fn(slot, r) {
+			return
+		}
+	}
+}

@@ -1,0 +1,149 @@
+package collections
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestColdTableMatchesAMap drives a cold table and a Go map with the same
+// random puts and deletes (values of every size class, an evacuation now
+// and then) and checks after each step that they hold the same items, and
+// that values handed out before stay as they were.
+func TestColdTableMatchesAMap(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	tb := newColdTable()
+	model := map[string][]byte{}
+	slots := map[string]uint32{}
+	var held []struct{ got, want []byte }
+	value := func() []byte {
+		n := rng.IntN(64)
+		switch rng.IntN(50) {
+		case 0:
+			n = arenaChunk/4 + rng.IntN(1000) // a chunk of its own
+		case 1:
+			n = 0
+		}
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		return b
+	}
+	for step := range 200_000 {
+		k := fmt.Sprintf("k%d", rng.IntN(5000))
+		if slot, ok := slots[k]; ok {
+			if rng.IntN(2) == 0 {
+				tb.del(slot)
+				delete(slots, k)
+				delete(model, k)
+			}
+		} else {
+			v := value()
+			slots[k] = tb.put([]byte(k), v, coldRec{hashed: uint64(len(v))})
+			model[k] = v
+		}
+		if rng.IntN(10) == 0 {
+			tb.compactStep(100)
+		}
+		if step%20_000 == 0 {
+			if slot, ok := slots[k]; ok {
+				held = append(held, struct{ got, want []byte }{tb.data(tb.rec(slot)), bytes.Clone(model[k])})
+			}
+		}
+	}
+	if tb.len() != len(model) {
+		t.Fatalf("len %d, model %d", tb.len(), len(model))
+	}
+	for k, v := range model {
+		slot, ok := tb.find([]byte(k))
+		if !ok || slot != slots[k] {
+			t.Fatalf("find(%q) = %d %v, want %d", k, slot, ok, slots[k])
+		}
+		r := tb.rec(slot)
+		if got := tb.data(r); !bytes.Equal(got, v) || r.hashed != uint64(len(v)) {
+			t.Fatalf("%q: %d bytes, want %d", k, len(got), len(v))
+		}
+	}
+	if _, ok := tb.find([]byte("absent")); ok {
+		t.Fatal("found an absent key")
+	}
+	n := 0
+	tb.each(func(slot uint32, r *coldRec) bool {
+		n++
+		if slots[string(tb.key(r))] != slot {
+			t.Fatalf("each: slot %d holds %q", slot, tb.key(r))
+		}
+		return true
+	})
+	if n != len(model) {
+		t.Fatalf("each visited %d, want %d", n, len(model))
+	}
+	for _, h := range held {
+		if !bytes.Equal(h.got, h.want) {
+			t.Fatal("a value handed out changed later")
+		}
+	}
+	if tb.live != sumLive(tb) {
+		t.Fatalf("live %d, chunks say %d", tb.live, sumLive(tb))
+	}
+	t.Logf("%d items, arena %d bytes, %d live, %d chunks", tb.len(), tb.size, tb.live, len(tb.chunks)-len(tb.freeChunks))
+}
+
+func sumLive(tb *coldTable) int {
+	n := 0
+	for _, l := range tb.chunkLive {
+		n += l
+	}
+	return n
+}
+
+// TestColdTableEvacuates: after most items are deleted the arena is mostly
+// dead; compaction steps move the rest and give the memory back.
+func TestColdTableEvacuates(t *testing.T) {
+	tb := newColdTable()
+	v := bytes.Repeat([]byte("v"), 100)
+	var slots []uint32
+	for i := range 200_000 {
+		slots = append(slots, tb.put(fmt.Appendf(nil, "key-%d", i), v, coldRec{}))
+	}
+	before := tb.size
+	for i, slot := range slots {
+		if i%10 != 0 {
+			tb.del(slot)
+		}
+	}
+	for tb.compactStep(1000) > 0 {
+	}
+	if tb.size > before/4 {
+		t.Fatalf("arena %d bytes after evacuation, was %d with 10x the items", tb.size, before)
+	}
+	for i := 0; i < 200_000; i += 10 {
+		slot, ok := tb.find(fmt.Appendf(nil, "key-%d", i))
+		if !ok || !bytes.Equal(tb.data(tb.rec(slot)), v) {
+			t.Fatalf("key-%d lost in the evacuation", i)
+		}
+	}
+	t.Logf("arena %d -> %d bytes", before, tb.size)
+}
+
+// TestColdTableCollisions: keys whose hashes collide are kept apart.
+func TestColdTableCollisions(t *testing.T) {
+	tb := newColdTable()
+	a := tb.put([]byte("a"), []byte("1"), coldRec{})
+	// Force b into the collided map by taking its hash slot by hand.
+	hb := tb.hash([]byte("b"))
+	tb.index[hb] = a
+	b := tb.put([]byte("b"), []byte("2"), coldRec{})
+	if got, ok := tb.find([]byte("b")); !ok || got != b {
+		t.Fatalf("find(b) = %d %v", got, ok)
+	}
+	tb.del(b)
+	if _, ok := tb.find([]byte("b")); ok {
+		t.Fatal("b found after del")
+	}
+	if got, ok := tb.find([]byte("a")); !ok || got != a {
+		t.Fatalf("find(a) = %d %v", got, ok)
+	}
+}
