@@ -171,21 +171,6 @@ func (c *collection) promote(slot uint32) *item {
 	return it
 }
 
-// view is a cold item as a read-only Go object, for code that reads items
-// (snapshots): changing it changes nothing.
-func (c *collection) view(r *coldRec) *item {
-	return &item{
-		c:             c,
-		key:           string(c.cold.key(r)),
-		cur:           value{exists: true, data: c.cold.data(r)},
-		hashed:        r.hashed,
-		foldedWall:    r.foldedWall,
-		foldedLogical: r.foldedLogical,
-		captured:      r.captured,
-		live:          true,
-	}
-}
-
 // quiet reports whether it may move to the cold table: a map entry or set
 // element that exists, with no tentative ops, not in the store's current
 // change window (whose list the next delta snapshot reads as Go objects).

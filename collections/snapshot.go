@@ -101,10 +101,16 @@ func (c *collection) stateOf(key string) *tempestpb.ItemState {
 	}
 	if c.cold != nil {
 		if slot, ok := c.cold.find([]byte(key)); ok {
-			return c.view(c.cold.rec(slot)).state()
+			return c.coldState(c.cold.rec(slot))
 		}
 	}
 	return nil
+}
+
+// coldState is a cold item's state: its value, no ops. It shares the key
+// and value bytes with the arena, which never modifies them.
+func (c *collection) coldState(r *coldRec) *tempestpb.ItemState {
+	return &tempestpb.ItemState{Collection: c.name, Item: c.cold.key(r), Base: &tempestpb.ItemValue{Exists: true, Data: c.cold.data(r)}}
 }
 
 // state is the item as a snapshot holds it (base value and tentative ops),

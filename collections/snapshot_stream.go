@@ -121,7 +121,10 @@ type SnapshotStream struct {
 	// detached: not a link of the chain (SnapshotStreamOptions.Detached).
 	detached bool
 
-	next func() (*item, bool) // the iteration over every collection's items, or a delta's members
+	// next is the iteration over every collection's items, or a delta's
+	// members: a hot item, or a cold item's state (already marked
+	// captured in its record).
+	next func() (*item, *tempestpb.ItemState, bool)
 	stop func()
 
 	queue []*tempestpb.ItemState // pre-images (and an item a full chunk left over), oldest first
@@ -172,12 +175,12 @@ func (s *Store) BeginSnapshot(opts SnapshotStreamOptions) (*SnapshotStream, erro
 		st.delta, st.window = true, s.window
 		st.header.Delta, st.header.FollowsApplied = true, s.baseApplied
 		i := 0
-		st.next = func() (*item, bool) {
+		st.next = func() (*item, *tempestpb.ItemState, bool) {
 			if i == len(members) {
-				return nil, false
+				return nil, nil, false
 			}
 			i++
-			return members[i-1], true
+			return members[i-1], nil, true
 		}
 		st.stop = func() { members = nil }
 	} else {
@@ -197,10 +200,10 @@ func (s *Store) BeginSnapshot(opts SnapshotStreamOptions) (*SnapshotStream, erro
 		// (Tidy waits). An item reached is marked captured in its record,
 		// so that promoting it later does not capture it twice.
 		epoch := st.epoch
-		st.next, st.stop = iter.Pull(func(yield func(*item) bool) {
+		st.next, st.stop = iter.Pull2(func(yield func(*item, *tempestpb.ItemState) bool) {
 			for _, c := range colls {
 				for _, it := range c.items {
-					if !yield(it) {
+					if !yield(it, nil) {
 						return
 					}
 				}
@@ -214,9 +217,8 @@ func (s *Store) BeginSnapshot(opts SnapshotStreamOptions) (*SnapshotStream, erro
 					if r.captured == epoch {
 						return true
 					}
-					v := c.view(r)
 					r.captured = epoch
-					stopped = !yield(v)
+					stopped = !yield(nil, c.coldState(r))
 					return !stopped
 				})
 				if stopped {
@@ -438,20 +440,21 @@ func (st *SnapshotStream) Next(maxBytes, maxItems int) (chunk *tempestpb.Snapsho
 	}
 	full := st.qhead < len(st.queue) // the queue is left over: the chunk is full
 	for !full && !st.exhausted && len(chunk.Items) < maxItems && visits > 0 {
-		it, ok := st.next()
+		it, is, ok := st.next()
 		if !ok {
 			st.exhausted = true
 			break
 		}
 		visits--
 		st.stats.Visited++
-		if it.captured == st.epoch {
-			continue
-		}
-		it.captured = st.epoch
-		is := st.itemState(it)
 		if is == nil {
-			continue
+			if it.captured == st.epoch {
+				continue
+			}
+			it.captured = st.epoch
+			if is = st.itemState(it); is == nil {
+				continue
+			}
 		}
 		if !fits(is) {
 			st.queue = append(st.queue, is) // first of the next chunk
