@@ -112,19 +112,44 @@ func (t *coldTable) find(key []byte) (uint32, bool) {
 	if t.n == 0 {
 		return 0, false
 	}
-	if slot, ok := t.index[t.hash(key)]; ok && bytes.Equal(t.key(t.rec(slot)), key) {
-		return slot, true
+	slot, ok, _ := t.probe(key, t.hash(key))
+	return slot, ok
+}
+
+// probe looks key up under its hash h: its slot if present, and whether
+// another key holds h in index (then key goes to collided).
+func (t *coldTable) probe(key []byte, h uint64) (slot uint32, ok, taken bool) {
+	if slot, taken = t.index[h]; taken && bytes.Equal(t.key(t.rec(slot)), key) {
+		return slot, true, true
 	}
 	if len(t.collided) > 0 {
-		slot, ok := t.collided[string(key)]
-		return slot, ok
+		slot, ok = t.collided[string(key)]
+		return slot, ok, taken
 	}
-	return 0, false
+	return 0, false, taken
 }
 
 // put adds an item that is not in the table, with r's fields other than
 // where its bytes are, and returns its slot.
 func (t *coldTable) put(key, data []byte, r coldRec) uint32 {
+	h := t.hash(key)
+	_, taken := t.index[h]
+	return t.putHashed(key, data, r, h, taken)
+}
+
+// putOnce adds the item unless the table holds its key, and reports
+// whether it did: one hash and one index lookup (a restore's dup check
+// and insert).
+func (t *coldTable) putOnce(key, data []byte, r coldRec) bool {
+	h := t.hash(key)
+	_, ok, taken := t.probe(key, h)
+	if !ok {
+		t.putHashed(key, data, r, h, taken)
+	}
+	return !ok
+}
+
+func (t *coldTable) putHashed(key, data []byte, r coldRec, h uint64, taken bool) uint32 {
 	r.chunk, r.off = t.store(key, data)
 	r.keyLen, r.dataLen = uint32(len(key)), uint32(len(data))
 	var slot uint32
@@ -139,8 +164,7 @@ func (t *coldTable) put(key, data []byte, r coldRec) uint32 {
 		}
 	}
 	*t.rec(slot) = r
-	h := t.hash(key)
-	if _, taken := t.index[h]; taken {
+	if taken {
 		if t.collided == nil {
 			t.collided = map[string]uint32{}
 		}

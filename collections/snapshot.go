@@ -287,7 +287,9 @@ func (r *restoring) addItem(s *Store, i int, is *tempestpb.ItemState) error {
 	}
 	key := is.GetItem()
 	if c.kind.keyed() {
-		if err := c.validKey(key); err != nil {
+		if r.trusted {
+			// Checked when written, and checksummed since.
+		} else if err := c.validKey(key); err != nil {
 			return bad("item %d of %s %q: key: %v", i, c.kind, c.name, err)
 		}
 	} else if len(key) != 0 {
@@ -354,23 +356,34 @@ func (r *restoring) addItem(s *Store, i int, is *tempestpb.ItemState) error {
 		}
 		r.stated[id] = struct{}{}
 		forget() // replaced
-	} else {
-		_, hot := m[string(key)]
-		cold := false
-		if t != nil {
-			_, cold = t.find(key)
+	}
+	listedTwice := func() error { return bad("item %q of %q listed twice", truncate(key), c.name) }
+	if !r.delta {
+		if _, hot := m[string(key)]; hot {
+			return listedTwice()
 		}
-		if hot || cold {
-			return bad("item %q of %q listed twice", truncate(key), c.name)
+	}
+	if len(ops) == 0 && t != nil {
+		if !keep {
+			if _, cold := t.find(key); cold && !r.delta {
+				return listedTwice()
+			}
+			return nil // nothing to keep
+		}
+		// Quiet: straight to the cold table, no Go object per item. (In a
+		// delta forget removed what was there.)
+		if !t.putOnce(key, base.data, coldRec{hashed: hashItem(c.name, c.kind, string(key), &base)}) {
+			return listedTwice()
+		}
+		return nil
+	}
+	if !r.delta && t != nil {
+		if _, cold := t.find(key); cold {
+			return listedTwice()
 		}
 	}
 	if !keep {
 		return nil // nothing to keep
-	}
-	if len(ops) == 0 && t != nil {
-		// Quiet: straight to the cold table, no Go object per item.
-		t.put(key, base.data, coldRec{hashed: hashItem(c.name, c.kind, string(key), &base)})
-		return nil
 	}
 	it := &item{c: c, key: string(key), cur: base}
 	if len(ops) > 0 {
