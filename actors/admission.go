@@ -32,26 +32,26 @@ type admitTicket struct{}
 // a request for service/method. On success the returned context carries the
 // admission (pass it to Call) and done must be called once the answer is
 // written. A refusal is a 503 overloaded error with a RetryAfter hint.
-func (n *Node) Admit(ctx context.Context, service, method string) (context.Context, func(), error) {
+// timeout is the request's budget as it will be given to Call (0: the
+// method's default): the burst allowance admits past the limit what can
+// still start within its share of it.
+func (n *Node) Admit(ctx context.Context, service, method string, timeout time.Duration) (context.Context, func(), error) {
 	if n.adm == nil {
 		return ctx, func() {}, nil
 	}
-	if err := n.acquire(n.priority(service, method), service, method); err != nil {
+	class, budget := 0, time.Duration(0)
+	if rt := n.services[service]; rt != nil {
+		if m, ok := rt.methods[method]; ok {
+			class, budget = m.Priority, n.budget(m, timeout)
+		}
+	}
+	if err := n.acquire(class, budget, service, method); err != nil {
 		return ctx, func() {}, AsError(err)
 	}
 	return context.WithValue(ctx, admitTicket{}, true), n.release, nil
 }
 
-// priority is the admission class of service/method (0 if unknown: the
-// call will fail with 404 anyway).
-func (n *Node) priority(service, method string) int {
-	if rt := n.services[service]; rt != nil {
-		return rt.methods[method].Priority
-	}
-	return 0
-}
-
-func (n *Node) acquire(class int, service, method string) error {
+func (n *Node) acquire(class int, budget time.Duration, service, method string) error {
 	n.admMu.Lock()
 	now := time.Now()
 	if now.Sub(n.schedReadAt) >= n.cfg.Admission.Interval {
@@ -62,7 +62,7 @@ func (n *Node) acquire(class int, service, method string) error {
 		n.adm.ObserveScheduling(now, p99)
 		n.schedP99.Store(int64(p99))
 	}
-	ok, retry := n.adm.Acquire(now, class)
+	ok, retry := n.adm.AcquireWithin(now, class, budget)
 	n.admMu.Unlock()
 	if ok {
 		return nil

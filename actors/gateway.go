@@ -132,8 +132,8 @@ type nodeBackend struct{ n *Node }
 func (b nodeBackend) Call(ctx context.Context, service, method string, body []byte, timeout time.Duration) ([]byte, error) {
 	return b.n.Call(ctx, service, method, body, timeout)
 }
-func (b nodeBackend) Admit(ctx context.Context, service, method string) (context.Context, func(), error) {
-	return b.n.Admit(ctx, service, method)
+func (b nodeBackend) Admit(ctx context.Context, service, method string, timeout time.Duration) (context.Context, func(), error) {
+	return b.n.Admit(ctx, service, method, timeout)
 }
 func (b nodeBackend) ObserveRefusal(took time.Duration) { b.n.refusalTime.observe(took) }
 func (b nodeBackend) Status() any                       { return b.n.Status() }

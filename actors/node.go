@@ -314,6 +314,18 @@ func (n *Node) Services() map[string][]MethodInfo {
 	return out
 }
 
+// budget is the time a call of m may take: timeout if given (> 0), else
+// the method's default deadline, else the node's; at most MaxDeadline.
+func (n *Node) budget(m MethodInfo, timeout time.Duration) time.Duration {
+	if timeout <= 0 {
+		timeout = m.Deadline
+	}
+	if timeout <= 0 {
+		timeout = n.cfg.DefaultDeadline
+	}
+	return min(timeout, n.cfg.MaxDeadline)
+}
+
 // Call runs method of service with a JSON body and returns the JSON answer.
 // timeout is the client's deadline budget (0 = the method's or node's
 // default). Every error is an *Error, which carries an HTTP status and code
@@ -358,13 +370,7 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 	if !ok {
 		return nil, fmt.Errorf("service %q has no method %q: %w", service, method, ErrUnknownMethod)
 	}
-	if timeout <= 0 {
-		timeout = m.Deadline
-	}
-	if timeout <= 0 {
-		timeout = n.cfg.DefaultDeadline
-	}
-	timeout = min(timeout, n.cfg.MaxDeadline)
+	timeout = n.budget(m, timeout)
 	now := time.Now()
 	if t, ok := gateway.Arrival(ctx); ok && t.Before(now) {
 		now = t // the budget runs from when the gateway had the headers
@@ -379,7 +385,7 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 		return nil, fmt.Errorf("%s: budget %v: %w", method, time.Until(deadline), ErrDeadlineUnmeet)
 	}
 	if n.adm != nil && !admitted(ctx) {
-		if err := n.acquire(m.Priority, service, method); err != nil {
+		if err := n.acquire(m.Priority, timeout, service, method); err != nil {
 			n.refusalTime.observe(time.Since(now))
 			return nil, err
 		}

@@ -32,8 +32,9 @@ type Backend interface {
 	// backend takes a request for service/method. On success, pass the
 	// returned context to Call and call done once the answer is written. A
 	// refusal is answered at once (a StatusError, and Retry-After when it
-	// implements RetryAfterHint).
-	Admit(ctx context.Context, service, method string) (admitted context.Context, done func(), err error)
+	// implements RetryAfterHint). timeout is the request's budget as given
+	// to Call (0: the method's default).
+	Admit(ctx context.Context, service, method string, timeout time.Duration) (admitted context.Context, done func(), err error)
 	// Call runs a method; timeout 0 means the method's default deadline.
 	// The budget runs from Arrival(ctx) when ctx carries one.
 	Call(ctx context.Context, service, method string, body []byte, timeout time.Duration) ([]byte, error)
@@ -156,7 +157,7 @@ func (g *handler) call(w http.ResponseWriter, r *http.Request) {
 	}
 	// Admission before the body is read or decoded: a refusal costs only
 	// the headers' parsing and this answer.
-	ctx, done, err := g.b.Admit(WithArrival(r.Context(), arrived), r.PathValue("service"), r.PathValue("method"))
+	ctx, done, err := g.b.Admit(WithArrival(r.Context(), arrived), r.PathValue("service"), r.PathValue("method"), timeout)
 	if err != nil {
 		// net/http drains a small unread body before it writes this answer
 		// (to keep the connection); it does not decode it.

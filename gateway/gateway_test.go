@@ -50,7 +50,7 @@ func (b *backend) Call(ctx context.Context, service, method string, body []byte,
 	}
 	return body, nil
 }
-func (b *backend) Admit(ctx context.Context, service, method string) (context.Context, func(), error) {
+func (b *backend) Admit(ctx context.Context, service, method string, _ time.Duration) (context.Context, func(), error) {
 	if method == "full" {
 		return ctx, func() {}, retryErr{testErr{503, "overloaded", "at the limit"}, 1500 * time.Millisecond}
 	}

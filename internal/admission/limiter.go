@@ -46,6 +46,17 @@
 // The runtime's scheduling latency is a second overload signal, judged
 // against the budgets too (SchedTarget, SchedShare).
 //
+// # Bursts
+//
+// AIMD sizes the limit for the recent past. A pause (a compaction or a GC
+// holding the CPU for tens of milliseconds) piles up more requests than that
+// past needed, and refusing them is wrong when they would all still start
+// in time. So past the limit a request is admitted if the requests in
+// flight, at the node's measured completion rate, would start within its
+// own queueing target (Little's law: wait = in flight / throughput; see
+// AcquireWithin). Long budgets absorb bursts; short ones get what the limit
+// gives.
+//
 // # Priorities
 //
 // Requests carry a class: 0 is the most important. Class c is admitted
@@ -138,6 +149,11 @@ type Config struct {
 	// must be 1 and the shares must not increase. Classes beyond the last
 	// use the last share. Default [1, 0.9, 0.75].
 	Shares []float64
+	// RateWindow is the time over which the node's completion rate is
+	// averaged for the burst allowance (see AcquireWithin); 0 turns the
+	// allowance off. Default 1 s: a pause of tens of milliseconds barely
+	// moves it.
+	RateWindow time.Duration
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -156,6 +172,7 @@ func DefaultConfig() Config {
 		MinLimit:     4,
 		MaxLimit:     10000,
 		Shares:       []float64{1, 0.9, 0.75},
+		RateWindow:   time.Second,
 	}
 }
 
@@ -173,6 +190,9 @@ func (c Config) Validate() error {
 	}
 	if !(c.GrowAt > 0 && c.GrowAt <= 1) {
 		errs = append(errs, fmt.Errorf("GrowAt must be in (0,1], got %v", c.GrowAt))
+	}
+	if c.RateWindow < 0 {
+		errs = append(errs, fmt.Errorf("RateWindow must be >= 0, got %v", c.RateWindow))
 	}
 	if c.MinTarget <= 0 {
 		errs = append(errs, fmt.Errorf("MinTarget must be > 0, got %v", c.MinTarget))
@@ -228,6 +248,9 @@ type Limiter struct {
 	schedOverIntervals   uint64
 	lastDelay            time.Duration // mean delay of the last interval with samples
 	overloadedIntervals  uint64
+	completed            int     // Releases in the interval
+	rate                 float64 // completions per second, averaged over RateWindow (0: not measured yet)
+	burstAdmitted        uint64  // admitted above the limit by the burst allowance
 	admitted, refused    uint64
 	refusedByClass       []uint64
 	increases, decreases uint64
@@ -246,19 +269,40 @@ func (l *Limiter) share(class int) float64 {
 	return l.cfg.Shares[min(max(class, 0), len(l.cfg.Shares)-1)]
 }
 
-// Acquire admits a request of class at now, or refuses it. A refused
-// request gets retryAfter: how long the client should wait before trying
-// again (at least Interval; the recent queueing delay when larger).
+// Acquire admits a request of class at now, or refuses it: AcquireWithin
+// without a budget (no burst allowance).
 func (l *Limiter) Acquire(now time.Time, class int) (ok bool, retryAfter time.Duration) {
+	return l.AcquireWithin(now, class, 0)
+}
+
+// AcquireWithin admits a request of class whose budget is budget (0:
+// unknown) at now, or refuses it. A refused request gets retryAfter: how
+// long the client should wait before trying again (at least Interval; the
+// recent queueing delay when larger).
+//
+// Below the limit a request is admitted. At or above it, the burst
+// allowance still admits it if the requests in flight, at the rate the node
+// has been completing requests (Little's law), plus the last scheduling
+// latency reading, would be done within its queueing target: a pause of a
+// few tens of milliseconds (a compaction's turn on the CPU, a GC) that let
+// requests pile up past a limit sized for the quiet before is served in
+// time instead of refused, while a request whose budget the queue already
+// exceeds is still refused. The limit stays the bound for requests whose
+// targets are short, and the allowance never admits more than a node
+// completing at its recent rate can start in time.
+func (l *Limiter) AcquireWithin(now time.Time, class int, budget time.Duration) (ok bool, retryAfter time.Duration) {
 	l.advance(now)
 	if allowed := l.limit * l.share(class); float64(l.inFlight) >= allowed {
 		if class == 0 || float64(l.inFlight) >= l.limit {
 			l.reached = true // demand for more than the limit
 		}
 		l.near = true
-		l.refused++
-		l.refusedByClass[min(max(class, 0), len(l.refusedByClass)-1)]++
-		return false, max(l.cfg.Interval, l.lastDelay)
+		if !l.burstFits(class, budget) {
+			l.refused++
+			l.refusedByClass[min(max(class, 0), len(l.refusedByClass)-1)]++
+			return false, max(l.cfg.Interval, l.lastDelay)
+		}
+		l.burstAdmitted++
 	}
 	l.inFlight++
 	l.admitted++
@@ -271,12 +315,27 @@ func (l *Limiter) Acquire(now time.Time, class int) (ok bool, retryAfter time.Du
 	return true, 0
 }
 
+// burstFits is the burst allowance (see AcquireWithin).
+func (l *Limiter) burstFits(class int, budget time.Duration) bool {
+	if l.rate <= 0 || budget <= 0 || l.cfg.RateWindow == 0 || l.inFlight >= l.cfg.MaxLimit {
+		return false
+	}
+	wait := time.Duration(float64(l.inFlight+1)/l.rate*float64(time.Second)) + l.lastSched
+	return float64(wait) <= float64(l.target(budget))*l.share(class)
+}
+
+// target is the queueing delay a request with budget may have.
+func (l *Limiter) target(budget time.Duration) time.Duration {
+	return max(l.cfg.MinTarget, time.Duration(l.cfg.TargetShare*float64(budget)))
+}
+
 // Release ends an admitted request (answered, refused inside the node, or
 // timed out).
 func (l *Limiter) Release(now time.Time) {
 	l.advance(now)
 	if l.inFlight > 0 {
 		l.inFlight--
+		l.completed++
 	}
 }
 
@@ -287,7 +346,7 @@ func (l *Limiter) Release(now time.Time) {
 // long.
 func (l *Limiter) Observe(now time.Time, delay, budget time.Duration) {
 	l.advance(now)
-	target := max(l.cfg.MinTarget, time.Duration(l.cfg.TargetShare*float64(budget)))
+	target := l.target(budget)
 	delay = max(delay, 0)
 	if l.minBudget == 0 || budget < l.minBudget {
 		l.minBudget = budget
@@ -327,9 +386,19 @@ func (l *Limiter) advance(now time.Time) {
 		l.start = now
 		return
 	}
-	if now.Sub(l.start) < l.cfg.Interval {
+	elapsed := now.Sub(l.start)
+	if elapsed < l.cfg.Interval {
 		return
 	}
+	if l.cfg.RateWindow > 0 {
+		rate := float64(l.completed) / elapsed.Seconds()
+		if l.rate == 0 {
+			l.rate = rate
+		} else {
+			l.rate += min(1, float64(elapsed)/float64(l.cfg.RateWindow)) * (rate - l.rate)
+		}
+	}
+	l.completed = 0
 	overloaded := l.samples > 0 && float64(l.over) > l.cfg.OverShare*float64(l.samples)
 	threshold := l.schedThreshold()
 	if l.cfg.SchedTarget > 0 && l.sched > threshold {
@@ -378,6 +447,8 @@ type Stats struct {
 	Decreases           uint64        `json:"decreases"`
 	SchedP99            time.Duration `json:"sched_p99_ns"`               // the last scheduling-latency reading
 	SchedOverIntervals  uint64        `json:"sched_overloaded_intervals"` // intervals overloaded by it
+	BurstAdmitted       uint64        `json:"burst_admitted"`             // admitted above the limit by the burst allowance
+	CompletionRate      float64       `json:"completion_rate_per_s"`      // the rate the allowance uses
 }
 
 // Stats returns the current figures.
@@ -387,5 +458,6 @@ func (l *Limiter) Stats() Stats {
 		RefusedByClass: append([]uint64(nil), l.refusedByClass...), LastMeanDelay: l.lastDelay,
 		OverloadedIntervals: l.overloadedIntervals, Increases: l.increases, Decreases: l.decreases,
 		SchedP99: l.lastSched, SchedOverIntervals: l.schedOverIntervals,
+		BurstAdmitted: l.burstAdmitted, CompletionRate: l.rate,
 	}
 }

@@ -169,6 +169,7 @@ func TestConfigValidation(t *testing.T) {
 		"limits":   func(c *Config) { c.InitialLimit = c.MaxLimit + 1 },
 		"shares0":  func(c *Config) { c.Shares = []float64{0.9} },
 		"sharesUp": func(c *Config) { c.Shares = []float64{1, 0.5, 0.7} },
+		"rateWin":  func(c *Config) { c.RateWindow = -1 },
 	}
 	for name, f := range bad {
 		c := DefaultConfig()
@@ -185,8 +186,9 @@ func TestConfigValidation(t *testing.T) {
 // TestHoldsGoodputAtThreeTimesCapacity runs the control law against a
 // simulated node (one server, FIFO, fixed service time, virtual clock) fed
 // at 3x its capacity. Without admission the queue grows without bound and
-// nearly every request misses a 30 ms budget; with it, the node serves
-// about its capacity, and the admitted requests wait little.
+// nearly every request misses a 30 ms budget; with it (burst allowance
+// included), the node serves about its capacity, and the admitted requests
+// wait little.
 func TestHoldsGoodputAtThreeTimesCapacity(t *testing.T) {
 	const (
 		service  = 500 * time.Microsecond // capacity 2000/s
@@ -228,7 +230,7 @@ func TestHoldsGoodputAtThreeTimesCapacity(t *testing.T) {
 				}
 			}
 			if admit {
-				if ok, _ := l.Acquire(now, 0); !ok {
+				if ok, _ := l.AcquireWithin(now, 0, budget); !ok {
 					refused++
 					continue
 				}
@@ -377,5 +379,87 @@ func TestSchedulingThresholdFollowsTheBudgets(t *testing.T) {
 	long(off, t0, ms(12))
 	if st := off.Stats(); st.SchedOverIntervals != 1 {
 		t.Fatalf("SchedShare 0: %+v, want 12 ms over the fixed 5 ms target", st)
+	}
+}
+
+// steady runs a second of quiet traffic at perSec requests a second, each
+// answered 1 ms after it came (one in flight at a time): the completion
+// rate the burst allowance uses. It returns the time after it.
+func steady(l *Limiter, at time.Time, perSec int) time.Time {
+	gap := time.Second / time.Duration(perSec)
+	for range perSec {
+		l.AcquireWithin(at, 0, ms(200))
+		l.Observe(at, ms(0.1), ms(200))
+		l.Release(at.Add(ms(1)))
+		at = at.Add(gap)
+	}
+	return at
+}
+
+// pile offers n requests of class with budget at once (a pause let them
+// pile up) and returns how many were admitted.
+func pile(l *Limiter, at time.Time, n, class int, budget time.Duration) int {
+	admitted := 0
+	for range n {
+		if ok, _ := l.AcquireWithin(at, class, budget); ok {
+			admitted++
+		}
+	}
+	return admitted
+}
+
+// TestBurstAllowanceAdmitsWhatCanStartInTime: past a quiet second at 2000
+// requests/s (the limit stays at its initial 10: nothing came near it), 60
+// requests pile up at once (a pause). With 200 ms budgets (40 ms queueing
+// target) a node completing ~2000/s starts the 60th within 30 ms: all are
+// admitted. With 30 ms budgets (6 ms target) only what starts within 6 ms
+// is: 11. A lower class gets its share of the target; without a measured
+// rate, without a budget, or with a scheduling latency that eats the
+// target, the limit holds.
+func TestBurstAllowanceAdmitsWhatCanStartInTime(t *testing.T) {
+	wide := func(c *Config) { c.MaxLimit = 1000 }
+	cases := []struct {
+		name   string
+		class  int
+		budget time.Duration
+		sched  time.Duration
+		want   int
+	}{
+		{"200ms", 0, ms(200), 0, 60},
+		{"30ms", 0, ms(30), 0, 11},           // (in flight + 1) / 1963/s <= 6 ms
+		{"200ms class 2", 2, ms(200), 0, 58}, // 0.75 of the 40 ms target
+		{"200ms, sched 35ms", 0, ms(200), ms(35), 10},
+		{"no budget", 0, 0, 0, 10},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			l := newL(t, wide)
+			at := steady(l, t0, 2000)
+			if c.sched > 0 {
+				l.ObserveScheduling(at, c.sched)
+			}
+			got := pile(l, at, 60, c.class, c.budget)
+			st := l.Stats()
+			if got != c.want || st.Limit != 10 {
+				t.Fatalf("admitted %d of the pile, want %d (rate %.0f/s, limit %d)", got, c.want, st.CompletionRate, st.Limit)
+			}
+			if st.BurstAdmitted != uint64(max(0, got-int(10*l.share(c.class)+0.999))) {
+				t.Fatalf("burst admitted %d of %d", st.BurstAdmitted, got)
+			}
+		})
+	}
+	// A node with no rate measured yet (it just started) holds the limit.
+	l := newL(t, wide)
+	if got := pile(l, t0, 60, 0, ms(200)); got != 10 {
+		t.Fatalf("fresh limiter admitted %d, want its initial limit 10", got)
+	}
+	if st := l.Stats(); st.BurstAdmitted != 0 || st.Refused != 50 {
+		t.Fatalf("stats %+v", st)
+	}
+	// MaxLimit bounds the allowance too.
+	l = newL(t)
+	at := steady(l, t0, 2000)
+	if got := pile(l, at, 60, 0, ms(200)); got != 20 {
+		t.Fatalf("admitted %d past MaxLimit 20", got)
 	}
 }
