@@ -55,6 +55,14 @@ import (
 // point, in another order, and RestoreStream rebuilds the replica Restore
 // would.
 //
+// Cold items (see coldTable) are read after the hot maps, by slot. Moving
+// an item between the tiers keeps the argument: Tidy does not demote while
+// a stream is open, so no item enters a cold table behind the iteration;
+// promoting an item captures it first (collection.promote), so an item
+// that leaves a cold table before the iteration reaches it is queued as a
+// pre-image; and a record the iteration reached is marked captured, so
+// promoting it later does not queue it again.
+//
 // Costs: BeginSnapshot is O(origins) (the header) plus O(collections).
 // A change to an item not yet captured pays one copy of that item
 // (O(its ops) for maps, sets and counters; O(its elements) for a list),
