@@ -265,10 +265,25 @@ func (t *coldTable) compactStep(budget int) int {
 		if d < evacuateMin || d < t.size/2 {
 			return 0
 		}
+		// The chunks at most half live: sealed ones by their capacity, the
+		// active one by what it holds (it is sealed then, so that moved
+		// bytes go to a fresh chunk). If none were, less than half of the
+		// arena would be dead, so the sweep never runs for nothing.
 		t.evacuating = map[uint32]bool{}
 		for i, c := range t.chunks {
 			id := uint32(i + 1)
-			if c != nil && id != t.active && t.chunkLive[i] <= cap(c)/2 {
+			switch {
+			case c == nil:
+			case id == t.active:
+				if t.chunkLive[i] <= len(c)/2 {
+					t.active = 0
+					if t.chunkLive[i] == 0 {
+						t.drop(id) // no record to move: release will not drop it
+					} else {
+						t.evacuating[id] = true
+					}
+				}
+			case t.chunkLive[i] <= cap(c)/2:
 				t.evacuating[id] = true
 			}
 		}

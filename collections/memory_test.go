@@ -11,14 +11,21 @@ import (
 	"github.com/tempestrt/tempest/collections"
 )
 
-// liveHeap is the bytes of live heap objects after a full collection.
-func liveHeap() uint64 {
+// afterGC returns the memory statistics after full collections: what is
+// live.
+func afterGC() runtime.MemStats {
 	var m runtime.MemStats
 	runtime.GC()
 	runtime.GC()
 	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
+	return m
 }
+
+// liveHeap is the bytes of live heap objects.
+func liveHeap() uint64 { return afterGC().HeapAlloc }
+
+// liveObjects is the number of live heap objects.
+func liveObjects() uint64 { return afterGC().HeapObjects }
 
 // TestBytesPerItem: what one item of a large replica costs in memory once
 // its ops are folded, measured as live heap (deterministic: allocation
@@ -81,14 +88,6 @@ func BenchmarkGCPerItem(b *testing.B) {
 			runtime.KeepAlive(f)
 		})
 	}
-}
-
-// liveObjects is the number of live heap objects after a full collection.
-func liveObjects() uint64 {
-	var m runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&m)
-	return m.HeapObjects
 }
 
 // gcCPUSeconds is the CPU the GC has spent so far (an estimate the

@@ -363,15 +363,10 @@ func (r *restoring) addItem(s *Store, i int, is *tempestpb.ItemState) error {
 			return listedTwice()
 		}
 	}
-	if len(ops) == 0 && t != nil {
-		if !keep {
-			if _, cold := t.find(key); cold && !r.delta {
-				return listedTwice()
-			}
-			return nil // nothing to keep
-		}
-		// Quiet: straight to the cold table, no Go object per item. (In a
-		// delta forget removed what was there.)
+	if keep && len(ops) == 0 && t != nil {
+		// Quiet: straight to the cold table, no Go object per item; the
+		// one lookup also finds a duplicate (in a delta, forget removed
+		// what was there).
 		if !t.putOnce(key, base.data, coldRec{hashed: hashItem(c.name, c.kind, string(key), &base)}) {
 			return listedTwice()
 		}
