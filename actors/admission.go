@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tempestrt/tempest/gateway"
 	"github.com/tempestrt/tempest/internal/admission"
 )
 
@@ -43,6 +44,16 @@ func (n *Node) Admit(ctx context.Context, service, method string, timeout time.D
 	if rt := n.services[service]; rt != nil {
 		if m, ok := rt.methods[method]; ok {
 			class, budget = m.Priority, n.budget(m, timeout)
+		}
+	}
+	// A request whose budget ran out (or nearly) while its bytes waited to
+	// be read is refused here, before the limiter and the body: under a
+	// backlog that is most requests, and the cheaper each is refused, the
+	// sooner the backlog is gone (Node.Call would refuse it later, after
+	// the body was read and validated).
+	if arrived, ok := gateway.Arrival(ctx); ok && budget > 0 {
+		if left := time.Until(arrived.Add(budget)); left < n.cfg.Scheduler.Margin {
+			return ctx, func() {}, AsError(fmt.Errorf("%s/%s: budget %v, %v left when read: %w", service, method, budget, left, ErrDeadlineUnmeet))
 		}
 	}
 	if err := n.acquire(class, budget, service, method); err != nil {

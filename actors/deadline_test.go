@@ -8,6 +8,7 @@ import (
 
 	"github.com/tempestrt/tempest/actors"
 	"github.com/tempestrt/tempest/collections"
+	"github.com/tempestrt/tempest/gateway"
 )
 
 // slowService's update puts its value, then takes longer than any budget
@@ -69,4 +70,36 @@ func TestDeadlineExceededIsSentBeforeTheDeadline(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestSpentBudgetIsRefusedAtTheDoor: a request whose budget ran out while
+// its bytes waited to be read (its arrival, from the kernel, is older than
+// its budget) is refused 503 deadline_unmeetable by Admit, before the
+// limiter counts it; one with time left is admitted.
+func TestSpentBudgetIsRefusedAtTheDoor(t *testing.T) {
+	n := startNode(t, t.TempDir())
+	before := n.Status().Admission.Admitted
+	const budget = 30 * time.Millisecond
+	stale := gateway.WithArrival(t.Context(), time.Now().Add(-budget))
+	_, done, err := n.Admit(stale, "cart", "add", budget)
+	done()
+	if !errors.Is(err, actors.ErrDeadlineUnmeet) {
+		t.Fatalf("a request that waited its whole budget unread: %v, want 503 deadline_unmeetable", err)
+	}
+	var e *actors.Error
+	if !errors.As(err, &e) || e.HTTPStatus() != 503 || e.ErrorCode() != "deadline_unmeetable" {
+		t.Fatalf("error %v: want HTTP 503 deadline_unmeetable", err)
+	}
+	if got := n.Status().Admission.Admitted; got != before {
+		t.Fatalf("the refused request reached the limiter: admitted %d -> %d", before, got)
+	}
+	fresh := gateway.WithArrival(t.Context(), time.Now().Add(-5*time.Millisecond))
+	ctx, done, err := n.Admit(fresh, "cart", "add", budget)
+	if err != nil {
+		t.Fatalf("a request with 25 ms of its 30 left: %v, want it admitted", err)
+	}
+	if _, err := n.Call(ctx, "cart", "add", []byte(`{"user":"u","item":"i","qty":1}`), budget); err != nil {
+		t.Fatalf("the admitted request: %v", err)
+	}
+	done()
 }

@@ -75,7 +75,8 @@ func (g *gatewayRuntime) serve() error {
 			return fmt.Errorf("gateway listen %s: %w", g.addr, err)
 		}
 	}
-	srv := &http.Server{Handler: g.handler, ReadHeaderTimeout: readHeaderTimeout, ErrorLog: zap.NewStdLog(g.log)}
+	srv := &http.Server{Handler: g.handler, ReadHeaderTimeout: readHeaderTimeout, ErrorLog: zap.NewStdLog(g.log),
+		ConnContext: gateway.ConnContext}
 	done := make(chan struct{})
 	g.srv, g.served = srv, done
 	go func() {

@@ -373,7 +373,16 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 	timeout = n.budget(m, timeout)
 	now := time.Now()
 	if t, ok := gateway.Arrival(ctx); ok && t.Before(now) {
-		now = t // the budget runs from when the gateway had the headers
+		now = t // the budget runs from the request's arrival
+	}
+	// The queueing delay the front door learns from runs from the headers
+	// read: the arrival is the kernel's, good to a few milliseconds (its
+	// ticks), which is noise against queueing targets of a few
+	// milliseconds, and that wait is the CPU's, which the scheduling
+	// latency reports.
+	queued := now
+	if t, ok := gateway.HeadersRead(ctx); ok && t.After(queued) && !t.After(time.Now()) {
+		queued = t
 	}
 	deadline := now.Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -440,7 +449,7 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 			pending--
 			if !r.started.IsZero() && !observed {
 				observed = true
-				n.observeDelay(r.started.Sub(now), deadline.Sub(now))
+				n.observeDelay(r.started.Sub(queued), deadline.Sub(now))
 			}
 			// A clone that stopped before running the request, or refused it
 			// at admission, never ran it: ask the next one, even for an
@@ -479,7 +488,7 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 			}
 			n.timeouts.Add(1)
 			if !observed {
-				n.observeDelay(time.Since(now), deadline.Sub(now)) // waited its whole budget
+				n.observeDelay(time.Since(queued), deadline.Sub(now)) // waited its whole budget
 			}
 			return nil, fmt.Errorf("%s on %s: no answer %v before the deadline%s: %w", method, service, n.cfg.AnswerLead, mayHaveApplied(m.Update), ErrDeadlineExceeded)
 		case <-ctx.Done():

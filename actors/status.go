@@ -81,7 +81,7 @@ type Status struct {
 	RecentFailures []supervisor.Event      `json:"recent_failures"`
 	Deadlines      DeadlineStats           `json:"deadlines"`
 	Admission      *admission.Stats        `json:"admission,omitempty"` // the front door; absent when disabled
-	RefusalTime    LatencySummary          `json:"refusal_time"`        // arrival to the front door's 503 written
+	RefusalTime    LatencySummary          `json:"refusal_time"`        // headers read to the front door's 503 written
 	Persistence    persistence.Stats       `json:"persistence"`
 	// Pebble: the storage engine's own figures (write stalls, compactions,
 	// read amplification, cache hit rate, sizes); absent if unreadable.

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -61,8 +62,9 @@ type RetryAfterHinter interface {
 }
 
 // RefusalObserver is implemented by backends that want to know how long
-// each refusal at admission took, from the request's arrival to the answer
-// written.
+// each refusal at admission took, from the request's headers read to the
+// answer written: the node's own time (the wait before the headers were
+// read is the arrival's, see requestArrival).
 type RefusalObserver interface {
 	ObserveRefusal(took time.Duration)
 }
@@ -86,6 +88,16 @@ func DefaultOptions() Options {
 
 // TimeoutHeader carries a request's deadline budget in milliseconds.
 const TimeoutHeader = "Tempest-Timeout-Ms"
+
+// TimingHeader, sent with any value on a service call, asks the gateway to
+// answer with the same header set to "ARRIVED,ANSWERED,HEADERS": Unix
+// nanoseconds of the request's arrival (the budget's start, see Arrival),
+// of when the gateway began writing the answer, and of when it had read
+// the request's headers. A client on the same machine (same clock) can
+// then split each request's latency into the time before the node had it,
+// the node's own time, and the way back: where lateness comes from
+// (tempest-bench http reports it).
+const TimingHeader = "Tempest-Timing"
 
 // New returns the gateway's handler.
 func New(b Backend, o Options) http.Handler {
@@ -127,25 +139,83 @@ type handler struct {
 	o Options
 }
 
-// arrivalKey is the context key of a request's arrival time.
+// arrivalKey is the context key of a request's arrival times.
 type arrivalKey struct{}
 
+type arrival struct{ arrived, headers time.Time }
+
 // WithArrival returns ctx carrying t as the time the request arrived: its
-// budget runs from t, not from when the backend is called.
+// budget runs from t, not from when the backend is called. Its headers are
+// taken to have been read then too (see WithArrivalAndHeaders).
 func WithArrival(ctx context.Context, t time.Time) context.Context {
-	return context.WithValue(ctx, arrivalKey{}, t)
+	return WithArrivalAndHeaders(ctx, t, t)
+}
+
+// WithArrivalAndHeaders returns ctx carrying when the request arrived (its
+// bytes reached the node: the budget's start) and when its headers were
+// read (where the node's own measurements of its queueing start: the
+// arrival comes from the kernel at the granularity of its ticks, a few
+// milliseconds, too coarse for those).
+func WithArrivalAndHeaders(ctx context.Context, arrived, headers time.Time) context.Context {
+	return context.WithValue(ctx, arrivalKey{}, arrival{arrived, headers})
+}
+
+// connKey is the context key of a request's connection (ConnContext).
+type connKey struct{}
+
+// ConnContext is an http.Server ConnContext that lets the gateway see each
+// request's connection, to start its budget when its bytes arrived rather
+// than when its headers were read (requestArrival). Servers of the
+// gateway's handler should install it.
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, c)
+}
+
+// requestArrival is when a request whose headers were read at headers
+// arrived: when the kernel received its bytes, if its connection says
+// (receivedAgo), else headers. Under CPU saturation the difference is
+// large: Go's scheduler polls the network only when its run queues are
+// empty, or every 10 ms from sysmon, so a request's bytes can wait tens of
+// milliseconds before net/http reads them (measured at 3x overload on one
+// CPU: p99 8 ms, max 29 ms of 30 ms budgets). Its client counts that wait;
+// a budget started at the headers would not, and answers on time by the
+// node's clock would still reach the client late. The kernel's figure is
+// in scheduler ticks, so a request can be taken to have waited up to a
+// tick longer than it did: its answer comes that much early, never late.
+func requestArrival(ctx context.Context, headers time.Time) time.Time {
+	c, ok := ctx.Value(connKey{}).(net.Conn)
+	if !ok {
+		return headers
+	}
+	if ago, ok := receivedAgo(c); ok && ago > 0 {
+		return headers.Add(-ago)
+	}
+	return headers
 }
 
 // Arrival returns the arrival time WithArrival put in ctx.
 func Arrival(ctx context.Context) (time.Time, bool) {
-	t, ok := ctx.Value(arrivalKey{}).(time.Time)
-	return t, ok
+	a, ok := ctx.Value(arrivalKey{}).(arrival)
+	return a.arrived, ok
+}
+
+// HeadersRead returns when the request's headers were read, as
+// WithArrivalAndHeaders put it in ctx.
+func HeadersRead(ctx context.Context) (time.Time, bool) {
+	a, ok := ctx.Value(arrivalKey{}).(arrival)
+	return a.headers, ok
 }
 
 func (g *handler) call(w http.ResponseWriter, r *http.Request) {
-	// The handler runs once the headers are read: the budget starts now,
-	// before the body is read, so a slow body counts against it.
-	arrived := time.Now()
+	// The handler runs once the headers are read. The budget starts before
+	// that, when the request's bytes reached the node (see requestArrival),
+	// and before the body is read, so a slow body counts against it.
+	headers := time.Now()
+	arrived := requestArrival(r.Context(), headers)
+	bodyW := w // MaxBytesReader must see net/http's own writer
+	if r.Header.Get(TimingHeader) != "" {
+		w = &timingWriter{ResponseWriter: w, arrived: arrived, headers: headers}
+	}
 	timeout := time.Duration(0)
 	if h := r.Header.Get(TimeoutHeader); h != "" {
 		ms, err := strconv.ParseInt(h, 10, 64)
@@ -157,18 +227,18 @@ func (g *handler) call(w http.ResponseWriter, r *http.Request) {
 	}
 	// Admission before the body is read or decoded: a refusal costs only
 	// the headers' parsing and this answer.
-	ctx, done, err := g.b.Admit(WithArrival(r.Context(), arrived), r.PathValue("service"), r.PathValue("method"), timeout)
+	ctx, done, err := g.b.Admit(WithArrivalAndHeaders(r.Context(), arrived, headers), r.PathValue("service"), r.PathValue("method"), timeout)
 	if err != nil {
 		// net/http drains a small unread body before it writes this answer
 		// (to keep the connection); it does not decode it.
 		writeErr(w, err)
 		if o, ok := g.b.(RefusalObserver); ok {
-			o.ObserveRefusal(time.Since(arrived))
+			o.ObserveRefusal(time.Since(headers)) // the node's own time, not the wait unread
 		}
 		return
 	}
 	defer done()
-	body, ok := g.readBody(w, r)
+	body, ok := g.readBodyOf(w, bodyW, r)
 	if !ok {
 		return
 	}
@@ -182,9 +252,44 @@ func (g *handler) call(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(out)
 }
 
+// timingWriter stamps TimingHeader on the answer as it is written.
+type timingWriter struct {
+	http.ResponseWriter
+	arrived, headers time.Time
+	stamped          bool
+}
+
+func (t *timingWriter) stamp() {
+	if !t.stamped {
+		t.stamped = true
+		t.Header().Set(TimingHeader, strconv.FormatInt(t.arrived.UnixNano(), 10)+","+
+			strconv.FormatInt(time.Now().UnixNano(), 10)+","+strconv.FormatInt(t.headers.UnixNano(), 10))
+	}
+}
+
+func (t *timingWriter) WriteHeader(status int) {
+	t.stamp()
+	t.ResponseWriter.WriteHeader(status)
+}
+
+func (t *timingWriter) Write(b []byte) (int, error) {
+	t.stamp()
+	return t.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (t *timingWriter) Unwrap() http.ResponseWriter { return t.ResponseWriter }
+
 // readBody reads a JSON body within the size limit; an empty body is {}.
 func (g *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.o.MaxBodyBytes))
+	return g.readBodyOf(w, w, r)
+}
+
+// readBodyOf is readBody answering errors on w, with the size limit on
+// conn: net/http's writer (which closes the connection after a body over
+// the limit; a wrapper would hide that from MaxBytesReader).
+func (g *handler) readBodyOf(w, conn http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(conn, r.Body, g.o.MaxBodyBytes))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -32,7 +33,11 @@ type backend struct {
 	admitted   int       // Admit successes
 	done       int       // their done calls
 	killed     string
+	admitSaw   time.Time       // Arrival(ctx) at the last Admit
+	refusals   []time.Duration // ObserveRefusal's
 }
+
+func (b *backend) ObserveRefusal(took time.Duration) { b.refusals = append(b.refusals, took) }
 
 func (b *backend) Call(ctx context.Context, service, method string, body []byte, timeout time.Duration) ([]byte, error) {
 	b.gotTimeout = timeout
@@ -51,6 +56,7 @@ func (b *backend) Call(ctx context.Context, service, method string, body []byte,
 	return body, nil
 }
 func (b *backend) Admit(ctx context.Context, service, method string, _ time.Duration) (context.Context, func(), error) {
+	b.admitSaw, _ = Arrival(ctx)
 	if method == "full" {
 		return ctx, func() {}, retryErr{testErr{503, "overloaded", "at the limit"}, 1500 * time.Millisecond}
 	}
@@ -241,5 +247,38 @@ func TestRefusedBeforeTheBodyIsDecoded(t *testing.T) {
 	}
 	if code, _ := do(t, h, http.MethodPost, "/v1/services/echo/say", `{"a":1}`, nil); code != http.StatusOK || b.admitted != 1 || b.done != 1 {
 		t.Fatalf("admitted call: status %d, admitted %d, done %d; want 200, 1, 1", code, b.admitted, b.done)
+	}
+}
+
+// TestTimingHeader: asked for, the answer carries when the request arrived
+// and when its answer was written, in that order and around the call, for
+// successes and refusals alike; not asked for, it is absent.
+func TestTimingHeader(t *testing.T) {
+	b := &backend{}
+	h := New(b, DefaultOptions())
+	for _, path := range []string{"/v1/services/echo/say", "/v1/services/echo/full"} {
+		before := time.Now().UnixNano()
+		req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(`{"a":1}`))
+		req.Header.Set(TimingHeader, "1")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		after := time.Now().UnixNano()
+		f := strings.Split(rec.Header().Get(TimingHeader), ",")
+		var v [3]int64
+		var bad error
+		for i := range f[:min(len(f), 3)] {
+			if v[i], bad = strconv.ParseInt(f[i], 10, 64); bad != nil {
+				break
+			}
+		}
+		arrived, answered, headers := v[0], v[1], v[2]
+		if len(f) != 3 || bad != nil || !(before <= arrived && arrived <= headers && headers <= answered && answered <= after) {
+			t.Fatalf("%s (%d): %s %q, want ARRIVED,ANSWERED,HEADERS within [%d, %d], arrived <= headers <= answered", path, rec.Code, TimingHeader, rec.Header().Get(TimingHeader), before, after)
+		}
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/services/echo/say", strings.NewReader(`{}`)))
+	if v := rec.Header().Get(TimingHeader); rec.Code != http.StatusOK || v != "" {
+		t.Fatalf("not asked for: status %d, %s %q; want 200 and no header", rec.Code, TimingHeader, v)
 	}
 }

@@ -52,6 +52,37 @@ type outcome struct {
 	lag    time.Duration // actual send - intended send (the generator's own lateness)
 	lat    time.Duration // answer fully read (or failure) - intended send
 	query  bool
+	// With the node's Tempest-Timing answer header (timed): the request's
+	// time before the node read its headers (from its write), in the node
+	// (from the budget's start to the answer's write), after (to the answer
+	// fully read), and from its write to the budget's start (uncounted: the
+	// part of the client's wait the node's clock missed).
+	timed                      bool
+	pre, node, post, uncounted time.Duration
+}
+
+// latencyParts splits outcomes' latencies where the node reported its
+// timing: before the node had the request (from the client's write:
+// kernel, network, the node's runtime queues), in the node (gateway to the
+// answer's write) and after (the answer's way back, until fully read).
+type latencyParts struct {
+	Before    latStats `json:"before_node"`
+	InNode    latStats `json:"in_node"`
+	After     latStats `json:"after_node"`
+	Uncounted latStats `json:"uncounted"` // write to the budget's start (negative: the node started it earlier)
+}
+
+func summarizeParts(os []outcome) *latencyParts {
+	var pre, node, post, unc []time.Duration
+	for _, o := range os {
+		if o.timed {
+			pre, node, post, unc = append(pre, o.pre), append(node, o.node), append(post, o.post), append(unc, o.uncounted)
+		}
+	}
+	if len(pre) == 0 {
+		return nil
+	}
+	return &latencyParts{Before: summarizeLat(pre), InNode: summarizeLat(node), After: summarizeLat(post), Uncounted: summarizeLat(unc)}
 }
 
 // scheduleCount is the number of requests a run of d at rate sends.
@@ -122,6 +153,16 @@ type openRun struct {
 	// request was about to be written instead of its intended send time:
 	// what is left when the generator's own send lag is taken out.
 	LateOver1msFromWrite int `json:"late_over_1ms_from_write"`
+	// LateOver1msByKind splits LateOver1ms by outcome (status and code, as
+	// in Codes), and LateOver1msPerSecond by second of the schedule (JSON
+	// only): whether the late answers are one kind, or one moment.
+	LateOver1msByKind    map[string]int `json:"late_over_1ms_by_kind,omitempty"`
+	LateOver1msPerSecond []int          `json:"late_over_1ms_per_second,omitempty"`
+	// Parts and LateParts split the latency of every answer, and of the
+	// answers more than 1 ms late, into before/in/after the node (from the
+	// node's Tempest-Timing header; same machine, same clock).
+	Parts     *latencyParts `json:"latency_parts,omitempty"`
+	LateParts *latencyParts `json:"late_over_1ms_parts,omitempty"`
 	// Latency from the intended send time, by kind of outcome.
 	OK      latStats `json:"latency_2xx"`
 	Refused latStats `json:"latency_503"`
@@ -197,11 +238,12 @@ func (r *openRun) secondStats(sent, missed []int) {
 // account turns the outcomes of a run into its figures (CPU and dials
 // are filled in by the caller).
 func account(outs []outcome, rate float64, d, budget time.Duration) openRun {
-	r := openRun{OfferedPerS: rate, DurationS: d.Seconds(), Scheduled: len(outs), Codes: map[string]int{}}
+	r := openRun{OfferedPerS: rate, DurationS: d.Seconds(), Scheduled: len(outs), Codes: map[string]int{}, LateOver1msByKind: map[string]int{}}
 	var ok, refused, timeout, other, lags []time.Duration
+	var lateOuts []outcome
 	firstSend, lastSend := time.Duration(math.MaxInt64), time.Duration(0)
 	secs := int(d/time.Second) + 1
-	sentIn, missedIn := make([]int, secs), make([]int, secs)
+	sentIn, missedIn, lateIn := make([]int, secs), make([]int, secs), make([]int, secs)
 	for i, o := range outs {
 		if o.status == statusNotSent || o.status == statusInterrupted {
 			continue
@@ -221,6 +263,9 @@ func account(outs []outcome, rate float64, d, budget time.Duration) openRun {
 		}
 		if o.lat > budget+time.Millisecond {
 			r.LateOver1ms++
+			r.LateOver1msByKind[outcomeKind(o)]++
+			lateIn[sec]++
+			lateOuts = append(lateOuts, o)
 		}
 		if o.lat-o.lag > budget+time.Millisecond {
 			r.LateOver1msFromWrite++
@@ -241,11 +286,7 @@ func account(outs []outcome, rate float64, d, budget time.Duration) openRun {
 			continue
 		}
 		r.Answers++
-		key := strconv.Itoa(o.status)
-		if o.code != "" {
-			key += " " + o.code
-		}
-		r.Codes[key]++
+		r.Codes[outcomeKind(o)]++
 		switch {
 		case o.status >= 200 && o.status < 300:
 			ok = append(ok, o.lat)
@@ -274,7 +315,27 @@ func account(outs []outcome, rate float64, d, budget time.Duration) openRun {
 	r.OK, r.Refused, r.Timeout, r.Other = summarizeLat(ok), summarizeLat(refused), summarizeLat(timeout), summarizeLat(other)
 	r.SendLag = summarizeLat(lags)
 	r.secondStats(sentIn, missedIn)
+	if r.LateOver1ms > 0 {
+		r.LateOver1msPerSecond = lateIn
+	}
+	r.Parts, r.LateParts = summarizeParts(outs), summarizeParts(lateOuts)
 	return r
+}
+
+// outcomeKind names an outcome as the Codes map does: the status and the
+// error code, or "client timeout" / "transport error".
+func outcomeKind(o outcome) string {
+	switch o.status {
+	case statusClientTimeout:
+		return "client timeout"
+	case statusTransport:
+		return "transport error"
+	}
+	key := strconv.Itoa(o.status)
+	if o.code != "" {
+		key += " " + o.code
+	}
+	return key
 }
 
 // loader sends the open-loop load to one gateway.
@@ -418,10 +479,16 @@ func (l *loader) send(ctx context.Context, o *outcome, at time.Time, query bool,
 	if query {
 		method, body = "get", fmt.Sprintf(`{"user":"user-%d"}`, user)
 	}
-	headers := []string{"Tempest-Timeout-Ms", strconv.Itoa(int(l.budget / time.Millisecond))}
+	headers := []string{"Tempest-Timeout-Ms", strconv.Itoa(int(l.budget / time.Millisecond)), "Tempest-Timing", "1"}
 	o.lag = time.Since(at)
-	status, raw, err := l.raw.post(ctx, l.path+method, headers, []byte(body))
-	o.lat = time.Since(at)
+	a, err := l.raw.postTimed(ctx, l.path+method, headers, []byte(body))
+	done := time.Now()
+	o.lat = done.Sub(at)
+	status, raw := a.status, a.body
+	if arrived, answered, headers, ok := parseTiming(a.timing); ok && err == nil {
+		o.timed = true
+		o.pre, o.node, o.post, o.uncounted = headers.Sub(a.written), answered.Sub(arrived), done.Sub(answered), arrived.Sub(a.written)
+	}
 	var ne net.Error
 	switch {
 	case ctx.Err() != nil:
@@ -441,6 +508,28 @@ func (l *loader) send(ctx context.Context, o *outcome, at time.Time, query bool,
 			o.code = e.Error.Code
 		}
 	}
+}
+
+// parseTiming reads a Tempest-Timing answer header:
+// "ARRIVED,ANSWERED,HEADERS" in Unix nanoseconds (HEADERS may be absent:
+// then it is ARRIVED).
+func parseTiming(v string) (arrived, answered, headers time.Time, ok bool) {
+	f := strings.Split(v, ",")
+	if len(f) < 2 || len(f) > 3 {
+		return
+	}
+	var ns [3]int64
+	for i := range f {
+		n, err := strconv.ParseInt(f[i], 10, 64)
+		if err != nil {
+			return
+		}
+		ns[i] = n
+	}
+	if len(f) == 2 {
+		ns[2] = ns[0]
+	}
+	return time.Unix(0, ns[0]), time.Unix(0, ns[1]), time.Unix(0, ns[2]), true
 }
 
 // progress prints a progress line on stderr every second until stopped.
@@ -802,6 +891,22 @@ func printOpenTable(w io.Writer, res openResult) {
 			own = fmt.Sprintf("%d  %s", *r.NodeRefusals, fptrInt(r.NodeRefusalP99Us))
 		}
 		tw.row(fmtMultiple(r.Multiple), f0(r.OfferedPerS), fmtLat(r.OK), fmtLat(r.Refused), fmtLat(r.Timeout), fmtLat(r.Other), own)
+	}
+	tw.flush()
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "where the time went (node's Tempest-Timing; ms, count p50/p99/p99.9/max): before the node read the headers (from the write),")
+	fmt.Fprintln(w, "in the node (from the budget's start to the answer's write), after (to the answer read); uncounted: write to the budget's start")
+	tw = newTableWriter(w)
+	tw.row("x cap", "offered/s", "of", "before node", "in node", "after node", "uncounted")
+	for _, r := range res.Runs {
+		for _, p := range []struct {
+			of    string
+			parts *latencyParts
+		}{{"all answers", r.Parts}, {">1ms late", r.LateParts}} {
+			if p.parts != nil {
+				tw.row(fmtMultiple(r.Multiple), f0(r.OfferedPerS), p.of, fmtLat(p.parts.Before), fmtLat(p.parts.InNode), fmtLat(p.parts.After), fmtLat(p.parts.Uncounted))
+			}
+		}
 	}
 	tw.flush()
 	fmt.Fprintln(w)

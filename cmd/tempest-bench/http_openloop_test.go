@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -88,6 +89,12 @@ func TestAccountingLatenessAndGoodput(t *testing.T) {
 	for code, want := range map[string]int{"200": 4, "201": 1, "503 overloaded": 1, "503 deadline_unmeetable": 1,
 		"504 deadline_exceeded": 1, "400 bad_request": 1, "500 handler_panic": 1, "client timeout": 1, "transport error": 1} {
 		check("code "+code, r.Codes[code], want)
+	}
+	for kind, want := range map[string]int{"200": 1, "503 overloaded": 1, "504 deadline_exceeded": 1, "client timeout": 1} {
+		check("late > 1 ms of kind "+kind, r.LateOver1msByKind[kind], want)
+	}
+	if len(r.LateOver1msByKind) != 4 || len(r.LateOver1msPerSecond) != 1 || r.LateOver1msPerSecond[0] != 4 {
+		t.Errorf("late > 1 ms by kind %v, per second %v", r.LateOver1msByKind, r.LateOver1msPerSecond)
 	}
 	if r.TransportErrorSample != "connection reset" {
 		t.Errorf("transport error sample %q", r.TransportErrorSample)
@@ -365,4 +372,49 @@ func TestLatenessFromWrite(t *testing.T) {
 	if r.LateOver1ms != 2 || r.LateOver1msFromWrite != 1 {
 		t.Fatalf("late > 1 ms: %d from intended, %d from write; want 2 and 1", r.LateOver1ms, r.LateOver1msFromWrite)
 	}
+}
+
+func TestParseTiming(t *testing.T) {
+	a, w, h, ok := parseTiming("1000,3000,2000")
+	if !ok || a.UnixNano() != 1000 || w.UnixNano() != 3000 || h.UnixNano() != 2000 {
+		t.Fatalf("three fields: %v %v %v %v", a, w, h, ok)
+	}
+	a, w, h, ok = parseTiming("1000,3000")
+	if !ok || a.UnixNano() != 1000 || w.UnixNano() != 3000 || h.UnixNano() != 1000 {
+		t.Fatalf("two fields: headers must be the arrival: %v %v %v %v", a, w, h, ok)
+	}
+	for _, bad := range []string{"", "1", "1,x", "1,2,3,4", "a,b,c"} {
+		if _, _, _, ok := parseTiming(bad); ok {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
+
+// FuzzParseTiming: any Tempest-Timing value from the node parses or is
+// refused, never panics, and what parses is what was sent.
+func FuzzParseTiming(f *testing.F) {
+	f.Add("1000,3000,2000")
+	f.Add("1000,3000")
+	f.Add(",,")
+	f.Fuzz(func(t *testing.T, v string) {
+		a, w, h, ok := parseTiming(v)
+		if !ok {
+			return
+		}
+		f := strings.Split(v, ",")
+		if a.UnixNano() != mustInt(t, f[0]) {
+			t.Fatalf("%q: arrived %d", v, a.UnixNano())
+		}
+		if w.UnixNano() != mustInt(t, f[1]) || (len(f) == 3 && h.UnixNano() != mustInt(t, f[2])) {
+			t.Fatalf("%q: answered %d headers %d", v, w.UnixNano(), h.UnixNano())
+		}
+	})
+}
+
+func mustInt(t *testing.T, s string) int64 {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		t.Fatalf("%q parsed as timing but is not an integer: %v", s, err)
+	}
+	return n
 }

@@ -86,11 +86,26 @@ func (c *rawClient) discard(rc *rawConn) {
 	<-c.tokens
 }
 
+// rawAnswer is one answer of postTimed.
+type rawAnswer struct {
+	status  int
+	body    []byte
+	written time.Time // when the request was written (after waiting for a connection)
+	timing  string    // the answer's Tempest-Timing header, if any
+}
+
 // post sends a POST with a JSON body and returns the status and body.
 func (c *rawClient) post(ctx context.Context, path string, headers []string, body []byte) (int, []byte, error) {
+	a, err := c.postTimed(ctx, path, headers, body)
+	return a.status, a.body, err
+}
+
+// postTimed is post, with when the request was written and the answer's
+// Tempest-Timing header.
+func (c *rawClient) postTimed(ctx context.Context, path string, headers []string, body []byte) (rawAnswer, error) {
 	rc, err := c.get(ctx)
 	if err != nil {
-		return 0, nil, err
+		return rawAnswer{}, err
 	}
 	var req bytes.Buffer
 	req.Grow(256 + len(body))
@@ -103,22 +118,23 @@ func (c *rawClient) post(ctx context.Context, path string, headers []string, bod
 	}
 	req.WriteString("\r\n")
 	req.Write(body)
-	_ = rc.c.SetDeadline(time.Now().Add(c.timeout))
+	written := time.Now()
+	_ = rc.c.SetDeadline(written.Add(c.timeout))
 	if _, err := rc.c.Write(req.Bytes()); err != nil {
 		c.discard(rc)
-		return 0, nil, classify(err)
+		return rawAnswer{written: written}, classify(err)
 	}
-	status, out, keep, err := readResponse(rc.r)
+	status, out, keep, timing, err := readResponse(rc.r)
 	if err != nil {
 		c.discard(rc)
-		return 0, nil, classify(err)
+		return rawAnswer{written: written}, classify(err)
 	}
 	if keep {
 		c.idle <- rc // never blocks: at most maxConns are open
 	} else {
 		c.discard(rc)
 	}
-	return status, out, nil
+	return rawAnswer{status: status, body: out, written: written, timing: timing}, nil
 }
 
 func classify(err error) error {
@@ -146,42 +162,45 @@ func (c *rawClient) closeIdle() {
 const maxRawBody = 16 << 20
 
 // readResponse reads one HTTP/1.1 response: status, headers, body (by
-// Content-Length or chunked), and whether the connection may be reused.
-func readResponse(r *bufio.Reader) (status int, body []byte, keep bool, err error) {
+// Content-Length or chunked), whether the connection may be reused, and
+// the Tempest-Timing header.
+func readResponse(r *bufio.Reader) (status int, body []byte, keep bool, timing string, err error) {
 	line, err := readLine(r)
 	if err != nil {
-		return 0, nil, false, err
+		return 0, nil, false, "", err
 	}
 	// "HTTP/1.1 200 OK"
 	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
-		return 0, nil, false, fmt.Errorf("bad status line %q", line)
+		return 0, nil, false, "", fmt.Errorf("bad status line %q", line)
 	}
 	status, err = strconv.Atoi(string(line[9:12]))
 	if err != nil {
-		return 0, nil, false, fmt.Errorf("bad status line %q", line)
+		return 0, nil, false, "", fmt.Errorf("bad status line %q", line)
 	}
 	keep = line[7] == '1'
 	length, chunked := -1, false
 	for {
 		h, err := readLine(r)
 		if err != nil {
-			return 0, nil, false, err
+			return 0, nil, false, "", err
 		}
 		if len(h) == 0 {
 			break
 		}
 		name, value, ok := bytes.Cut(h, []byte(":"))
 		if !ok {
-			return 0, nil, false, fmt.Errorf("bad header %q", h)
+			return 0, nil, false, "", fmt.Errorf("bad header %q", h)
 		}
 		value = bytes.TrimSpace(value)
 		switch {
 		case bytes.EqualFold(name, []byte("Content-Length")):
 			if length, err = strconv.Atoi(string(value)); err != nil || length < 0 || length > maxRawBody {
-				return 0, nil, false, fmt.Errorf("bad Content-Length %q", value)
+				return 0, nil, false, "", fmt.Errorf("bad Content-Length %q", value)
 			}
 		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
 			chunked = bytes.EqualFold(value, []byte("chunked"))
+		case bytes.EqualFold(name, []byte("Tempest-Timing")):
+			timing = string(value)
 		case bytes.EqualFold(name, []byte("Connection")):
 			if bytes.EqualFold(value, []byte("close")) {
 				keep = false
@@ -201,7 +220,7 @@ func readResponse(r *bufio.Reader) (status int, body []byte, keep bool, err erro
 		}
 		keep = false
 	}
-	return status, body, keep && err == nil, err
+	return status, body, keep && err == nil, timing, err
 }
 
 func readChunked(r *bufio.Reader) ([]byte, error) {

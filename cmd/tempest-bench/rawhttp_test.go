@@ -125,9 +125,17 @@ func TestReadResponseRejectsGarbage(t *testing.T) {
 		"HTTP/1.1 200 OK\r\nContent-Length: 999999999999\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n7fffffff\r\n",
 	} {
-		if _, _, _, err := readResponse(bufio.NewReader(strings.NewReader(raw))); err == nil {
+		if _, _, _, _, err := readResponse(bufio.NewReader(strings.NewReader(raw))); err == nil {
 			t.Errorf("%q: no error", raw)
 		}
+	}
+}
+
+func TestReadResponseTiming(t *testing.T) {
+	raw := "HTTP/1.1 200 OK\r\ntempest-timing: 1,3,2\r\nContent-Length: 2\r\n\r\n{}"
+	st, body, keep, timing, err := readResponse(bufio.NewReader(strings.NewReader(raw)))
+	if err != nil || st != 200 || string(body) != "{}" || !keep || timing != "1,3,2" {
+		t.Fatalf("got %d %q keep=%v timing=%q %v", st, body, keep, timing, err)
 	}
 }
 
@@ -138,8 +146,9 @@ func FuzzReadResponse(f *testing.F) {
 	f.Add([]byte("HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n"))
 	f.Add([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"))
 	f.Add([]byte("HTTP/1.0 200 OK\r\n\r\nbody"))
+	f.Add([]byte("HTTP/1.1 200 OK\r\nTempest-Timing: 1,2,3\r\nContent-Length: 0\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		_, body, _, err := readResponse(bufio.NewReader(strings.NewReader(string(raw))))
+		_, body, _, _, err := readResponse(bufio.NewReader(strings.NewReader(string(raw))))
 		if err == nil && len(body) > len(raw) {
 			t.Fatalf("body of %d bytes from %d bytes of input", len(body), len(raw))
 		}

@@ -1,0 +1,12 @@
+//go:build !linux
+
+package gateway
+
+import (
+	"net"
+	"time"
+)
+
+// receivedAgo: only Linux says when a socket last received data (see
+// recvtime_linux.go); elsewhere a request's budget runs from its headers.
+func receivedAgo(net.Conn) (time.Duration, bool) { return 0, false }
