@@ -17,21 +17,7 @@ import (
 // not when they were read (to within a kernel tick: at most 10 ms at
 // 100 Hz).
 func TestArrivalIsWhenTheBytesCame(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
+	client, server := tcpPair(t)
 
 	const waited, tick = 60 * time.Millisecond, 10 * time.Millisecond
 	if _, err := client.Write([]byte("POST / HTTP/1.1\r\n\r\n")); err != nil {
@@ -69,21 +55,7 @@ func TestArrivalIsWhenTheBytesCame(t *testing.T) {
 // admitted (or refused) with its arrival from the kernel, but the refusal
 // time the backend observes is the node's own, from the headers read.
 func TestRefusalTimeIsTheNodesOwn(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
+	client, server := tcpPair(t)
 	if _, err := client.Write([]byte("POST / HTTP/1.1\r\n\r\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -105,4 +77,26 @@ func TestRefusalTimeIsTheNodesOwn(t *testing.T) {
 	if len(b.refusals) != 1 || b.refusals[0] >= waited/2 {
 		t.Fatalf("observed refusal times %v, want one, of the node's own time (not the %v the bytes waited)", b.refusals, waited)
 	}
+}
+
+// tcpPair returns both ends of a loopback TCP connection, closed when the
+// test ends.
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = server.Close() })
+	return client, server
 }
