@@ -52,8 +52,8 @@ func (n *Node) Admit(ctx context.Context, service, method string, timeout time.D
 	// sooner the backlog is gone (Node.Call would refuse it later, after
 	// the body was read and validated).
 	if arrived, ok := gateway.Arrival(ctx); ok && budget > 0 {
-		if left := time.Until(arrived.Add(budget)); left < n.cfg.Scheduler.Margin {
-			return ctx, func() {}, AsError(fmt.Errorf("%s/%s: budget %v, %v left when read: %w", service, method, budget, left, ErrDeadlineUnmeet))
+		if err := n.unmeetable(arrived.Add(budget), service+"/"+method+" when read"); err != nil {
+			return ctx, func() {}, AsError(err)
 		}
 	}
 	if err := n.acquire(class, budget, service, method); err != nil {

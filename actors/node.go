@@ -326,6 +326,15 @@ func (n *Node) budget(m MethodInfo, timeout time.Duration) time.Duration {
 	return min(timeout, n.cfg.MaxDeadline)
 }
 
+// unmeetable is the refusal of a request whose deadline is closer than
+// the scheduler's safety margin (no clone could answer by it), or nil.
+func (n *Node) unmeetable(deadline time.Time, what string) error {
+	if left := time.Until(deadline); left < n.cfg.Scheduler.Margin {
+		return fmt.Errorf("%s: %v left of its budget: %w", what, left, ErrDeadlineUnmeet)
+	}
+	return nil
+}
+
 // Call runs method of service with a JSON body and returns the JSON answer.
 // timeout is the client's deadline budget (0 = the method's or node's
 // default). Every error is an *Error, which carries an HTTP status and code
@@ -371,7 +380,8 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 		return nil, fmt.Errorf("service %q has no method %q: %w", service, method, ErrUnknownMethod)
 	}
 	timeout = n.budget(m, timeout)
-	now := time.Now()
+	called := time.Now()
+	now := called
 	if t, ok := gateway.Arrival(ctx); ok && t.Before(now) {
 		now = t // the budget runs from the request's arrival
 	}
@@ -381,7 +391,7 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 	// milliseconds, and that wait is the CPU's, which the scheduling
 	// latency reports.
 	queued := now
-	if t, ok := gateway.HeadersRead(ctx); ok && t.After(queued) && !t.After(time.Now()) {
+	if t, ok := gateway.HeadersRead(ctx); ok && t.After(queued) && !t.After(called) {
 		queued = t
 	}
 	deadline := now.Add(timeout)
@@ -390,8 +400,8 @@ func (n *Node) call(ctx context.Context, service, method string, body []byte, ti
 	}
 	// A budget smaller than the scheduler's safety margin cannot be met by
 	// any clone: say so now rather than after a trip through a queue.
-	if time.Until(deadline) < n.cfg.Scheduler.Margin {
-		return nil, fmt.Errorf("%s: budget %v: %w", method, time.Until(deadline), ErrDeadlineUnmeet)
+	if err := n.unmeetable(deadline, method); err != nil {
+		return nil, err
 	}
 	if n.adm != nil && !admitted(ctx) {
 		if err := n.acquire(m.Priority, timeout, service, method); err != nil {

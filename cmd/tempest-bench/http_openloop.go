@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tempestrt/tempest/gateway"
 	"github.com/tempestrt/tempest/ricochet/ricochettest"
 )
 
@@ -62,9 +63,9 @@ type outcome struct {
 }
 
 // latencyParts splits outcomes' latencies where the node reported its
-// timing: before the node had the request (from the client's write:
-// kernel, network, the node's runtime queues), in the node (gateway to the
-// answer's write) and after (the answer's way back, until fully read).
+// timing (see outcome): before the node read the headers, in the node
+// (from the budget's start to the answer's write), after (the answer's way
+// back), and uncounted (the client's write to the budget's start).
 type latencyParts struct {
 	Before    latStats `json:"before_node"`
 	InNode    latStats `json:"in_node"`
@@ -479,7 +480,7 @@ func (l *loader) send(ctx context.Context, o *outcome, at time.Time, query bool,
 	if query {
 		method, body = "get", fmt.Sprintf(`{"user":"user-%d"}`, user)
 	}
-	headers := []string{"Tempest-Timeout-Ms", strconv.Itoa(int(l.budget / time.Millisecond)), "Tempest-Timing", "1"}
+	headers := []string{"Tempest-Timeout-Ms", strconv.Itoa(int(l.budget / time.Millisecond)), gateway.TimingHeader, "1"}
 	o.lag = time.Since(at)
 	a, err := l.raw.postTimed(ctx, l.path+method, headers, []byte(body))
 	done := time.Now()
