@@ -20,7 +20,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tempestrt/tempest/gateway"
 	"github.com/tempestrt/tempest/ricochet/ricochettest"
 )
 
@@ -480,7 +479,7 @@ func (l *loader) send(ctx context.Context, o *outcome, at time.Time, query bool,
 	if query {
 		method, body = "get", fmt.Sprintf(`{"user":"user-%d"}`, user)
 	}
-	headers := []string{"Tempest-Timeout-Ms", strconv.Itoa(int(l.budget / time.Millisecond)), gateway.TimingHeader, "1"}
+	headers := []string{"Tempest-Timeout-Ms", strconv.Itoa(int(l.budget / time.Millisecond)), "Tempest-Timing", "1"}
 	o.lag = time.Since(at)
 	a, err := l.raw.postTimed(ctx, l.path+method, headers, []byte(body))
 	done := time.Now()

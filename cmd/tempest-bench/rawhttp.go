@@ -11,8 +11,6 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
-
-	"github.com/tempestrt/tempest/gateway"
 )
 
 // rawClient is the open-loop generator's HTTP/1.1 client: keep-alive
@@ -201,7 +199,7 @@ func readResponse(r *bufio.Reader) (status int, body []byte, keep bool, timing s
 			}
 		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
 			chunked = bytes.EqualFold(value, []byte("chunked"))
-		case bytes.EqualFold(name, []byte(gateway.TimingHeader)):
+		case bytes.EqualFold(name, []byte("Tempest-Timing")):
 			timing = string(value)
 		case bytes.EqualFold(name, []byte("Connection")):
 			if bytes.EqualFold(value, []byte("close")) {
