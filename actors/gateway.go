@@ -39,14 +39,14 @@ const (
 // the gateway actor: a restart closes the server and serves again on the
 // same address.
 type gatewayRuntime struct {
-	n       *Node
-	addr    string
-	handler http.Handler
-	log     *zap.Logger
+	n    *Node
+	addr string
+	opts gateway.Options
+	log  *zap.Logger
 
 	mu     sync.Mutex
 	ln     net.Listener // the first listener, handed from Start to the first serve
-	srv    *http.Server
+	fe     *gateway.FrontEnd
 	served chan struct{}
 }
 
@@ -57,14 +57,14 @@ func newGatewayRuntime(n *Node, addr string, o GatewayOptions) (*gatewayRuntime,
 	}
 	return &gatewayRuntime{
 		n: n, addr: ln.Addr().String(), ln: ln, log: n.log.Named("gateway"),
-		handler: gateway.New(nodeBackend{n}, o.Options),
+		opts: o.Options,
 	}, nil
 }
 
 func (g *gatewayRuntime) serve() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.srv != nil {
+	if g.fe != nil {
 		return nil
 	}
 	ln := g.ln
@@ -75,13 +75,16 @@ func (g *gatewayRuntime) serve() error {
 			return fmt.Errorf("gateway listen %s: %w", g.addr, err)
 		}
 	}
-	srv := &http.Server{Handler: g.handler, ReadHeaderTimeout: readHeaderTimeout, ErrorLog: zap.NewStdLog(g.log),
+	// Service calls are served by the front end's own loop; the rest of
+	// HTTP by this server (gateway.FrontEnd).
+	srv := &http.Server{ReadHeaderTimeout: readHeaderTimeout, ErrorLog: zap.NewStdLog(g.log),
 		ConnContext: gateway.ConnContext}
+	fe := gateway.NewFrontEnd(nodeBackend{g.n}, g.opts, srv)
 	done := make(chan struct{})
-	g.srv, g.served = srv, done
+	g.fe, g.served = fe, done
 	go func() {
 		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := fe.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			g.log.Error("gateway serve", zap.Error(err))
 		}
 	}()
@@ -99,14 +102,14 @@ func (g *gatewayRuntime) shutdown() error {
 		err = g.ln.Close()
 		g.ln = nil
 	}
-	if g.srv != nil {
+	if g.fe != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-		if e := g.srv.Shutdown(ctx); e != nil {
-			_ = g.srv.Close()
+		if e := g.fe.Shutdown(ctx); e != nil {
+			_ = g.fe.Close()
 		}
 		cancel()
 		<-g.served
-		g.srv = nil
+		g.fe = nil
 	}
 	return err
 }

@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // Backend is what the gateway serves.
@@ -79,6 +80,21 @@ type Options struct {
 	MaxBodyBytes int64
 	// MaxTimeout caps Tempest-Timeout-Ms.
 	MaxTimeout time.Duration
+	// NetHTTPOnly makes a FrontEnd hand every connection to net/http at
+	// once instead of serving service calls on its own loop: the reference
+	// the loop is tested against, and a way around it.
+	NetHTTPOnly bool
+}
+
+// normalized fills in the defaults of zero fields.
+func (o Options) normalized() Options {
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = DefaultOptions().MaxBodyBytes
+	}
+	if o.MaxTimeout <= 0 {
+		o.MaxTimeout = DefaultOptions().MaxTimeout
+	}
+	return o
 }
 
 // DefaultOptions: 1 MiB bodies, timeouts up to one minute.
@@ -101,13 +117,7 @@ const TimingHeader = "Tempest-Timing"
 
 // New returns the gateway's handler.
 func New(b Backend, o Options) http.Handler {
-	if o.MaxBodyBytes <= 0 {
-		o.MaxBodyBytes = DefaultOptions().MaxBodyBytes
-	}
-	if o.MaxTimeout <= 0 {
-		o.MaxTimeout = DefaultOptions().MaxTimeout
-	}
-	g := &handler{b: b, o: o}
+	g := &handler{b: b, o: o.normalized()}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/services/{service}/{method}", only(http.MethodPost, g.call))
 	mux.HandleFunc("/v1/status", only(http.MethodGet, g.status))
@@ -187,6 +197,13 @@ func requestArrival(ctx context.Context, headers time.Time) time.Time {
 	if !ok {
 		return headers
 	}
+	for {
+		u, ok := c.(interface{ NetConn() net.Conn }) // a FrontEnd's prefixConn
+		if !ok {
+			break
+		}
+		c = u.NetConn()
+	}
 	if ago, ok := receivedAgo(c); ok && ago > 0 {
 		return headers.Add(-ago)
 	}
@@ -211,45 +228,185 @@ func (g *handler) call(w http.ResponseWriter, r *http.Request) {
 	// that, when the request's bytes reached the node (see requestArrival),
 	// and before the body is read, so a slow body counts against it.
 	headers := time.Now()
-	arrived := requestArrival(r.Context(), headers)
+	head := callHead{
+		service: r.PathValue("service"), method: r.PathValue("method"),
+		timeout: r.Header.Get(TimeoutHeader),
+		arrived: requestArrival(r.Context(), headers), headers: headers,
+	}
 	bodyW := w // MaxBytesReader must see net/http's own writer
 	if r.Header.Get(TimingHeader) != "" {
-		w = &timingWriter{ResponseWriter: w, arrived: arrived, headers: headers}
+		w = &timingWriter{ResponseWriter: w, arrived: head.arrived, headers: headers}
 	}
+	rep, done := g.serveCall(r.Context(), head, func() ([]byte, error) {
+		return io.ReadAll(http.MaxBytesReader(bodyW, r.Body, g.o.MaxBodyBytes))
+	})
+	// A refusal: net/http drains a small unread body before it writes this
+	// answer (to keep the connection); it does not decode it.
+	rep.writeTo(w)
+	g.finish(rep, done)
+}
+
+// callHead is a service call's request line and headers, whichever
+// transport read them (net/http, or the front end's own loop).
+type callHead struct {
+	service, method string
+	timeout         string // TimeoutHeader's value, "" if absent
+	// arrived is the budget's start (requestArrival); headers is when the
+	// head was read.
+	arrived, headers time.Time
+}
+
+// reply is an answer to a service call, whichever transport writes it.
+type reply struct {
+	status     int
+	body       []byte
+	retryAfter time.Duration // > 0: Retry-After and RetryAfterMsHeader
+	// refused is a refusal at admission, observed by a RefusalObserver
+	// once written; headers is when that request's head was read.
+	refused bool
+	headers time.Time
+}
+
+// serveCall is a service call, transport aside: the timeout header's
+// check, admission (before the body is read: a refusal costs only the
+// head's parsing and the answer), the body (read by readBody, within
+// MaxBodyBytes), its check, and the backend's call. done (never nil) is
+// to be called once the answer is written.
+func (g *handler) serveCall(ctx context.Context, h callHead, readBody func() ([]byte, error)) (reply, func()) {
+	nop := func() {}
 	timeout := time.Duration(0)
-	if h := r.Header.Get(TimeoutHeader); h != "" {
-		ms, err := strconv.ParseInt(h, 10, 64)
+	if h.timeout != "" {
+		ms, err := strconv.ParseInt(h.timeout, 10, 64)
 		if err != nil || ms <= 0 {
-			WriteError(w, http.StatusBadRequest, "bad_timeout", fmt.Sprintf("%s must be a positive integer, got %q", TimeoutHeader, h))
-			return
+			return errorReply(http.StatusBadRequest, "bad_timeout", fmt.Sprintf("%s must be a positive integer, got %q", TimeoutHeader, h.timeout)), nop
 		}
 		timeout = min(time.Duration(ms)*time.Millisecond, g.o.MaxTimeout)
 	}
-	// Admission before the body is read or decoded: a refusal costs only
-	// the headers' parsing and this answer.
-	ctx, done, err := g.b.Admit(WithArrivalAndHeaders(r.Context(), arrived, headers), r.PathValue("service"), r.PathValue("method"), timeout)
+	ctx, done, err := g.b.Admit(WithArrivalAndHeaders(ctx, h.arrived, h.headers), h.service, h.method, timeout)
 	if err != nil {
-		// net/http drains a small unread body before it writes this answer
-		// (to keep the connection); it does not decode it.
-		writeErr(w, err)
-		if o, ok := g.b.(RefusalObserver); ok {
-			o.ObserveRefusal(time.Since(headers)) // the node's own time, not the wait unread
+		rep := replyOf(err)
+		rep.refused, rep.headers = true, h.headers
+		return rep, nop
+	}
+	body, err := readBody()
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return errorReply(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body exceeds %d bytes", g.o.MaxBodyBytes)), done
 		}
-		return
+		return errorReply(http.StatusBadRequest, "bad_body", "reading body: "+err.Error()), done
 	}
-	defer done()
-	body, ok := g.readBodyOf(w, bodyW, r)
-	if !ok {
-		return
+	if len(body) == 0 {
+		body = []byte("{}")
+	} else if !json.Valid(body) {
+		return errorReply(http.StatusBadRequest, "bad_json", "request body is not valid JSON"), done
 	}
-	out, err := g.b.Call(ctx, r.PathValue("service"), r.PathValue("method"), body, timeout)
+	out, err := g.b.Call(ctx, h.service, h.method, body, timeout)
 	if err != nil {
-		writeErr(w, err)
-		return
+		return replyOf(err), done
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(out)
+	return reply{status: http.StatusOK, body: out}, done
+}
+
+// finish reports a written refusal's time to a RefusalObserver (the
+// node's own time, from the head read: not the wait unread) and releases
+// an admitted call.
+func (g *handler) finish(rep reply, done func()) {
+	if rep.refused {
+		if o, ok := g.b.(RefusalObserver); ok {
+			o.ObserveRefusal(time.Since(rep.headers))
+		}
+	}
+	done()
+}
+
+// writeTo writes rep through net/http.
+func (rep reply) writeTo(w http.ResponseWriter) {
+	h := w.Header()
+	if rep.retryAfter > 0 {
+		h.Set("Retry-After", retryAfterSeconds(rep.retryAfter))
+		h.Set(RetryAfterMsHeader, retryAfterMs(rep.retryAfter))
+	}
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(rep.status)
+	_, _ = w.Write(rep.body)
+}
+
+func retryAfterSeconds(d time.Duration) string {
+	return strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10)
+}
+
+func retryAfterMs(d time.Duration) string { return strconv.FormatInt(max(d.Milliseconds(), 1), 10) }
+
+// replyOf is the answer to a backend's error: its StatusError's status,
+// code and message (500 internal otherwise) and its Retry-After hint.
+func replyOf(err error) reply {
+	var rep reply
+	var se StatusError
+	if errors.As(err, &se) {
+		rep = errorReply(se.HTTPStatus(), se.ErrorCode(), se.ErrorMessage())
+	} else {
+		rep = errorReply(http.StatusInternalServerError, "internal", err.Error())
+	}
+	var ra RetryAfterHinter
+	if errors.As(err, &ra) {
+		rep.retryAfter = ra.RetryAfterHint()
+	}
+	return rep
+}
+
+// errorReply is {"error":{"code":code,"message":msg}} with status.
+func errorReply(status int, code, msg string) reply {
+	return reply{status: status, body: errorBody(code, msg)}
+}
+
+// errorBody is the error object's JSON, one line: built by hand because
+// refusals are the one answer written most under overload (a reflective,
+// indenting encoder cost 5 µs of each).
+func errorBody(code, msg string) []byte {
+	b := make([]byte, 0, 32+len(code)+len(msg))
+	b = append(b, `{"error":{"code":`...)
+	b = appendJSONString(b, code)
+	b = append(b, `,"message":`...)
+	b = appendJSONString(b, msg)
+	return append(b, "}}\n"...)
+}
+
+// appendJSONString appends s as a JSON string: quotes, backslashes and
+// control characters escaped, invalid UTF-8 replaced by U+FFFD (as
+// encoding/json does).
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c == '\n':
+				b = append(b, '\\', 'n')
+			case c == '\r':
+				b = append(b, '\\', 'r')
+			case c == '\t':
+				b = append(b, '\\', 't')
+			case c < 0x20:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
 }
 
 // timingWriter stamps TimingHeader on the answer as it is written.
@@ -336,25 +493,11 @@ func (g *handler) kill(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, map[string]string{"killed": req.Actor})
 }
 
-func writeErr(w http.ResponseWriter, err error) {
-	var ra RetryAfterHinter
-	if errors.As(err, &ra) {
-		if d := ra.RetryAfterHint(); d > 0 {
-			w.Header().Set("Retry-After", strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10))
-			w.Header().Set(RetryAfterMsHeader, strconv.FormatInt(max(d.Milliseconds(), 1), 10))
-		}
-	}
-	var se StatusError
-	if errors.As(err, &se) {
-		WriteError(w, se.HTTPStatus(), se.ErrorCode(), se.ErrorMessage())
-		return
-	}
-	WriteError(w, http.StatusInternalServerError, "internal", err.Error())
-}
+func writeErr(w http.ResponseWriter, err error) { replyOf(err).writeTo(w) }
 
 // WriteError writes {"error":{"code":code,"message":msg}} with status.
 func WriteError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": msg}})
+	errorReply(status, code, msg).writeTo(w)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
