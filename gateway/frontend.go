@@ -226,6 +226,7 @@ func (f *FrontEnd) serveConn(fc *frontConn) {
 	out := make([]byte, 0, 512)
 	r, w := 0, 0
 	headDeadline := false
+	clock := newRecvClock(c) // nil: not TCP, the budget starts at the head
 	for {
 		h, n, v := parseHead(buf[r:w])
 		switch v {
@@ -270,8 +271,10 @@ func (f *FrontEnd) serveConn(fc *frontConn) {
 		if h.timeout != nil {
 			head.timeout = string(h.timeout)
 		}
-		if ago, ok := receivedAgo(c); ok && ago > 0 {
-			head.arrived = headersAt.Add(-ago)
+		if clock != nil {
+			if ago, ok := clock.ago(); ok && ago > 0 {
+				head.arrived = headersAt.Add(-ago)
+			}
 		}
 		timing := h.timing
 		r += n
@@ -294,10 +297,11 @@ func (f *FrontEnd) serveConn(fc *frontConn) {
 		// An unread body is read and dropped after the answer (so a
 		// refusal does not wait for it), up to drainLimit.
 		closeAfter := broken || unread > drainLimit || rep.status == http.StatusRequestEntityTooLarge
-		out = appendAnswer(out[:0], rep, timing, head, closeAfter)
+		answered := time.Now()
+		out = appendAnswer(out[:0], rep, timing, head, answered, closeAfter)
 		f.served.Add(1) // before the write: a client that has the answer sees it counted
 		_, err := c.Write(out)
-		f.h.finish(rep, done)
+		f.h.finish(rep, done, answered)
 		if err != nil {
 			_ = c.Close()
 			return
@@ -352,7 +356,7 @@ func (f *FrontEnd) handOver(c net.Conn, read []byte) {
 
 // appendAnswer appends rep as an HTTP/1.1 response: what net/http would
 // write for it, in one piece.
-func appendAnswer(b []byte, rep reply, timing bool, head callHead, closeAfter bool) []byte {
+func appendAnswer(b []byte, rep reply, timing bool, head callHead, now time.Time, closeAfter bool) []byte {
 	b = append(b, "HTTP/1.1 "...)
 	b = strconv.AppendInt(b, int64(rep.status), 10)
 	b = append(b, ' ')
@@ -365,7 +369,6 @@ func appendAnswer(b []byte, rep reply, timing bool, head callHead, closeAfter bo
 		b = append(b, retryAfterMs(rep.retryAfter)...)
 		b = append(b, "\r\n"...)
 	}
-	now := time.Now()
 	if timing {
 		b = append(b, TimingHeader+": "...)
 		b = strconv.AppendInt(b, head.arrived.UnixNano(), 10)

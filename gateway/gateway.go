@@ -243,7 +243,7 @@ func (g *handler) call(w http.ResponseWriter, r *http.Request) {
 	// A refusal: net/http drains a small unread body before it writes this
 	// answer (to keep the connection); it does not decode it.
 	rep.writeTo(w)
-	g.finish(rep, done)
+	g.finish(rep, done, time.Now())
 }
 
 // callHead is a service call's request line and headers, whichever
@@ -308,13 +308,16 @@ func (g *handler) serveCall(ctx context.Context, h callHead, readBody func() ([]
 	return reply{status: http.StatusOK, body: out}, done
 }
 
-// finish reports a written refusal's time to a RefusalObserver (the
-// node's own time, from the head read: not the wait unread) and releases
-// an admitted call.
-func (g *handler) finish(rep reply, done func()) {
+// finish reports a refusal's time to a RefusalObserver and releases an
+// admitted call. answered is when the answer was handed on to be written
+// (net/http's buffer, or the write system call): the node's own time runs
+// from the head read (not the wait unread before) to then, and not
+// through the write, after which a goroutine on a busy CPU may wait for
+// its turn with the answer already delivered.
+func (g *handler) finish(rep reply, done func(), answered time.Time) {
 	if rep.refused {
 		if o, ok := g.b.(RefusalObserver); ok {
-			o.ObserveRefusal(time.Since(rep.headers))
+			o.ObserveRefusal(answered.Sub(rep.headers))
 		}
 	}
 	done()

@@ -4,7 +4,9 @@ package gateway
 
 import (
 	"net"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -16,20 +18,48 @@ import (
 // (CONFIG_HZ: 4 ms at 250 Hz), so it is exact only to a tick either way;
 // false when c is not a TCP connection or the kernel did not say.
 func receivedAgo(c net.Conn) (time.Duration, bool) {
+	rc := newRecvClock(c)
+	if rc == nil {
+		return 0, false
+	}
+	return rc.ago()
+}
+
+// recvClock asks one connection's socket when it last received data,
+// without allocating (the front end's loop asks it for every request).
+type recvClock struct {
+	raw  syscall.RawConn
+	info unix.TCPInfo
+	err  syscall.Errno
+	read func(fd uintptr) // r.readInfo, bound once
+}
+
+// newRecvClock returns c's clock, nil if c is not a TCP connection.
+func newRecvClock(c net.Conn) *recvClock {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
-		return 0, false
+		return nil
 	}
-	rc, err := tc.SyscallConn()
+	raw, err := tc.SyscallConn()
 	if err != nil {
+		return nil
+	}
+	r := &recvClock{raw: raw}
+	r.read = r.readInfo
+	return r
+}
+
+func (r *recvClock) readInfo(fd uintptr) {
+	n := uint32(unsafe.Sizeof(r.info))
+	// getsockopt does not block: no need to tell the Go scheduler.
+	_, _, r.err = unix.RawSyscall6(unix.SYS_GETSOCKOPT, fd, unix.IPPROTO_TCP, unix.TCP_INFO,
+		uintptr(unsafe.Pointer(&r.info)), uintptr(unsafe.Pointer(&n)), 0)
+}
+
+// ago is receivedAgo for the clock's connection.
+func (r *recvClock) ago() (time.Duration, bool) {
+	if err := r.raw.Control(r.read); err != nil || r.err != 0 {
 		return 0, false
 	}
-	var info *unix.TCPInfo
-	var gerr error
-	if err := rc.Control(func(fd uintptr) {
-		info, gerr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
-	}); err != nil || gerr != nil {
-		return 0, false
-	}
-	return time.Duration(info.Last_data_recv) * time.Millisecond, true
+	return time.Duration(r.info.Last_data_recv) * time.Millisecond, true
 }
