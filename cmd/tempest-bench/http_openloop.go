@@ -187,7 +187,8 @@ type openRun struct {
 	// NoisyRepeats: earlier tries of this run not counted because others
 	// used more than --max-others-cpu.
 	NoisyRepeats int `json:"noisy_repeats"`
-	// Dials: new TCP connections the client opened during the run.
+	// Dials: new TCP connections the client opened during the run (not
+	// counting those opened before it, rawClient.prefill).
 	Dials int64 `json:"dials"`
 	// WallS: from the start of the schedule to the last outcome.
 	WallS float64 `json:"wall_s"`
@@ -338,6 +339,13 @@ func outcomeKind(o outcome) string {
 	return key
 }
 
+// readyFor is how many connections (and workers) a run at rate starts
+// with: its requests in flight if each took the whole budget, and half as
+// many again, at least 4.
+func readyFor(rate float64, budget time.Duration) int {
+	return max(4, int(math.Ceil(1.5*rate*budget.Seconds())))
+}
+
 // loader sends the open-loop load to one gateway.
 type loader struct {
 	raw     *rawClient
@@ -382,6 +390,13 @@ func (l *loader) run(ctx context.Context, rate float64, d time.Duration, label s
 	for i := range outs {
 		outs[i].status = statusNotSent
 	}
+	// The connections and workers the rate needs, ready before the
+	// schedule starts (rawClient.prefill): what a run at rate measures is
+	// the node's answer to it, from its first request.
+	ready := readyFor(rate, l.budget)
+	if err := l.raw.prefill(ctx, ready); err != nil {
+		return openRun{}, fmt.Errorf("opening %d connections before the run: %w", ready, err)
+	}
 	cpu0, cpuOK := l.tgt.cpu()
 	var gen0 float64
 	if l.tgt.genCPU != nil {
@@ -402,6 +417,17 @@ func (l *loader) run(ctx context.Context, rate float64, d time.Duration, label s
 		launched, done atomic.Int64
 		jobs           = make(chan job)
 	)
+	work := func(j job) { // j: its first job; the zero job (jobs closed) ends it
+		defer wg.Done()
+		for ; j.o != nil; j = <-jobs {
+			l.send(ctx, j.o, j.at, j.query, j.user, j.item)
+			done.Add(1)
+		}
+	}
+	for range ready {
+		wg.Add(1)
+		go func() { work(<-jobs) }()
+	}
 	start := time.Now().Add(2 * time.Millisecond)
 	stopProgress := l.progress(label, d, n, &launched, &done)
 	timer := time.NewTimer(time.Hour)
@@ -427,16 +453,7 @@ func (l *loader) run(ctx context.Context, rate float64, d time.Duration, label s
 		case jobs <- j:
 		default:
 			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for ; ; j = <-jobs {
-					if j.o == nil {
-						return
-					}
-					l.send(ctx, j.o, j.at, j.query, j.user, j.item)
-					done.Add(1)
-				}
-			}()
+			go work(j)
 		}
 	}
 	close(jobs) // a closed channel yields the zero job: workers return

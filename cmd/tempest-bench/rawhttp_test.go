@@ -154,3 +154,36 @@ func FuzzReadResponse(f *testing.F) {
 		}
 	})
 }
+
+// TestPrefill: prefill opens the connections asked for (no more than the
+// pool's cap), and the requests that follow use them without dialing.
+func TestPrefill(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+	var dials atomic.Int64
+	c := newRawClient(strings.TrimPrefix(srv.URL, "http://"), 6, time.Second, &dials)
+	defer c.closeIdle()
+	ctx := context.Background()
+	if err := c.prefill(ctx, 4); err != nil {
+		t.Fatal(err)
+	}
+	if got := dials.Load(); got != 4 {
+		t.Fatalf("prefill 4: %d dials", got)
+	}
+	for range 8 {
+		if st, _, err := c.post(ctx, "/", nil, nil); err != nil || st != 200 {
+			t.Fatalf("%d %v", st, err)
+		}
+	}
+	if got := dials.Load(); got != 4 {
+		t.Fatalf("requests after prefill dialed: %d dials, want still 4", got)
+	}
+	if err := c.prefill(ctx, 100); err != nil {
+		t.Fatal(err)
+	}
+	if got := dials.Load(); got != 6 {
+		t.Fatalf("prefill past the cap of 6: %d dials, want 6", got)
+	}
+}
