@@ -48,6 +48,20 @@ type gatewayRuntime struct {
 	ln     net.Listener // the first listener, handed from Start to the first serve
 	fe     *gateway.FrontEnd
 	served chan struct{}
+	past   gateway.FrontEndStats // of the front ends before a restart
+}
+
+// stats is the front ends' counts since the node started.
+func (g *gatewayRuntime) stats() gateway.FrontEndStats {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := g.past
+	if g.fe != nil {
+		now := g.fe.Stats()
+		s.Served += now.Served
+		s.HandedOver += now.HandedOver
+	}
+	return s
 }
 
 func newGatewayRuntime(n *Node, addr string, o GatewayOptions) (*gatewayRuntime, error) {
@@ -109,6 +123,9 @@ func (g *gatewayRuntime) shutdown() error {
 		}
 		cancel()
 		<-g.served
+		last := g.fe.Stats()
+		g.past.Served += last.Served
+		g.past.HandedOver += last.HandedOver
 		g.fe = nil
 	}
 	return err

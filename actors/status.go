@@ -7,6 +7,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/tempestrt/tempest/gateway"
 	"github.com/tempestrt/tempest/internal/admission"
 	"github.com/tempestrt/tempest/persistence"
 	"github.com/tempestrt/tempest/supervisor"
@@ -81,8 +82,12 @@ type Status struct {
 	RecentFailures []supervisor.Event      `json:"recent_failures"`
 	Deadlines      DeadlineStats           `json:"deadlines"`
 	Admission      *admission.Stats        `json:"admission,omitempty"` // the front door; absent when disabled
-	RefusalTime    LatencySummary          `json:"refusal_time"`        // headers read to the front door's 503 written
-	Persistence    persistence.Stats       `json:"persistence"`
+	RefusalTime    LatencySummary          `json:"refusal_time"`        // headers read to the front door's 503 handed to the write
+	// Gateway: service calls the HTTP front end's own loop served and
+	// connections it handed to net/http (gateway.FrontEnd), since the
+	// node started; absent without a gateway.
+	Gateway     *gateway.FrontEndStats `json:"gateway,omitempty"`
+	Persistence persistence.Stats      `json:"persistence"`
 	// Pebble: the storage engine's own figures (write stalls, compactions,
 	// read amplification, cache hit rate, sizes); absent if unreadable.
 	Pebble *persistence.PebbleMetrics `json:"pebble,omitempty"`
@@ -113,6 +118,10 @@ func (n *Node) Status() Status {
 		Deadlines:      DeadlineStats{Timeouts: n.timeouts.Load(), LateAnswers: n.lateAnswers.Load()},
 		Admission:      n.admissionStats(),
 		RefusalTime:    n.refusalTime.summary(),
+	}
+	if n.gateway != nil {
+		gs := n.gateway.stats()
+		st.Gateway = &gs
 	}
 	if n.db != nil {
 		st.Persistence = n.db.Stats()

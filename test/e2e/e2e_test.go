@@ -279,4 +279,13 @@ func TestHTTPContract(t *testing.T) {
 	if st["node"] != "dev" || len(st["clones"].([]any)) != 6 {
 		t.Fatalf("status: %v", st)
 	}
+	// The service calls were the front end's own loop's; the kill and the
+	// status requests took their connections to net/http.
+	gw, _ := st["gateway"].(map[string]any)
+	if served, _ := gw["served"].(float64); served < 1 {
+		t.Fatalf("status gateway %v: no service call served by the front end's loop", gw)
+	}
+	if handed, _ := gw["handed_over"].(float64); handed < 1 {
+		t.Fatalf("status gateway %v: no connection handed to net/http", gw)
+	}
 }
