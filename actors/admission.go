@@ -32,34 +32,57 @@ type admitTicket struct{}
 // Admit decides, before the request's body is read, whether the node takes
 // a request for service/method. On success the returned context carries the
 // admission (pass it to Call) and done must be called once the answer is
-// written. A refusal is a 503 overloaded error with a RetryAfter hint.
+// handed on to be written, with when: an answer that left after the
+// request's deadline (its goroutine ran late: a saturated CPU, a GC pause)
+// is counted in status (deadlines.written_late). A refusal is a 503
+// overloaded error with a RetryAfter hint.
 // timeout is the request's budget as it will be given to Call (0: the
 // method's default): the burst allowance admits past the limit what can
 // still start within its share of it.
-func (n *Node) Admit(ctx context.Context, service, method string, timeout time.Duration) (context.Context, func(), error) {
-	if n.adm == nil {
-		return ctx, func() {}, nil
-	}
+func (n *Node) Admit(ctx context.Context, service, method string, timeout time.Duration) (context.Context, func(time.Time), error) {
+	nop := func(time.Time) {}
 	class, budget := 0, time.Duration(0)
 	if rt := n.services[service]; rt != nil {
 		if m, ok := rt.methods[method]; ok {
 			class, budget = m.Priority, n.budget(m, timeout)
 		}
 	}
+	var deadline time.Time // zero: unknown method, nothing to count
+	if budget > 0 {
+		arrived, ok := gateway.Arrival(ctx)
+		if !ok {
+			arrived = time.Now()
+		}
+		deadline = arrived.Add(budget)
+	}
+	if n.adm == nil {
+		return ctx, func(at time.Time) { n.countWrittenLate(deadline, at) }, nil
+	}
 	// A request whose budget ran out (or nearly) while its bytes waited to
 	// be read is refused here, before the limiter and the body: under a
 	// backlog that is most requests, and the cheaper each is refused, the
 	// sooner the backlog is gone (Node.Call would refuse it later, after
 	// the body was read and validated).
-	if arrived, ok := gateway.Arrival(ctx); ok && budget > 0 {
-		if err := n.unmeetable(arrived.Add(budget), service+"/"+method+" when read"); err != nil {
-			return ctx, func() {}, AsError(err)
+	if _, ok := gateway.Arrival(ctx); ok && budget > 0 {
+		if err := n.unmeetable(deadline, service+"/"+method+" when read"); err != nil {
+			return ctx, nop, AsError(err)
 		}
 	}
 	if err := n.acquire(class, budget, service, method); err != nil {
-		return ctx, func() {}, AsError(err)
+		return ctx, nop, AsError(err)
 	}
-	return context.WithValue(ctx, admitTicket{}, true), n.release, nil
+	return context.WithValue(ctx, admitTicket{}, true), func(at time.Time) {
+		n.countWrittenLate(deadline, at)
+		n.release()
+	}, nil
+}
+
+// countWrittenLate counts an admitted request's answer handed to the write
+// at at, after its deadline (zero: none known).
+func (n *Node) countWrittenLate(deadline, at time.Time) {
+	if !deadline.IsZero() && at.After(deadline) {
+		n.writtenLate.Add(1)
+	}
 }
 
 func (n *Node) acquire(class int, budget time.Duration, service, method string) error {

@@ -82,7 +82,7 @@ func TestSpentBudgetIsRefusedAtTheDoor(t *testing.T) {
 	const budget = 30 * time.Millisecond
 	stale := gateway.WithArrival(t.Context(), time.Now().Add(-budget))
 	_, done, err := n.Admit(stale, "cart", "add", budget)
-	done()
+	done(time.Now())
 	if !errors.Is(err, actors.ErrDeadlineUnmeet) {
 		t.Fatalf("a request that waited its whole budget unread: %v, want 503 deadline_unmeetable", err)
 	}
@@ -101,5 +101,32 @@ func TestSpentBudgetIsRefusedAtTheDoor(t *testing.T) {
 	if _, err := n.Call(ctx, "cart", "add", []byte(`{"user":"u","item":"i","qty":1}`), budget); err != nil {
 		t.Fatalf("the admitted request: %v", err)
 	}
-	done()
+	done(time.Now())
+	if got := n.Status().Deadlines.WrittenLate; got != 0 {
+		t.Fatalf("an answer handed to the write in time counted written late: %d", got)
+	}
+}
+
+// TestAnswerWrittenLateIsCounted: an admitted request whose answer is
+// handed to the write after its deadline (its goroutine ran late) is
+// counted in status; one handed on before it, and a refusal, are not.
+func TestAnswerWrittenLateIsCounted(t *testing.T) {
+	n := startNode(t, t.TempDir())
+	const budget = 50 * time.Millisecond
+	arrived := time.Now()
+	for _, at := range []time.Duration{10 * time.Millisecond, budget + time.Millisecond, 49 * time.Millisecond, 2 * budget} {
+		_, done, err := n.Admit(gateway.WithArrival(t.Context(), arrived), "cart", "get", budget)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done(arrived.Add(at))
+	}
+	_, done, err := n.Admit(gateway.WithArrival(t.Context(), arrived.Add(-budget)), "cart", "get", budget)
+	if err == nil {
+		t.Fatal("a spent budget was admitted")
+	}
+	done(time.Now())
+	if got := n.Status().Deadlines.WrittenLate; got != 2 {
+		t.Fatalf("written late: %d, want 2 (of 4 admitted answers, two handed on after the deadline)", got)
+	}
 }

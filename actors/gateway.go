@@ -153,7 +153,7 @@ type nodeBackend struct{ n *Node }
 func (b nodeBackend) Call(ctx context.Context, service, method string, body []byte, timeout time.Duration) ([]byte, error) {
 	return b.n.Call(ctx, service, method, body, timeout)
 }
-func (b nodeBackend) Admit(ctx context.Context, service, method string, timeout time.Duration) (context.Context, func(), error) {
+func (b nodeBackend) Admit(ctx context.Context, service, method string, timeout time.Duration) (context.Context, func(time.Time), error) {
 	return b.n.Admit(ctx, service, method, timeout)
 }
 func (b nodeBackend) ObserveRefusal(took time.Duration) { b.n.refusalTime.observe(took) }

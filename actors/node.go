@@ -60,6 +60,9 @@ type Node struct {
 	// lateAnswers those whose success came too late to be sent in time and
 	// was answered 504 instead.
 	timeouts, lateAnswers atomic.Uint64
+	// writtenLate: admitted requests whose answer was handed to the write
+	// after their deadline (Admit's done).
+	writtenLate atomic.Uint64
 	// adm is the front door (nil when Config.DisableAdmission); admMu
 	// serialises it.
 	adm         *admission.Limiter

@@ -105,6 +105,13 @@ type DeadlineStats struct {
 	// LateAnswers: a success came, but too late to be sent before the
 	// deadline, and was answered 504 instead (an update may have applied).
 	LateAnswers uint64 `json:"late_answers"`
+	// WrittenLate: answers to requests the gateway admitted that were
+	// handed to the write after the request's deadline although the node
+	// decided them in time: the goroutine that had the answer ran late (a
+	// saturated CPU, a GC pause). The node's own count of what its clients
+	// see as late; refusals of requests read after their budget had run
+	// out are not in it (they were late before the node saw them).
+	WrittenLate uint64 `json:"written_late"`
 }
 
 // Status reports the node, its clones and recent supervision events.
@@ -115,7 +122,7 @@ func (n *Node) Status() Status {
 		Services:       n.Services(),
 		RecentFailures: n.sup.Events(),
 		ChaosEnabled:   n.chaos.Load(),
-		Deadlines:      DeadlineStats{Timeouts: n.timeouts.Load(), LateAnswers: n.lateAnswers.Load()},
+		Deadlines:      DeadlineStats{Timeouts: n.timeouts.Load(), LateAnswers: n.lateAnswers.Load(), WrittenLate: n.writtenLate.Load()},
 		Admission:      n.admissionStats(),
 		RefusalTime:    n.refusalTime.summary(),
 	}

@@ -38,11 +38,11 @@ func (s *syncBackend) Call(ctx context.Context, service, method string, body []b
 	defer s.mu.Unlock()
 	return s.b.Call(ctx, service, method, body, timeout)
 }
-func (s *syncBackend) Admit(ctx context.Context, service, method string, timeout time.Duration) (context.Context, func(), error) {
+func (s *syncBackend) Admit(ctx context.Context, service, method string, timeout time.Duration) (context.Context, func(time.Time), error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ctx, done, err := s.b.Admit(ctx, service, method, timeout)
-	return ctx, func() { s.mu.Lock(); done(); s.mu.Unlock() }, err
+	return ctx, func(at time.Time) { s.mu.Lock(); done(at); s.mu.Unlock() }, err
 }
 func (s *syncBackend) ObserveRefusal(took time.Duration) {
 	s.mu.Lock()

@@ -32,11 +32,13 @@ import (
 type Backend interface {
 	// Admit decides, before the request's body is read, whether the
 	// backend takes a request for service/method. On success, pass the
-	// returned context to Call and call done once the answer is written. A
-	// refusal is answered at once (a StatusError, and Retry-After when it
-	// implements RetryAfterHint). timeout is the request's budget as given
-	// to Call (0: the method's default).
-	Admit(ctx context.Context, service, method string, timeout time.Duration) (admitted context.Context, done func(), err error)
+	// returned context to Call and call done once the answer is written,
+	// with when it was handed on to be written (net/http's buffer, or the
+	// front end's write call): the backend may count answers that left
+	// after their deadline. A refusal is answered at once (a StatusError,
+	// and Retry-After when it implements RetryAfterHint). timeout is the
+	// request's budget as given to Call (0: the method's default).
+	Admit(ctx context.Context, service, method string, timeout time.Duration) (admitted context.Context, done func(answered time.Time), err error)
 	// Call runs a method; timeout 0 means the method's default deadline.
 	// The budget runs from Arrival(ctx) when ctx carries one.
 	Call(ctx context.Context, service, method string, body []byte, timeout time.Duration) ([]byte, error)
@@ -271,9 +273,9 @@ type reply struct {
 // check, admission (before the body is read: a refusal costs only the
 // head's parsing and the answer), the body (read by readBody, within
 // MaxBodyBytes), its check, and the backend's call. done (never nil) is
-// to be called once the answer is written.
-func (g *handler) serveCall(ctx context.Context, h callHead, readBody func() ([]byte, error)) (reply, func()) {
-	nop := func() {}
+// to be called once the answer is handed on to be written, with when.
+func (g *handler) serveCall(ctx context.Context, h callHead, readBody func() ([]byte, error)) (reply, func(time.Time)) {
+	nop := func(time.Time) {}
 	timeout := time.Duration(0)
 	if h.timeout != "" {
 		ms, err := strconv.ParseInt(h.timeout, 10, 64)
@@ -314,13 +316,13 @@ func (g *handler) serveCall(ctx context.Context, h callHead, readBody func() ([]
 // from the head read (not the wait unread before) to then, and not
 // through the write, after which a goroutine on a busy CPU may wait for
 // its turn with the answer already delivered.
-func (g *handler) finish(rep reply, done func(), answered time.Time) {
+func (g *handler) finish(rep reply, done func(time.Time), answered time.Time) {
 	if rep.refused {
 		if o, ok := g.b.(RefusalObserver); ok {
 			o.ObserveRefusal(answered.Sub(rep.headers))
 		}
 	}
-	done()
+	done(answered)
 }
 
 // writeTo writes rep through net/http.

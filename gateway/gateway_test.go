@@ -35,6 +35,7 @@ type backend struct {
 	killed     string
 	admitSaw   time.Time       // Arrival(ctx) at the last Admit
 	refusals   []time.Duration // ObserveRefusal's
+	answered   time.Time       // given to the last done
 }
 
 func (b *backend) ObserveRefusal(took time.Duration) { b.refusals = append(b.refusals, took) }
@@ -55,13 +56,13 @@ func (b *backend) Call(ctx context.Context, service, method string, body []byte,
 	}
 	return body, nil
 }
-func (b *backend) Admit(ctx context.Context, service, method string, _ time.Duration) (context.Context, func(), error) {
+func (b *backend) Admit(ctx context.Context, service, method string, _ time.Duration) (context.Context, func(time.Time), error) {
 	b.admitSaw, _ = Arrival(ctx)
 	if method == "full" {
-		return ctx, func() {}, retryErr{testErr{503, "overloaded", "at the limit"}, 1500 * time.Millisecond}
+		return ctx, func(time.Time) {}, retryErr{testErr{503, "overloaded", "at the limit"}, 1500 * time.Millisecond}
 	}
 	b.admitted++
-	return ctx, func() { b.done++ }, nil
+	return ctx, func(at time.Time) { b.done++; b.answered = at }, nil
 }
 func (b *backend) Status() any { return map[string]string{"node": "t"} }
 
@@ -245,8 +246,12 @@ func TestRefusedBeforeTheBodyIsDecoded(t *testing.T) {
 	if !b.called.IsZero() {
 		t.Fatal("a refused request reached Call")
 	}
+	before := time.Now()
 	if code, _ := do(t, h, http.MethodPost, "/v1/services/echo/say", `{"a":1}`, nil); code != http.StatusOK || b.admitted != 1 || b.done != 1 {
 		t.Fatalf("admitted call: status %d, admitted %d, done %d; want 200, 1, 1", code, b.admitted, b.done)
+	}
+	if b.answered.Before(before) || b.answered.After(time.Now()) {
+		t.Fatalf("done got %v as the answer's hand-off, want a time during the call", b.answered)
 	}
 }
 
