@@ -463,3 +463,13 @@ func (p *prefixConn) Read(b []byte) (int, error) {
 
 // NetConn is the connection underneath (what requestArrival asks).
 func (p *prefixConn) NetConn() net.Conn { return p.Conn }
+
+// CloseWrite half-closes a TCP connection: net/http does before it closes
+// one with a request body unread (see rstAvoidance), and the embedded
+// net.Conn would hide the method.
+func (p *prefixConn) CloseWrite() error {
+	if cw, ok := p.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return p.Conn.Close()
+}

@@ -397,7 +397,12 @@ func FuzzParseHead(f *testing.F) {
 // limit when the 413 is written gets the answer, not a reset (the
 // connection closes half first, as net/http's does).
 func TestTooLargeBodyStillComing(t *testing.T) {
-	for _, netHTTP := range []bool{false, true} {
+	// The loop's own path, net/http's (NetHTTPOnly), and net/http's on a
+	// connection the loop handed over (after a status request).
+	for _, way := range []struct {
+		netHTTP, handedOver bool
+	}{{false, false}, {true, false}, {false, true}} {
+		netHTTP := way.netHTTP
 		addr, _, _ := startFrontEnd(t, &syncBackend{b: &backend{}}, Options{MaxBodyBytes: 64, NetHTTPOnly: netHTTP}, time.Second)
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -405,17 +410,35 @@ func TestTooLargeBodyStillComing(t *testing.T) {
 		}
 		defer c.Close()
 		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(c)
+		if way.handedOver {
+			if _, err := io.WriteString(c, "GET /v1/status"+h11+"\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("status first: %v %v", resp, err)
+			}
+			_, _ = io.ReadAll(resp.Body)
+		}
 		chunk := strings.Repeat("y", 16<<10)
 		if _, err := io.WriteString(c, "POST /v1/services/echo/say"+h11+"Content-Length: 1000000\r\n\r\n"+chunk); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(100 * time.Millisecond) // the 413 is written and the server closes
 		if _, err := io.WriteString(c, chunk); err != nil {
-			t.Fatalf("net/http only %v: writing the rest of the body after the 413: %v, want the connection still half open", netHTTP, err)
+			t.Fatalf("%+v: writing the rest of the body after the 413: %v, want the connection still half open", way, err)
 		}
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		resp, err := http.ReadResponse(br, nil)
 		if err != nil || resp.StatusCode != http.StatusRequestEntityTooLarge || !resp.Close {
-			t.Fatalf("net/http only %v: %v %v, want 413 with Connection: close", netHTTP, resp, err)
+			t.Fatalf("%+v: %v %v, want 413 with Connection: close", way, resp, err)
+		}
+		_, _ = io.ReadAll(resp.Body)
+		// Half closed at once: the client sees the end of the stream now,
+		// not when the socket is closed after rstAvoidance.
+		start := time.Now()
+		if _, err := br.ReadByte(); !errors.Is(err, io.EOF) || time.Since(start) > rstAvoidance/2 {
+			t.Fatalf("%+v: after the 413, %v after %v; want EOF at once (the server's side half closed)", way, err, time.Since(start))
 		}
 	}
 }
