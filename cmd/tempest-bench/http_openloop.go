@@ -202,8 +202,13 @@ type openRun struct {
 	// /v1/status refusal_time histograms before and after the run (p99 is a
 	// bucket's upper bound, at most 2x high). Absent when the node does not
 	// report them.
-	NodeRefusals            *uint64 `json:"node_refusals,omitempty"`
-	NodeRefusalP99Us        *int64  `json:"node_refusal_p99_us,omitempty"`
+	NodeRefusals     *uint64 `json:"node_refusals,omitempty"`
+	NodeRefusalP99Us *int64  `json:"node_refusal_p99_us,omitempty"`
+	// NodeWrittenLate: answers the node itself counted as handed to the
+	// write after their deadline during the run (/v1/status
+	// deadlines.written_late, before and after): the node's view of the
+	// late answers the client counts. Absent when the node does not say.
+	NodeWrittenLate         *uint64 `json:"node_written_late,omitempty"`
 	LongestStallS           int     `json:"longest_stall_s"`
 	WorstSecondMissFraction float64 `json:"worst_second_miss_fraction"`
 	// MissedPerSecond: the requests sent in each second of the schedule
@@ -403,7 +408,7 @@ func (l *loader) run(ctx context.Context, rate float64, d time.Duration, label s
 		gen0 = l.tgt.genCPU()
 	}
 	dials0 := l.dials.Load()
-	ref0, refOK := refusalBuckets(l.tgt.addr)
+	node0, nodeOK := readNodeCounts(l.tgt.addr)
 	sys0, sysOK := systemBusy()
 	self0 := rusageSelf()
 	type job struct {
@@ -466,8 +471,12 @@ func (l *loader) run(ctx context.Context, rate float64, d time.Duration, label s
 	r := account(outs, rate, d, l.budget)
 	r.WallS = wall.Seconds()
 	r.Dials = l.dials.Load() - dials0
-	if ref1, ok := refusalBuckets(l.tgt.addr); ok && refOK {
-		r.NodeRefusals, r.NodeRefusalP99Us = refusalDelta(ref0, ref1)
+	if node1, ok := readNodeCounts(l.tgt.addr); ok && nodeOK {
+		r.NodeRefusals, r.NodeRefusalP99Us = refusalDelta(node0.refusalBuckets, node1.refusalBuckets)
+		if node0.writtenLate != nil && node1.writtenLate != nil {
+			late := *node1.writtenLate - min(*node1.writtenLate, *node0.writtenLate)
+			r.NodeWrittenLate = &late
+		}
 	}
 	cpu1, ok := l.tgt.cpu()
 	if ok && cpuOK && r.Sent > 0 {
@@ -901,13 +910,16 @@ func printOpenTable(w io.Writer, res openResult) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "latency from the intended send time, ms: count p50/p99/p99.9/max")
 	tw = newTableWriter(w)
-	tw.row("x cap", "offered/s", "2xx", "503", "504", "other (client timeouts, errors)", "node's own time to a 503: count p99 µs")
+	tw.row("x cap", "offered/s", "2xx", "503", "504", "other (client timeouts, errors)", "node's own time to a 503: count p99 µs", "node: written late")
 	for _, r := range res.Runs {
-		own := "n/a"
+		own, late := "n/a", "n/a"
 		if r.NodeRefusals != nil {
 			own = fmt.Sprintf("%d  %s", *r.NodeRefusals, fptrInt(r.NodeRefusalP99Us))
 		}
-		tw.row(fmtMultiple(r.Multiple), f0(r.OfferedPerS), fmtLat(r.OK), fmtLat(r.Refused), fmtLat(r.Timeout), fmtLat(r.Other), own)
+		if r.NodeWrittenLate != nil {
+			late = fmt.Sprint(*r.NodeWrittenLate)
+		}
+		tw.row(fmtMultiple(r.Multiple), f0(r.OfferedPerS), fmtLat(r.OK), fmtLat(r.Refused), fmtLat(r.Timeout), fmtLat(r.Other), own, late)
 	}
 	tw.flush()
 	fmt.Fprintln(w)
@@ -1005,17 +1017,27 @@ func (t *tableWriter) flush() {
 	t.rows = nil
 }
 
-// refusalBuckets reads the node's refusal_time histogram from /v1/status.
-func refusalBuckets(addr string) ([]uint64, bool) {
+// nodeCounts is what a run reads from the node's /v1/status before and
+// after it.
+type nodeCounts struct {
+	refusalBuckets []uint64 // refusal_time's histogram
+	writtenLate    *uint64  // deadlines.written_late; nil: not reported
+}
+
+// readNodeCounts reads nodeCounts from /v1/status.
+func readNodeCounts(addr string) (nodeCounts, bool) {
 	var st struct {
 		RefusalTime *struct {
 			Buckets []uint64 `json:"buckets_pow2_us"`
 		} `json:"refusal_time"`
+		Deadlines struct {
+			WrittenLate *uint64 `json:"written_late"`
+		} `json:"deadlines"`
 	}
 	if err := getJSON(addr, "/v1/status", &st); err != nil || st.RefusalTime == nil {
-		return nil, false
+		return nodeCounts{}, false
 	}
-	return st.RefusalTime.Buckets, true
+	return nodeCounts{refusalBuckets: st.RefusalTime.Buckets, writtenLate: st.Deadlines.WrittenLate}, true
 }
 
 // refusalDelta returns the count and p99 (a bucket's upper bound, in µs;

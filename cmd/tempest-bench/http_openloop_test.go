@@ -316,6 +316,12 @@ func TestOpenLoopRunInProcess(t *testing.T) {
 		r.OK.Count+r.Refused.Count+r.Timeout.Count+r.Other.Count != 100 || r.NodeCPUSPerRequest == nil {
 		t.Errorf("figures do not add up: %+v", r)
 	}
+	// The node's own counts come from its status. (Its written-late count
+	// may exceed the client's late one: its budget starts up to a kernel
+	// tick before the client's write.)
+	if r.NodeRefusals == nil || r.NodeWrittenLate == nil {
+		t.Errorf("node counts: refusals %v, written late %v; want both from /v1/status", r.NodeRefusals, r.NodeWrittenLate)
+	}
 	if !strings.Contains(errOut.String(), "rate 200/s") {
 		t.Errorf("no progress on stderr: %q", errOut.String())
 	}
