@@ -47,12 +47,12 @@ func (n *Node) Admit(ctx context.Context, service, method string, timeout time.D
 			class, budget = m.Priority, n.budget(m, timeout)
 		}
 	}
+	arrived, fromGateway := gateway.Arrival(ctx)
+	if !fromGateway {
+		arrived = time.Now()
+	}
 	var deadline time.Time // zero: unknown method, nothing to count
 	if budget > 0 {
-		arrived, ok := gateway.Arrival(ctx)
-		if !ok {
-			arrived = time.Now()
-		}
 		deadline = arrived.Add(budget)
 	}
 	if n.adm == nil {
@@ -63,7 +63,7 @@ func (n *Node) Admit(ctx context.Context, service, method string, timeout time.D
 	// backlog that is most requests, and the cheaper each is refused, the
 	// sooner the backlog is gone (Node.Call would refuse it later, after
 	// the body was read and validated).
-	if _, ok := gateway.Arrival(ctx); ok && budget > 0 {
+	if fromGateway && budget > 0 {
 		if err := n.unmeetable(deadline, service+"/"+method+" when read"); err != nil {
 			return ctx, nop, AsError(err)
 		}

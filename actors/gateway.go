@@ -55,13 +55,10 @@ type gatewayRuntime struct {
 func (g *gatewayRuntime) stats() gateway.FrontEndStats {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	s := g.past
-	if g.fe != nil {
-		now := g.fe.Stats()
-		s.Served += now.Served
-		s.HandedOver += now.HandedOver
+	if g.fe == nil {
+		return g.past
 	}
-	return s
+	return g.past.Plus(g.fe.Stats())
 }
 
 func newGatewayRuntime(n *Node, addr string, o GatewayOptions) (*gatewayRuntime, error) {
@@ -123,9 +120,7 @@ func (g *gatewayRuntime) shutdown() error {
 		}
 		cancel()
 		<-g.served
-		last := g.fe.Stats()
-		g.past.Served += last.Served
-		g.past.HandedOver += last.HandedOver
+		g.past = g.past.Plus(g.fe.Stats())
 		g.fe = nil
 	}
 	return err

@@ -37,7 +37,9 @@ type FrontEnd struct {
 	ln      net.Listener
 	handoff *handoffListener
 	conns   map[*frontConn]struct{}
-	closing bool
+	// closing is set under mu (so setIdle and beginClose agree) and read
+	// without it on every request's way out (isClosing).
+	closing atomic.Bool
 	wg      sync.WaitGroup
 
 	served, handedOver atomic.Int64
@@ -50,6 +52,11 @@ type FrontEndStats struct {
 	// HandedOver is the connections given to net/http (with
 	// Options.NetHTTPOnly: all of them).
 	HandedOver int64 `json:"handed_over"`
+}
+
+// Plus is the sum of two counts (of front ends one after another).
+func (s FrontEndStats) Plus(o FrontEndStats) FrontEndStats {
+	return FrontEndStats{Served: s.Served + o.Served, HandedOver: s.HandedOver + o.HandedOver}
 }
 
 // Stats returns the loop's counts so far.
@@ -74,7 +81,7 @@ func NewFrontEnd(b Backend, o Options, srv *http.Server) *FrontEnd {
 func (f *FrontEnd) Serve(ln net.Listener) error {
 	hand := newHandoffListener(ln.Addr())
 	f.mu.Lock()
-	if f.closing || f.ln != nil {
+	if f.closing.Load() || f.ln != nil {
 		f.mu.Unlock()
 		_ = ln.Close()
 		return http.ErrServerClosed
@@ -158,7 +165,7 @@ func (f *FrontEnd) Close() error {
 func (f *FrontEnd) beginClose(hard bool) net.Listener {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.closing = true
+	f.closing.Store(true)
 	for fc := range f.conns {
 		if hard {
 			_ = fc.c.Close()
@@ -169,16 +176,12 @@ func (f *FrontEnd) beginClose(hard bool) net.Listener {
 	return f.ln
 }
 
-func (f *FrontEnd) isClosing() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.closing
-}
+func (f *FrontEnd) isClosing() bool { return f.closing.Load() }
 
 func (f *FrontEnd) track(fc *frontConn) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.closing {
+	if f.closing.Load() {
 		return false
 	}
 	f.conns[fc] = struct{}{}
@@ -198,7 +201,7 @@ func (f *FrontEnd) untrack(fc *frontConn) {
 func (f *FrontEnd) setIdle(fc *frontConn, idle bool) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if idle && f.closing {
+	if idle && f.closing.Load() {
 		return false
 	}
 	fc.idle = idle

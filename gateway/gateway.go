@@ -290,18 +290,9 @@ func (g *handler) serveCall(ctx context.Context, h callHead, readBody func() ([]
 		rep.refused, rep.headers = true, h.headers
 		return rep, nop
 	}
-	body, err := readBody()
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return errorReply(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body exceeds %d bytes", g.o.MaxBodyBytes)), done
-		}
-		return errorReply(http.StatusBadRequest, "bad_body", "reading body: "+err.Error()), done
-	}
-	if len(body) == 0 {
-		body = []byte("{}")
-	} else if !json.Valid(body) {
-		return errorReply(http.StatusBadRequest, "bad_json", "request body is not valid JSON"), done
+	body, bad := g.checkBody(readBody())
+	if bad != nil {
+		return *bad, done
 	}
 	out, err := g.b.Call(ctx, h.service, h.method, body, timeout)
 	if err != nil {
@@ -442,33 +433,38 @@ func (t *timingWriter) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (t *timingWriter) Unwrap() http.ResponseWriter { return t.ResponseWriter }
 
-// readBody reads a JSON body within the size limit; an empty body is {}.
+// readBody reads a JSON body within the size limit, answering its errors
+// on w; an empty body is {}.
 func (g *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	return g.readBodyOf(w, w, r)
-}
-
-// readBodyOf is readBody answering errors on w, with the size limit on
-// conn: net/http's writer (which closes the connection after a body over
-// the limit; a wrapper would hide that from MaxBytesReader).
-func (g *handler) readBodyOf(w, conn http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(conn, r.Body, g.o.MaxBodyBytes))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			WriteError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body exceeds %d bytes", g.o.MaxBodyBytes))
-		} else {
-			WriteError(w, http.StatusBadRequest, "bad_body", "reading body: "+err.Error())
-		}
-		return nil, false
-	}
-	if len(body) == 0 {
-		return []byte("{}"), true
-	}
-	if !json.Valid(body) {
-		WriteError(w, http.StatusBadRequest, "bad_json", "request body is not valid JSON")
+	body, bad := g.checkBody(io.ReadAll(http.MaxBytesReader(w, r.Body, g.o.MaxBodyBytes)))
+	if bad != nil {
+		bad.writeTo(w)
 		return nil, false
 	}
 	return body, true
+}
+
+// checkBody judges a body as read: within MaxBodyBytes (413), read whole
+// (400 bad_body), JSON (400 bad_json); an empty body is {}. A non-nil
+// reply is the error answer.
+func (g *handler) checkBody(body []byte, err error) ([]byte, *reply) {
+	var bad reply
+	switch {
+	case err != nil:
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			bad = errorReply(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body exceeds %d bytes", g.o.MaxBodyBytes))
+		} else {
+			bad = errorReply(http.StatusBadRequest, "bad_body", "reading body: "+err.Error())
+		}
+	case len(body) == 0:
+		return []byte("{}"), nil
+	case !json.Valid(body):
+		bad = errorReply(http.StatusBadRequest, "bad_json", "request body is not valid JSON")
+	default:
+		return body, nil
+	}
+	return nil, &bad
 }
 
 func (g *handler) status(w http.ResponseWriter, _ *http.Request) {
