@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/tempestrt/tempest/gateway"
@@ -30,24 +31,32 @@ func (r retryAfter) Unwrap() error { return r.error }
 type admitTicket struct{}
 
 // Admit decides, before the request's body is read, whether the node takes
-// a request for service/method. On success the returned context carries the
-// admission (pass it to Call) and done must be called once the answer is
-// handed on to be written, with when: an answer that left after the
-// request's deadline (its goroutine ran late: a saturated CPU, a GC pause)
-// is counted in status (deadlines.written_late). A refusal is a 503
-// overloaded error with a RetryAfter hint.
-// timeout is the request's budget as it will be given to Call (0: the
+// a request (gateway.Backend's Admit). Admitted, the returned context
+// carries the admission and the request's arrival (pass it to Call), and
+// Done must be called once the answer is handed on to be written, with
+// when: an answer that left after the request's deadline (its goroutine
+// ran late: a saturated CPU, a GC pause) is counted in status
+// (deadlines.written_late). Refused, the refusal is a 503: overloaded,
+// with a RetryAfter hint, or deadline_unmeetable for a request whose
+// budget ran out while its bytes waited to be read. The refusals are
+// errors made when the node started (methodRefusals): a refusal
+// allocates nothing, and cannot be held by the garbage collector (an
+// allocation during a mark phase may be made to assist it, milliseconds
+// with the CPU saturated; TestRefusalDoesNotAllocate).
+// req.Timeout is the request's budget as it will be given to Call (0: the
 // method's default): the burst allowance admits past the limit what can
 // still start within its share of it.
-func (n *Node) Admit(ctx context.Context, service, method string, timeout time.Duration) (context.Context, func(time.Time), error) {
-	nop := func(time.Time) {}
+func (n *Node) Admit(ctx context.Context, req gateway.AdmitRequest) gateway.Admission {
 	class, budget := 0, time.Duration(0)
-	if rt := n.services[service]; rt != nil {
-		if m, ok := rt.methods[method]; ok {
-			class, budget = m.Priority, n.budget(m, timeout)
+	refusals := &n.anyRefusals
+	if rt := n.services[req.Service]; rt != nil {
+		if m, ok := rt.methods[req.Method]; ok {
+			class, budget = m.Priority, n.budget(m, req.Timeout)
+			refusals = rt.refusals[req.Method]
 		}
 	}
-	arrived, fromGateway := gateway.Arrival(ctx)
+	fromGateway := !req.Arrived.IsZero()
+	arrived := req.Arrived
 	if !fromGateway {
 		arrived = time.Now()
 	}
@@ -55,26 +64,49 @@ func (n *Node) Admit(ctx context.Context, service, method string, timeout time.D
 	if budget > 0 {
 		deadline = arrived.Add(budget)
 	}
-	if n.adm == nil {
-		return ctx, func(at time.Time) { n.countWrittenLate(deadline, at) }, nil
-	}
 	// A request whose budget ran out (or nearly) while its bytes waited to
 	// be read is refused here, before the limiter and the body: under a
 	// backlog that is most requests, and the cheaper each is refused, the
 	// sooner the backlog is gone (Node.Call would refuse it later, after
 	// the body was read and validated).
-	if fromGateway && budget > 0 {
-		if err := n.unmeetable(deadline, service+"/"+method+" when read"); err != nil {
-			return ctx, nop, AsError(err)
+	if n.adm != nil && fromGateway && budget > 0 && time.Until(deadline) < n.cfg.Scheduler.Margin {
+		return gateway.Admission{Refused: refusals.late}
+	}
+	if n.adm != nil {
+		if ok, retry := n.tryAcquire(class, budget); !ok {
+			return gateway.Admission{Refused: refusals.overloaded, RetryAfter: retry}
 		}
 	}
-	if err := n.acquire(class, budget, service, method); err != nil {
-		return ctx, nop, AsError(err)
+	if fromGateway {
+		headers := req.Headers
+		if headers.IsZero() {
+			headers = arrived
+		}
+		ctx = gateway.WithArrivalAndHeaders(ctx, arrived, headers)
 	}
-	return context.WithValue(ctx, admitTicket{}, true), func(at time.Time) {
+	if n.adm == nil {
+		return gateway.Admission{Ctx: ctx, Done: func(at time.Time) { n.countWrittenLate(deadline, at) }}
+	}
+	return gateway.Admission{Ctx: context.WithValue(ctx, admitTicket{}, true), Done: func(at time.Time) {
 		n.countWrittenLate(deadline, at)
 		n.release()
-	}, nil
+	}}
+}
+
+// methodRefusals are a method's refusals at admission, made once: Admit
+// returns them as they are (see Admit). The Retry-After hint, which
+// changes, travels beside the error (gateway.Admission.RetryAfter).
+type methodRefusals struct {
+	overloaded, late *Error
+}
+
+func newMethodRefusals(name string) *methodRefusals {
+	return &methodRefusals{
+		overloaded: &Error{Status: http.StatusServiceUnavailable, Code: "overloaded", cause: ErrOverloaded,
+			Message: name + ": node at its admission limit, retry after the Retry-After time"},
+		late: &Error{Status: http.StatusServiceUnavailable, Code: "deadline_unmeetable", cause: ErrDeadlineUnmeet,
+			Message: name + ": its budget ran out (or nearly) before the node read it"},
+	}
 }
 
 // countWrittenLate counts an admitted request's answer handed to the write
@@ -85,7 +117,17 @@ func (n *Node) countWrittenLate(deadline, at time.Time) {
 	}
 }
 
+// acquire is tryAcquire for Node.Call's own admission, its refusal as an
+// error.
 func (n *Node) acquire(class int, budget time.Duration, service, method string) error {
+	if ok, retry := n.tryAcquire(class, budget); !ok {
+		return retryAfter{fmt.Errorf("%s/%s: node at its admission limit, retry after %v: %w", service, method, retry, ErrOverloaded), retry}
+	}
+	return nil
+}
+
+// tryAcquire asks the limiter for a slot; refused, retry is its hint.
+func (n *Node) tryAcquire(class int, budget time.Duration) (ok bool, retry time.Duration) {
 	n.admMu.Lock()
 	now := time.Now()
 	if now.Sub(n.schedReadAt) >= n.cfg.Admission.Interval {
@@ -96,12 +138,9 @@ func (n *Node) acquire(class int, budget time.Duration, service, method string) 
 		n.adm.ObserveScheduling(now, p99)
 		n.schedP99.Store(int64(p99))
 	}
-	ok, retry := n.adm.AcquireWithin(now, class, budget)
+	ok, retry = n.adm.AcquireWithin(now, class, budget)
 	n.admMu.Unlock()
-	if ok {
-		return nil
-	}
-	return retryAfter{fmt.Errorf("%s/%s: node at its admission limit, retry after %v: %w", service, method, retry, ErrOverloaded), retry}
+	return ok, retry
 }
 
 func (n *Node) release() {

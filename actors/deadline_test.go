@@ -1,6 +1,7 @@
 package actors_test
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -80,9 +81,12 @@ func TestSpentBudgetIsRefusedAtTheDoor(t *testing.T) {
 	n := startNode(t, t.TempDir())
 	before := n.Status().Admission.Admitted
 	const budget = 30 * time.Millisecond
-	stale := gateway.WithArrival(t.Context(), time.Now().Add(-budget))
-	_, done, err := n.Admit(stale, "cart", "add", budget)
-	done(time.Now())
+	stale := gateway.AdmitRequest{Service: "cart", Method: "add", Timeout: budget, Arrived: time.Now().Add(-budget)}
+	adm := n.Admit(t.Context(), stale)
+	err := adm.Refused
+	if adm.Done != nil {
+		t.Fatal("a refusal came with a Done to call")
+	}
 	if !errors.Is(err, actors.ErrDeadlineUnmeet) {
 		t.Fatalf("a request that waited its whole budget unread: %v, want 503 deadline_unmeetable", err)
 	}
@@ -93,15 +97,19 @@ func TestSpentBudgetIsRefusedAtTheDoor(t *testing.T) {
 	if got := n.Status().Admission.Admitted; got != before {
 		t.Fatalf("the refused request reached the limiter: admitted %d -> %d", before, got)
 	}
-	fresh := gateway.WithArrival(t.Context(), time.Now().Add(-5*time.Millisecond))
-	ctx, done, err := n.Admit(fresh, "cart", "add", budget)
-	if err != nil {
-		t.Fatalf("a request with 25 ms of its 30 left: %v, want it admitted", err)
+	arrived := time.Now().Add(-5 * time.Millisecond)
+	fresh := gateway.AdmitRequest{Service: "cart", Method: "add", Timeout: budget, Arrived: arrived}
+	adm = n.Admit(t.Context(), fresh)
+	if adm.Refused != nil {
+		t.Fatalf("a request with 25 ms of its 30 left: %v, want it admitted", adm.Refused)
 	}
-	if _, err := n.Call(ctx, "cart", "add", []byte(`{"user":"u","item":"i","qty":1}`), budget); err != nil {
+	if got, ok := gateway.Arrival(adm.Ctx); !ok || !got.Equal(arrived) {
+		t.Fatalf("the admitted context carries arrival %v (%v), want %v: Call would start its budget elsewhere", got, ok, arrived)
+	}
+	if _, err := n.Call(adm.Ctx, "cart", "add", []byte(`{"user":"u","item":"i","qty":1}`), budget); err != nil {
 		t.Fatalf("the admitted request: %v", err)
 	}
-	done(time.Now())
+	adm.Done(time.Now())
 	if got := n.Status().Deadlines.WrittenLate; got != 0 {
 		t.Fatalf("an answer handed to the write in time counted written late: %d", got)
 	}
@@ -115,18 +123,69 @@ func TestAnswerWrittenLateIsCounted(t *testing.T) {
 	const budget = 50 * time.Millisecond
 	arrived := time.Now()
 	for _, at := range []time.Duration{10 * time.Millisecond, budget + time.Millisecond, 49 * time.Millisecond, 2 * budget} {
-		_, done, err := n.Admit(gateway.WithArrival(t.Context(), arrived), "cart", "get", budget)
-		if err != nil {
-			t.Fatal(err)
+		adm := n.Admit(t.Context(), gateway.AdmitRequest{Service: "cart", Method: "get", Timeout: budget, Arrived: arrived})
+		if adm.Refused != nil {
+			t.Fatal(adm.Refused)
 		}
-		done(arrived.Add(at))
+		adm.Done(arrived.Add(at))
 	}
-	_, done, err := n.Admit(gateway.WithArrival(t.Context(), arrived.Add(-budget)), "cart", "get", budget)
-	if err == nil {
+	adm := n.Admit(t.Context(), gateway.AdmitRequest{Service: "cart", Method: "get", Timeout: budget, Arrived: arrived.Add(-budget)})
+	if adm.Refused == nil {
 		t.Fatal("a spent budget was admitted")
 	}
-	done(time.Now())
 	if got := n.Status().Deadlines.WrittenLate; got != 2 {
 		t.Fatalf("written late: %d, want 2 (of 4 admitted answers, two handed on after the deadline)", got)
+	}
+}
+
+// TestRefusalDoesNotAllocate: under overload most requests are refused, and
+// an allocation on their path is where a goroutine is made to assist the
+// garbage collector (milliseconds, with the CPU saturated). Admit's
+// refusals, by the limiter and of a spent budget, allocate nothing.
+func TestRefusalDoesNotAllocate(t *testing.T) {
+	n := startNode(t, t.TempDir(), func(c *actors.Config) {
+		c.Admission.InitialLimit, c.Admission.MinLimit, c.Admission.MaxLimit = 4, 4, 4
+	})
+	const budget = 30 * time.Millisecond
+	req := gateway.AdmitRequest{Service: "cart", Method: "add", Timeout: budget}
+	var held []func(time.Time)
+	for len(held) < 100 {
+		req.Arrived, req.Headers = time.Now(), time.Now()
+		adm := n.Admit(t.Context(), req)
+		if adm.Refused != nil {
+			break
+		}
+		held = append(held, adm.Done)
+	}
+	if len(held) == 100 {
+		t.Fatal("100 requests in flight under a limit of 4: none refused")
+	}
+	var last gateway.Admission
+	full := testing.AllocsPerRun(200, func() {
+		req.Arrived, req.Headers = time.Now(), time.Now()
+		last = n.Admit(context.Background(), req)
+	})
+	if !errors.Is(last.Refused, actors.ErrOverloaded) || last.RetryAfter <= 0 {
+		t.Fatalf("at the limit: %v (retry after %v), want overloaded with a hint", last.Refused, last.RetryAfter)
+	}
+	var e *actors.Error
+	if !errors.As(last.Refused, &e) || e.HTTPStatus() != 503 || !strings.Contains(e.ErrorMessage(), "cart/add") {
+		t.Fatalf("refusal %v: want a 503 naming cart/add", last.Refused)
+	}
+	stale := gateway.AdmitRequest{Service: "cart", Method: "get", Timeout: budget, Arrived: time.Now().Add(-budget)}
+	late := testing.AllocsPerRun(200, func() { last = n.Admit(context.Background(), stale) })
+	if !errors.Is(last.Refused, actors.ErrDeadlineUnmeet) {
+		t.Fatalf("a spent budget: %v, want deadline_unmeetable", last.Refused)
+	}
+	unknown := gateway.AdmitRequest{Service: "nope", Method: "x", Arrived: time.Now()}
+	other := testing.AllocsPerRun(200, func() { last = n.Admit(context.Background(), unknown) })
+	if !errors.Is(last.Refused, actors.ErrOverloaded) {
+		t.Fatalf("an unknown method at the limit: %v, want overloaded", last.Refused)
+	}
+	for _, done := range held {
+		done(time.Now())
+	}
+	if full > 0 || late > 0 || other > 0 {
+		t.Fatalf("allocations per refusal: %.2f at the limit, %.2f of a spent budget, %.2f of an unknown method; want 0", full, late, other)
 	}
 }

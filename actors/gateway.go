@@ -148,8 +148,8 @@ type nodeBackend struct{ n *Node }
 func (b nodeBackend) Call(ctx context.Context, service, method string, body []byte, timeout time.Duration) ([]byte, error) {
 	return b.n.Call(ctx, service, method, body, timeout)
 }
-func (b nodeBackend) Admit(ctx context.Context, service, method string, timeout time.Duration) (context.Context, func(time.Time), error) {
-	return b.n.Admit(ctx, service, method, timeout)
+func (b nodeBackend) Admit(ctx context.Context, req gateway.AdmitRequest) gateway.Admission {
+	return b.n.Admit(ctx, req)
 }
 func (b nodeBackend) ObserveRefusal(took time.Duration) { b.n.refusalTime.observe(took) }
 func (b nodeBackend) Status() any                       { return b.n.Status() }

@@ -75,6 +75,9 @@ type Node struct {
 	// refusalTime: how long refusals at the front door took, from arrival
 	// to the answer written (gateway) or returned (Node.Call).
 	refusalTime latencyHist
+	// anyRefusals are the refusals at admission of a request for no known
+	// method (it is refused by the limiter like any other).
+	anyRefusals methodRefusals
 	// snapPacer: the node's CPU budget for snapshot production, shared by
 	// every scheduler (Config.SnapshotCPUShare).
 	snapPacer *snapshotPacer
@@ -86,7 +89,9 @@ type Node struct {
 type serviceRuntime struct {
 	svc     *Service
 	methods map[string]MethodInfo
-	clones  []*cloneRuntime
+	// refusals are each method's refusals at admission, made once.
+	refusals map[string]*methodRefusals
+	clones   []*cloneRuntime
 }
 
 // Start validates cfg, opens the database and starts the actor tree. Each
@@ -100,7 +105,8 @@ func Start(cfg Config) (*Node, error) {
 		log = zap.NewNop()
 	}
 	n := &Node{cfg: cfg, log: log, services: map[string]*serviceRuntime{}, started: time.Now(), readyChanged: make(chan struct{}, 1),
-		snapPacer: newSnapshotPacer(cfg.SnapshotCPUShare, cfg.SnapshotBurst)}
+		anyRefusals: *newMethodRefusals("request"),
+		snapPacer:   newSnapshotPacer(cfg.SnapshotCPUShare, cfg.SnapshotBurst)}
 	n.sup = supervisor.NewRegistry(256)
 	n.supStrategy = supervisor.NewOneForOne(cfg.Supervision,
 		supervisor.WithSink(supervisor.MultiSink(n.sup, supervisor.NewZapSink(log.Named("supervision")))))
@@ -109,9 +115,10 @@ func Start(cfg Config) (*Node, error) {
 		if err != nil {
 			return nil, err
 		}
-		rt := &serviceRuntime{svc: s, methods: map[string]MethodInfo{}}
+		rt := &serviceRuntime{svc: s, methods: map[string]MethodInfo{}, refusals: map[string]*methodRefusals{}}
 		for _, m := range methods {
 			rt.methods[m.Name] = m
+			rt.refusals[m.Name] = newMethodRefusals(s.Name() + "/" + m.Name)
 		}
 		for i := 1; i <= cfg.Clones; i++ {
 			rt.clones = append(rt.clones, newCloneRuntime(n, rt, i))

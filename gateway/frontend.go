@@ -227,6 +227,8 @@ func (f *FrontEnd) serveConn(fc *frontConn) {
 	c := fc.c
 	buf := make([]byte, maxFastHead)
 	out := make([]byte, 0, 512)
+	var scratch []byte // an error answer's body, before its head is written
+	names := make(nameCache)
 	r, w := 0, 0
 	headDeadline := false
 	clock := newRecvClock(c) // nil: not TCP, the budget starts at the head
@@ -270,9 +272,13 @@ func (f *FrontEnd) serveConn(fc *frontConn) {
 			headDeadline = false
 		}
 		headersAt := time.Now()
-		head := callHead{service: string(h.service), method: string(h.method), headers: headersAt, arrived: headersAt}
+		head := callHead{service: names.intern(h.service), method: names.intern(h.method), headers: headersAt, arrived: headersAt}
 		if h.timeout != nil {
-			head.timeout = string(h.timeout)
+			if ms, ok := parseMillis(h.timeout); ok {
+				head.timeoutMs = ms
+			} else {
+				head.timeout = string(h.timeout) // bad, or a form left to strconv
+			}
 		}
 		if clock != nil {
 			if ago, ok := clock.ago(); ok && ago > 0 {
@@ -301,7 +307,7 @@ func (f *FrontEnd) serveConn(fc *frontConn) {
 		// refusal does not wait for it), up to drainLimit.
 		closeAfter := broken || unread > drainLimit || rep.status == http.StatusRequestEntityTooLarge
 		answered := time.Now()
-		out = appendAnswer(out[:0], rep, timing, head, answered, closeAfter)
+		out, scratch = appendAnswer(out[:0], scratch, rep, timing, head, answered, closeAfter)
 		f.served.Add(1) // before the write: a client that has the answer sees it counted
 		_, err := c.Write(out)
 		f.h.finish(rep, done, answered)
@@ -358,8 +364,14 @@ func (f *FrontEnd) handOver(c net.Conn, read []byte) {
 }
 
 // appendAnswer appends rep as an HTTP/1.1 response: what net/http would
-// write for it, in one piece.
-func appendAnswer(b []byte, rep reply, timing bool, head callHead, now time.Time, closeAfter bool) []byte {
+// write for it, in one piece. An error answer's body is built in scratch
+// (returned for reuse) to know its length before the head is written.
+func appendAnswer(b, scratch []byte, rep reply, timing bool, head callHead, now time.Time, closeAfter bool) ([]byte, []byte) {
+	body := rep.body
+	if rep.errCode != "" {
+		scratch = appendErrorBody(scratch[:0], rep.errCode, rep.errMsg)
+		body = scratch
+	}
 	b = append(b, "HTTP/1.1 "...)
 	b = strconv.AppendInt(b, int64(rep.status), 10)
 	b = append(b, ' ')
@@ -367,9 +379,9 @@ func appendAnswer(b []byte, rep reply, timing bool, head callHead, now time.Time
 	b = append(b, "\r\nContent-Type: application/json\r\n"...)
 	if rep.retryAfter > 0 {
 		b = append(b, "Retry-After: "...)
-		b = append(b, retryAfterSeconds(rep.retryAfter)...)
+		b = strconv.AppendInt(b, retryAfterSecondsOf(rep.retryAfter), 10)
 		b = append(b, "\r\n"+RetryAfterMsHeader+": "...)
-		b = append(b, retryAfterMs(rep.retryAfter)...)
+		b = strconv.AppendInt(b, retryAfterMsOf(rep.retryAfter), 10)
 		b = append(b, "\r\n"...)
 	}
 	if timing {
@@ -387,9 +399,44 @@ func appendAnswer(b []byte, rep reply, timing bool, head callHead, now time.Time
 	b = append(b, "Date: "...)
 	b = append(b, httpDate(now)...)
 	b = append(b, "\r\nContent-Length: "...)
-	b = strconv.AppendInt(b, int64(len(rep.body)), 10)
+	b = strconv.AppendInt(b, int64(len(body)), 10)
 	b = append(b, "\r\n\r\n"...)
-	return append(b, rep.body...)
+	return append(b, body...), scratch
+}
+
+// nameCache interns one connection's service and method names: a map
+// lookup by a byte slice's string makes no string, so a name seen before
+// costs no allocation. Bounded: names past the bound are made each time.
+type nameCache map[string]string
+
+const nameCacheMax = 64
+
+func (m nameCache) intern(b []byte) string {
+	if s, ok := m[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(m) < nameCacheMax {
+		m[s] = s
+	}
+	return s
+}
+
+// parseMillis reads a timeout of plain decimal digits (at most 18: no
+// overflow) without making a string of it; ok false leaves every other
+// form to strconv.ParseInt and its error.
+func parseMillis(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var v int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int64(c-'0')
+	}
+	return v, v > 0
 }
 
 // dateLine caches the Date header's value for one second.

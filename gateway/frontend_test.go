@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -38,11 +39,14 @@ func (s *syncBackend) Call(ctx context.Context, service, method string, body []b
 	defer s.mu.Unlock()
 	return s.b.Call(ctx, service, method, body, timeout)
 }
-func (s *syncBackend) Admit(ctx context.Context, service, method string, timeout time.Duration) (context.Context, func(time.Time), error) {
+func (s *syncBackend) Admit(ctx context.Context, req AdmitRequest) Admission {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ctx, done, err := s.b.Admit(ctx, service, method, timeout)
-	return ctx, func(at time.Time) { s.mu.Lock(); done(at); s.mu.Unlock() }, err
+	adm := s.b.Admit(ctx, req)
+	if done := adm.Done; done != nil {
+		adm.Done = func(at time.Time) { s.mu.Lock(); done(at); s.mu.Unlock() }
+	}
+	return adm
 }
 func (s *syncBackend) ObserveRefusal(took time.Duration) {
 	s.mu.Lock()
@@ -156,6 +160,11 @@ func TestFrontEndAnswersAsNetHTTP(t *testing.T) {
 		{"unknown method", call("nope", "", `{}`), []int{404}, true},
 		{"unmeetable", call("slow", "", `{}`), []int{503}, true},
 		{"plain error", call("boom", "", `{}`), []int{500}, true},
+		{"wrapped refusal from Call", call("busy", "", `{}`), []int{503}, true},
+		{"timeout with a sign", call("say", TimeoutHeader+": +250\r\n", `{}`), []int{200}, true},
+		{"zero timeout", call("say", TimeoutHeader+": 000\r\n", `{}`), []int{400}, true},
+		{"huge timeout", call("say", TimeoutHeader+": 99999999999999999999\r\n", `{}`), []int{400}, true},
+		{"largest plain timeout", call("say", TimeoutHeader+": 999999999999999999\r\n", `{}`), []int{200}, true},
 		{"bad timeout", call("say", TimeoutHeader+": soon\r\n", `{}`), []int{400}, true},
 		{"timing", call("say", TimingHeader+": 1\r\n", `{}`), []int{200}, true},
 		{"refused, body unread", call("full", "", `{not json`), []int{503}, true},
@@ -440,5 +449,65 @@ func TestTooLargeBodyStillComing(t *testing.T) {
 		if _, err := br.ReadByte(); !errors.Is(err, io.EOF) || time.Since(start) > rstAvoidance/2 {
 			t.Fatalf("%+v: after the 413, %v after %v; want EOF at once (the server's side half closed)", way, err, time.Since(start))
 		}
+	}
+}
+
+// refusingBackend refuses every call at admission, as a node at its limit
+// does: with a refusal made beforehand.
+type refusingBackend struct {
+	backend
+	observed atomic.Int64
+}
+
+func (r *refusingBackend) Admit(context.Context, AdmitRequest) Admission {
+	return Admission{Refused: fullErr, RetryAfter: 1500 * time.Millisecond}
+}
+func (r *refusingBackend) ObserveRefusal(time.Duration) { r.observed.Add(1) }
+
+// Under overload most requests are refused, and an allocation on their
+// path is where a goroutine is made to assist the garbage collector (a
+// stall of milliseconds with the CPU saturated). The loop's refusal, from
+// the head read to the answer written, must allocate nothing: names are
+// interned per connection, the timeout is parsed from the bytes, the
+// error's body is appended to the connection's buffer.
+func TestFrontEndRefusalDoesNotAllocate(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	b := &refusingBackend{}
+	addr, fe, stop := startFrontEnd(t, b, Options{}, time.Second)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := []byte("POST /v1/services/echo/full HTTP/1.1\r\nHost: x\r\n" + TimeoutHeader + ": 30\r\nContent-Length: 2\r\n\r\n{}")
+	buf := make([]byte, 1024)
+	var last []byte
+	once := func() {
+		if _, err := c.Write(req); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for !bytes.HasSuffix(buf[:n], []byte("}}\n")) {
+			m, err := c.Read(buf[n:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += m
+		}
+		last = buf[:n]
+	}
+	allocs := testing.AllocsPerRun(500, once)
+	if !bytes.HasPrefix(last, []byte("HTTP/1.1 503 ")) || !bytes.Contains(last, []byte("Retry-After: 2\r\n")) {
+		t.Fatalf("answer %q, want a 503 with Retry-After", last)
+	}
+	if got := b.observed.Load(); got != 501 {
+		t.Fatalf("%d refusals observed, want 501", got)
+	}
+	if got := fe.Stats().Served; got != 501 {
+		t.Fatalf("the loop served %d, want 501", got)
+	}
+	_ = c.Close()
+	stop()
+	if allocs > 0 {
+		t.Fatalf("a refusal made %.2f allocations (client and server), want 0", allocs)
 	}
 }

@@ -31,14 +31,10 @@ import (
 // Backend is what the gateway serves.
 type Backend interface {
 	// Admit decides, before the request's body is read, whether the
-	// backend takes a request for service/method. On success, pass the
-	// returned context to Call and call done once the answer is written,
-	// with when it was handed on to be written (net/http's buffer, or the
-	// front end's write call): the backend may count answers that left
-	// after their deadline. A refusal is answered at once (a StatusError,
-	// and Retry-After when it implements RetryAfterHint). timeout is the
-	// request's budget as given to Call (0: the method's default).
-	Admit(ctx context.Context, service, method string, timeout time.Duration) (admitted context.Context, done func(answered time.Time), err error)
+	// backend takes a request (see AdmitRequest and Admission). It runs for
+	// every request, refused or not, and is on the path that must stay
+	// cheap under overload: a refusal should not allocate.
+	Admit(ctx context.Context, req AdmitRequest) Admission
 	// Call runs a method; timeout 0 means the method's default deadline.
 	// The budget runs from Arrival(ctx) when ctx carries one.
 	Call(ctx context.Context, service, method string, body []byte, timeout time.Duration) ([]byte, error)
@@ -48,6 +44,38 @@ type Backend interface {
 	Actors() []string
 	// Kill crashes the actor at path (chaos API).
 	Kill(path string) error
+}
+
+// AdmitRequest is what admission knows of a request: its head.
+type AdmitRequest struct {
+	Service, Method string
+	// Timeout is the request's budget as it will be given to Call (0: the
+	// method's default).
+	Timeout time.Duration
+	// Arrived is when the request's bytes reached the node: its budget's
+	// start (see requestArrival). Headers is when its head was read. Both
+	// are zero when the caller does not know them (not from a gateway).
+	Arrived, Headers time.Time
+}
+
+// Admission is Admit's decision.
+type Admission struct {
+	// Refused, when not nil, is the refusal to answer at once (a
+	// StatusError). Backends return a value made beforehand, not one
+	// built per refusal: under overload refusals are most requests, and
+	// each allocation on their path is a chance to be held by the garbage
+	// collector (an assist) with the CPU already saturated.
+	Refused error
+	// RetryAfter, with Refused, is how long the client should wait before
+	// it tries again (Retry-After); 0 sends none.
+	RetryAfter time.Duration
+	// Ctx carries the admission and the request's arrival: pass it to Call.
+	Ctx context.Context
+	// Done (never nil when admitted) is to be called once the answer is
+	// handed on to be written (net/http's buffer, or the front end's write
+	// call), with when: the backend may count answers that left after
+	// their deadline.
+	Done func(answered time.Time)
 }
 
 // StatusError is implemented by errors that know their HTTP status and code.
@@ -253,6 +281,9 @@ func (g *handler) call(w http.ResponseWriter, r *http.Request) {
 type callHead struct {
 	service, method string
 	timeout         string // TimeoutHeader's value, "" if absent
+	// timeoutMs > 0 is timeout already parsed (the front end's loop reads
+	// it from the head's bytes without making a string of them).
+	timeoutMs int64
 	// arrived is the budget's start (requestArrival); headers is when the
 	// head was read.
 	arrived, headers time.Time
@@ -260,9 +291,13 @@ type callHead struct {
 
 // reply is an answer to a service call, whichever transport writes it.
 type reply struct {
-	status     int
-	body       []byte
-	retryAfter time.Duration // > 0: Retry-After and RetryAfterMsHeader
+	status int
+	body   []byte
+	// errCode and errMsg, when errCode is set, are an error answer whose
+	// body (errorBody) is built by the writer: the front end's loop
+	// appends it to its buffer, so a refusal costs no allocation.
+	errCode, errMsg string
+	retryAfter      time.Duration // > 0: Retry-After and RetryAfterMsHeader
 	// refused is a refusal at admission, observed by a RefusalObserver
 	// once written; headers is when that request's head was read.
 	refused bool
@@ -276,25 +311,37 @@ type reply struct {
 // to be called once the answer is handed on to be written, with when.
 func (g *handler) serveCall(ctx context.Context, h callHead, readBody func() ([]byte, error)) (reply, func(time.Time)) {
 	nop := func(time.Time) {}
-	timeout := time.Duration(0)
-	if h.timeout != "" {
-		ms, err := strconv.ParseInt(h.timeout, 10, 64)
+	ms := h.timeoutMs
+	if ms <= 0 && h.timeout != "" {
+		var err error
+		ms, err = strconv.ParseInt(h.timeout, 10, 64)
 		if err != nil || ms <= 0 {
 			return errorReply(http.StatusBadRequest, "bad_timeout", fmt.Sprintf("%s must be a positive integer, got %q", TimeoutHeader, h.timeout)), nop
 		}
-		timeout = min(time.Duration(ms)*time.Millisecond, g.o.MaxTimeout)
 	}
-	ctx, done, err := g.b.Admit(WithArrivalAndHeaders(ctx, h.arrived, h.headers), h.service, h.method, timeout)
-	if err != nil {
-		rep := replyOf(err)
+	timeout := time.Duration(0)
+	if ms > 0 {
+		timeout = g.o.MaxTimeout
+		if ms < int64(g.o.MaxTimeout/time.Millisecond) {
+			timeout = time.Duration(ms) * time.Millisecond
+		}
+	}
+	adm := g.b.Admit(ctx, AdmitRequest{Service: h.service, Method: h.method, Timeout: timeout, Arrived: h.arrived, Headers: h.headers})
+	if adm.Refused != nil {
+		rep := statusReply(adm.Refused)
+		rep.retryAfter = adm.RetryAfter
 		rep.refused, rep.headers = true, h.headers
 		return rep, nop
+	}
+	done := adm.Done
+	if done == nil {
+		done = nop
 	}
 	body, bad := g.checkBody(readBody())
 	if bad != nil {
 		return *bad, done
 	}
-	out, err := g.b.Call(ctx, h.service, h.method, body, timeout)
+	out, err := g.b.Call(adm.Ctx, h.service, h.method, body, timeout)
 	if err != nil {
 		return replyOf(err), done
 	}
@@ -325,42 +372,79 @@ func (rep reply) writeTo(w http.ResponseWriter) {
 	}
 	h.Set("Content-Type", "application/json")
 	w.WriteHeader(rep.status)
+	if rep.errCode != "" {
+		_, _ = w.Write(appendErrorBody(nil, rep.errCode, rep.errMsg))
+		return
+	}
 	_, _ = w.Write(rep.body)
 }
 
 func retryAfterSeconds(d time.Duration) string {
-	return strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10)
+	return strconv.FormatInt(retryAfterSecondsOf(d), 10)
 }
 
-func retryAfterMs(d time.Duration) string { return strconv.FormatInt(max(d.Milliseconds(), 1), 10) }
+func retryAfterMs(d time.Duration) string { return strconv.FormatInt(retryAfterMsOf(d), 10) }
+
+// retryAfterSecondsOf is d in whole seconds, rounded up (Retry-After).
+func retryAfterSecondsOf(d time.Duration) int64 { return int64((d + time.Second - 1) / time.Second) }
+
+// retryAfterMsOf is d in milliseconds, at least 1 (RetryAfterMsHeader).
+func retryAfterMsOf(d time.Duration) int64 { return max(d.Milliseconds(), 1) }
 
 // replyOf is the answer to a backend's error: its StatusError's status,
 // code and message (500 internal otherwise) and its Retry-After hint.
 func replyOf(err error) reply {
-	var rep reply
-	var se StatusError
-	if errors.As(err, &se) {
-		rep = errorReply(se.HTTPStatus(), se.ErrorCode(), se.ErrorMessage())
-	} else {
-		rep = errorReply(http.StatusInternalServerError, "internal", err.Error())
-	}
-	var ra RetryAfterHinter
-	if errors.As(err, &ra) {
+	rep := statusReply(err)
+	if ra, ok := err.(RetryAfterHinter); ok {
 		rep.retryAfter = ra.RetryAfterHint()
+	} else {
+		rep.retryAfter = retryAfterHint(err)
 	}
 	return rep
 }
 
+// statusReply is replyOf without the hint (an Admission carries its
+// own). A StatusError itself (not wrapped) costs no allocation: refusals
+// are.
+func statusReply(err error) reply {
+	se, ok := err.(StatusError)
+	if !ok {
+		if se, ok = asStatusError(err); !ok {
+			return errorReply(http.StatusInternalServerError, "internal", err.Error())
+		}
+	}
+	return errorReply(se.HTTPStatus(), se.ErrorCode(), se.ErrorMessage())
+}
+
+// asStatusError and retryAfterHint are replyOf's searches of a wrapped
+// error, apart: their targets escape (errors.As), and in replyOf's own
+// frame they would be allocated on every call.
+func asStatusError(err error) (StatusError, bool) {
+	var se StatusError
+	ok := errors.As(err, &se)
+	return se, ok
+}
+
+func retryAfterHint(err error) time.Duration {
+	var ra RetryAfterHinter
+	if errors.As(err, &ra) {
+		return ra.RetryAfterHint()
+	}
+	return 0
+}
+
 // errorReply is {"error":{"code":code,"message":msg}} with status.
 func errorReply(status int, code, msg string) reply {
-	return reply{status: status, body: errorBody(code, msg)}
+	return reply{status: status, errCode: code, errMsg: msg}
 }
 
 // errorBody is the error object's JSON, one line: built by hand because
 // refusals are the one answer written most under overload (a reflective,
 // indenting encoder cost 5 µs of each).
-func errorBody(code, msg string) []byte {
-	b := make([]byte, 0, 32+len(code)+len(msg))
+func errorBody(code, msg string) []byte { return appendErrorBody(nil, code, msg) }
+
+// appendErrorBody appends errorBody(code, msg) to b.
+func appendErrorBody(b []byte, code, msg string) []byte {
 	b = append(b, `{"error":{"code":`...)
 	b = appendJSONString(b, code)
 	b = append(b, `,"message":`...)

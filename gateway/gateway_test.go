@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -33,7 +34,7 @@ type backend struct {
 	admitted   int       // Admit successes
 	done       int       // their done calls
 	killed     string
-	admitSaw   time.Time       // Arrival(ctx) at the last Admit
+	admitSaw   time.Time       // AdmitRequest.Arrived at the last Admit
 	refusals   []time.Duration // ObserveRefusal's
 	answered   time.Time       // given to the last done
 }
@@ -51,19 +52,25 @@ func (b *backend) Call(ctx context.Context, service, method string, body []byte,
 		return nil, testErr{503, "deadline_unmeetable", "too slow"}
 	case method == "boom":
 		return nil, errors.New("plain failure")
+	case method == "busy": // a wrapped refusal from Call, with a hint
+		return nil, fmt.Errorf("clone 1: %w", retryErr{testErr{503, "overloaded", "queue full"}, 2500 * time.Millisecond})
 	case method != "say":
 		return nil, testErr{404, "unknown_method", "no " + method}
 	}
 	return body, nil
 }
-func (b *backend) Admit(ctx context.Context, service, method string, _ time.Duration) (context.Context, func(time.Time), error) {
-	b.admitSaw, _ = Arrival(ctx)
-	if method == "full" {
-		return ctx, func(time.Time) {}, retryErr{testErr{503, "overloaded", "at the limit"}, 1500 * time.Millisecond}
+func (b *backend) Admit(ctx context.Context, req AdmitRequest) Admission {
+	b.admitSaw = req.Arrived
+	if req.Method == "full" {
+		return Admission{Refused: fullErr, RetryAfter: 1500 * time.Millisecond}
 	}
 	b.admitted++
-	return ctx, func(at time.Time) { b.done++; b.answered = at }, nil
+	return Admission{Ctx: WithArrivalAndHeaders(ctx, req.Arrived, req.Headers), Done: func(at time.Time) { b.done++; b.answered = at }}
 }
+
+// fullErr is the refusal of method "full", made once as a backend should.
+var fullErr error = testErr{503, "overloaded", "at the limit"}
+
 func (b *backend) Status() any { return map[string]string{"node": "t"} }
 
 // retryErr is a refusal with a Retry-After hint.
@@ -130,6 +137,10 @@ func TestCallContract(t *testing.T) {
 		{"unknown method", "POST", "/v1/services/echo/nope", `{}`, nil, 404, "unknown_method"},
 		{"unmeetable", "POST", "/v1/services/echo/slow", `{}`, nil, 503, "deadline_unmeetable"},
 		{"plain error is 500", "POST", "/v1/services/echo/boom", `{}`, nil, 500, "internal"},
+		{"wrapped refusal from Call", "POST", "/v1/services/echo/busy", `{}`, nil, 503, "overloaded"},
+		{"timeout with a sign", "POST", "/v1/services/echo/say", `{}`, map[string]string{TimeoutHeader: "+250"}, 200, ""},
+		{"zero timeout", "POST", "/v1/services/echo/say", `{}`, map[string]string{TimeoutHeader: "000"}, 400, "bad_timeout"},
+		{"huge timeout", "POST", "/v1/services/echo/say", `{}`, map[string]string{TimeoutHeader: "99999999999999999999"}, 400, "bad_timeout"},
 		{"bad timeout", "POST", "/v1/services/echo/say", `{}`, map[string]string{TimeoutHeader: "soon"}, 400, "bad_timeout"},
 		{"negative timeout", "POST", "/v1/services/echo/say", `{}`, map[string]string{TimeoutHeader: "-5"}, 400, "bad_timeout"},
 		{"wrong verb", "GET", "/v1/services/echo/say", ``, nil, 405, "method_not_allowed"},
