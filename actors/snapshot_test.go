@@ -274,3 +274,36 @@ func TestSnapshotPacing(t *testing.T) {
 		})
 	}
 }
+
+// TestIdleClonesTidy: items a bulk load left as Go objects go to the cold
+// tables once the load stops, while nothing else happens. The store tidies
+// in proportion to the ops it applies, and not while a snapshot stream is
+// open, which during a bulk load of a large state is most of the time: the
+// items changed then stayed hot until the next load (measured: 39% of the
+// item-replicas of a 100,000-cart node, 189 B per item against 99 cold).
+// Only the current change window (the next delta's members, at most the
+// ops since the last snapshot began) may stay hot.
+func TestIdleClonesTidy(t *testing.T) {
+	n := crashNode(t, vfs.NewMem(), 1, nil, func(c *actors.Config) {
+		c.SnapshotEvery = 1000
+		c.SnapshotChunkItems = 16
+		c.SnapshotSlice = 50 * time.Microsecond
+		c.SnapshotCPUShare = 0.05 // snapshots open for most of the load
+		c.SnapshotBurst = 0
+	})
+	const carts = 20000
+	loadCarts(t, n, carts)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		cs := n.Status().Clones[0]
+		hot := cs.Items - cs.ColdItems
+		if cs.Items == carts && hot <= 2*1000 && !cs.SnapshotInProgress {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("10 s after the load: %d items, %d of them hot (want at most 2000: the change window); snapshot in progress %v",
+				cs.Items, hot, cs.SnapshotInProgress)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

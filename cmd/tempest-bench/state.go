@@ -62,6 +62,16 @@ type stateRun struct {
 	// and a forced GC (/v1/status memory: heap objects / items of every
 	// replica, right after /debug/pprof/heap?gc=1: the live heap).
 	HeapPerItemReplicaBytes float64 `json:"heap_per_item_replica_bytes"`
+	// HeapEmptyBytes and HeapPreloadBytes: the node's live heap (status
+	// memory.heap_objects_bytes right after a forced GC) just started and
+	// after the preload; HeapMarginalPerItemReplicaBytes is their
+	// difference over the items of every replica: what an item adds, the
+	// node's fixed costs (runtime, pebble's caches and memtables, buffers)
+	// left out. Those weigh in HeapPerItemReplicaBytes at small sizes
+	// (tens of MB over 300,000 item-replicas at 100k items).
+	HeapEmptyBytes                  uint64  `json:"heap_empty_bytes"`
+	HeapPreloadBytes                uint64  `json:"heap_preload_bytes"`
+	HeapMarginalPerItemReplicaBytes float64 `json:"heap_marginal_per_item_replica_bytes"`
 	// SettleS: after the preload, the wait until no cart clone had a
 	// snapshot in progress and pebble owed no more than 64 MiB of
 	// compaction (at most --settle): the load then measures the steady
@@ -167,6 +177,11 @@ func measureState(ctx context.Context, f stateFlags, n int, stderr io.Writer) (s
 	defer tgt.close()
 	p := tgt.proc
 	r.RSSEmptyBytes = procRSS(p.pid())
+	forceGC(p.debugAddr)
+	var empty nodeMemory
+	if getJSON(tgt.addr, "/v1/status", &empty) == nil {
+		r.HeapEmptyBytes = empty.Memory.HeapObjectsBytes
+	}
 
 	t0 := time.Now()
 	if err := preload(ctx, tgt.addr, n, f.batch, stderr); err != nil {
@@ -180,13 +195,13 @@ func measureState(ctx context.Context, f stateFlags, n int, stderr io.Writer) (s
 	r.Settled = settleNode(ctx, tgt.addr, f.settle, stderr)
 	r.SettleS = time.Since(t0).Seconds()
 	forceGC(p.debugAddr)
-	var mem struct {
-		Memory struct {
-			BytesPerItem float64 `json:"bytes_per_item_replica"`
-		} `json:"memory"`
-	}
+	var mem nodeMemory
 	if getJSON(tgt.addr, "/v1/status", &mem) == nil {
 		r.HeapPerItemReplicaBytes = mem.Memory.BytesPerItem
+		r.HeapPreloadBytes = mem.Memory.HeapObjectsBytes
+		if mem.Memory.Items > 0 && r.HeapEmptyBytes > 0 {
+			r.HeapMarginalPerItemReplicaBytes = (float64(r.HeapPreloadBytes) - float64(r.HeapEmptyBytes)) / float64(mem.Memory.Items)
+		}
 	}
 
 	budget := time.Duration(f.budgetMs) * time.Millisecond
@@ -479,7 +494,7 @@ func printState(w io.Writer, res stateResult) {
 	fmt.Fprintln(w, "stall: a second in which more than 1% of the requests due missed (not 2xx within budget)")
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "items\tpreload\tsettle\tgoodput/s\tmissed\tp50/p99/p99.9/max ms (2xx)\tstall s (longest)\tworst s missed\tnode cpu/req\tRSS MB\tB/item/replica (RSS, heap)\tsnapshot\trestart\trestored\t")
+	fmt.Fprintln(tw, "items\tpreload\tsettle\tgoodput/s\tmissed\tp50/p99/p99.9/max ms (2xx)\tstall s (longest)\tworst s missed\tnode cpu/req\tRSS MB\tB/item/replica (RSS, heap, heap over empty)\tsnapshot\trestart\trestored\t")
 	for _, r := range res.Runs {
 		cpu := "n/a"
 		if r.Load.NodeCPUSPerRequest != nil {
@@ -503,11 +518,11 @@ func printState(w io.Writer, res stateResult) {
 		if !r.Settled {
 			settled += " (not settled)"
 		}
-		fmt.Fprintf(tw, "%d\t%.1fs (%.0f/s)\t%s\t%.0f\t%d of %d\t%.1f/%.1f/%.1f/%.1f\t%d (%d)\t%.1f%%\t%s\t%.0f\t%.0f, %.0f\t%s\t%s\t%v\t\n",
+		fmt.Fprintf(tw, "%d\t%.1fs (%.0f/s)\t%s\t%.0f\t%d of %d\t%.1f/%.1f/%.1f/%.1f\t%d (%d)\t%.1f%%\t%s\t%.0f\t%.0f, %.0f, %.0f\t%s\t%s\t%v\t\n",
 			r.Items, r.PreloadS, r.PreloadItemsPerS, settled, r.Load.GoodputPerS, missed, r.Load.Sent,
 			r.Load.OK.P50Ms, r.Load.OK.P99Ms, r.Load.OK.P999Ms, r.Load.OK.MaxMs,
 			r.Load.StallSeconds, r.Load.LongestStallS, r.Load.WorstSecondMissFraction*100, cpu,
-			float64(r.RSSAfterBytes)/(1<<20), r.RSSPerItemReplicaBytes, r.HeapPerItemReplicaBytes, snap, restart, r.RestoredOK)
+			float64(r.RSSAfterBytes)/(1<<20), r.RSSPerItemReplicaBytes, r.HeapPerItemReplicaBytes, r.HeapMarginalPerItemReplicaBytes, snap, restart, r.RestoredOK)
 	}
 	_ = tw.Flush()
 	for _, r := range res.Runs {
@@ -566,9 +581,18 @@ func settleNode(ctx context.Context, addr string, limit time.Duration, stderr io
 	return false
 }
 
+// nodeMemory is what the state bench reads of /v1/status memory.
+type nodeMemory struct {
+	Memory struct {
+		HeapObjectsBytes uint64  `json:"heap_objects_bytes"`
+		Items            int     `json:"items"`
+		BytesPerItem     float64 `json:"bytes_per_item_replica"`
+	} `json:"memory"`
+}
+
 // forceGC asks the node's profiler for a heap profile after a GC, so that
-// the heap figures read next are the live heap (a node runs GOGC=400:
-// between cycles most of its heap may be garbage). No-op without one.
+// the heap figures read next are the live heap (between cycles up to half
+// of a node's heap may be garbage, with GOGC at 100). No-op without one.
 func forceGC(debugAddr string) {
 	if debugAddr == "" {
 		return
