@@ -422,23 +422,6 @@ func (m nameCache) intern(b []byte) string {
 	return s
 }
 
-// parseMillis reads a timeout of plain decimal digits (at most 18: no
-// overflow) without making a string of it; ok false leaves every other
-// form to strconv.ParseInt and its error.
-func parseMillis(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 18 {
-		return 0, false
-	}
-	var v int64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		v = v*10 + int64(c-'0')
-	}
-	return v, v > 0
-}
-
 // dateLine caches the Date header's value for one second.
 type dateLine struct {
 	sec int64

@@ -180,8 +180,19 @@ func trimOWS(b []byte) []byte {
 
 // parseLength: 1 to 15 decimal digits (a length past a petabyte is not a
 // service call's; net/http may judge it).
-func parseLength(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 15 {
+func parseLength(b []byte) (int64, bool) { return parseDigits(b, 15) }
+
+// parseMillis reads a timeout of plain decimal digits (at most 18: no
+// overflow), above 0, without making a string of it; ok false leaves every
+// other form to strconv.ParseInt and its error.
+func parseMillis(b []byte) (int64, bool) {
+	v, ok := parseDigits(b, 18)
+	return v, ok && v > 0
+}
+
+// parseDigits reads 1 to maxDigits decimal digits and nothing else.
+func parseDigits(b []byte, maxDigits int) (int64, bool) {
+	if len(b) == 0 || len(b) > maxDigits {
 		return 0, false
 	}
 	var n int64
