@@ -69,7 +69,8 @@ type Admission struct {
 	// RetryAfter, with Refused, is how long the client should wait before
 	// it tries again (Retry-After); 0 sends none.
 	RetryAfter time.Duration
-	// Ctx carries the admission and the request's arrival: pass it to Call.
+	// Ctx carries the admission and the request's arrival: pass it to Call
+	// (nil: Admit's own context is passed).
 	Ctx context.Context
 	// Done (never nil when admitted) is to be called once the answer is
 	// handed on to be written (net/http's buffer, or the front end's write
@@ -336,6 +337,9 @@ func (g *handler) serveCall(ctx context.Context, h callHead, readBody func() ([]
 	done := adm.Done
 	if done == nil {
 		done = nop
+	}
+	if adm.Ctx == nil { // a backend that keeps no admission in the context
+		adm.Ctx = ctx
 	}
 	body, bad := g.checkBody(readBody())
 	if bad != nil {
