@@ -298,3 +298,17 @@ func TestTimingHeader(t *testing.T) {
 		t.Fatalf("not asked for: status %d, %s %q; want 200 and no header", rec.Code, TimingHeader, v)
 	}
 }
+
+// bareBackend admits everything with an empty Admission: no context, no
+// Done. The gateway must still call it with a context and answer.
+type bareBackend struct{ backend }
+
+func (b *bareBackend) Admit(context.Context, AdmitRequest) Admission { return Admission{} }
+
+func TestEmptyAdmissionIsCalledWithAdmitsContext(t *testing.T) {
+	h := New(&bareBackend{}, Options{})
+	status, out := do(t, h, "POST", "/v1/services/echo/say", `{"a":1}`, nil)
+	if status != 200 || out["a"] != float64(1) {
+		t.Fatalf("status %d, body %v: want 200 with the echo", status, out)
+	}
+}
