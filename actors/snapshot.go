@@ -121,7 +121,7 @@ type snapshotWork struct{ run *snapshotRun }
 
 // beginSnapshot captures the replica and queues the snapshot's header.
 func (s *schedulerActor) beginSnapshot(ctx actor.Context) {
-	st, err := s.store.BeginSnapshot(collections.SnapshotStreamOptions{Delta: s.wantDelta()})
+	st, err := s.store.BeginSnapshot(collections.SnapshotStreamOptions{Delta: s.wantDelta(), Reuse: true}) // each chunk is marshalled before the next
 	if err != nil {
 		s.log.Error("begin snapshot", zap.Error(err))
 		return

@@ -166,7 +166,7 @@ func bigBenchFixture(b *testing.B) *fixture {
 // -benchtime=1x: one iteration streams a million items.
 func BenchmarkSnapshotStream(b *testing.B) {
 	f := bigBenchFixture(b)
-	stream := func(b *testing.B, marshal bool, writes int) {
+	stream := func(b *testing.B, marshal bool, writes int, reuse bool) {
 		var items, chunks, preImages uint64
 		var longest time.Duration
 		var longestBytes int
@@ -174,7 +174,7 @@ func BenchmarkSnapshotStream(b *testing.B) {
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := range b.N {
-			st, err := f.s.BeginSnapshot(collections.SnapshotStreamOptions{})
+			st, err := f.s.BeginSnapshot(collections.SnapshotStreamOptions{Reuse: reuse})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -220,9 +220,12 @@ func BenchmarkSnapshotStream(b *testing.B) {
 		b.ReportMetric(float64(chunks)/float64(b.N), "chunks/op")
 		b.ReportMetric(float64(preImages)/float64(b.N), "pre-images/op")
 	}
-	b.Run("next", func(b *testing.B) { stream(b, false, 0) })
-	b.Run("next+marshal", func(b *testing.B) { stream(b, true, 0) })
-	b.Run("next+marshal/with-writes", func(b *testing.B) { stream(b, true, 100) })
+	b.Run("next", func(b *testing.B) { stream(b, false, 0, false) })
+	b.Run("next+marshal", func(b *testing.B) { stream(b, true, 0, false) })
+	// reuse: SnapshotStreamOptions.Reuse, as a clone's scheduler streams
+	// (compare B/op with next+marshal).
+	b.Run("next+marshal/reuse", func(b *testing.B) { stream(b, true, 0, true) })
+	b.Run("next+marshal/with-writes", func(b *testing.B) { stream(b, true, 100, false) })
 	// delta+marshal: 10 000 random entries changed, then a delta stream of
 	// them (what a node at 1M items writes every SnapshotEvery ops under
 	// uniform load); ns/item over the delta's items.

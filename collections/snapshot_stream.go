@@ -104,6 +104,16 @@ type SnapshotStreamOptions struct {
 	// alone, so the next delta is still relative to the latest attached
 	// capture. A detached stream is always full.
 	Detached bool
+	// Reuse lets Next reuse what it builds: the chunk, and the ItemStates
+	// of cold items (two objects each, about 200 bytes). A chunk is then
+	// valid only until the next call to Next or Close, for a caller that
+	// marshals each chunk before asking for the next (a clone's scheduler
+	// writing its snapshot). A full stream of a million-item replica
+	// otherwise makes about 200 MB of garbage in a few seconds, and on a
+	// busy CPU the garbage collector's cycles that follow make the
+	// requests' goroutines assist it (measured: 47 ms of assists in one
+	// cycle, a second with 1.8% of requests refused).
+	Reuse bool
 }
 
 // SnapshotStreamStats counts a stream's work.
@@ -137,6 +147,14 @@ type SnapshotStream struct {
 
 	queue []*tempestpb.ItemState // pre-images (and an item a full chunk left over), oldest first
 	qhead int
+
+	// With Reuse: the chunk Next returns, and the ItemStates and values it
+	// builds for cold items, of which the current chunk uses the first
+	// pooled.
+	chunkBuf  *tempestpb.SnapshotChunk
+	poolState []*tempestpb.ItemState
+	poolValue []*tempestpb.ItemValue
+	pooled    int
 
 	exhausted bool // the iteration has reached every item
 	finished  bool // the last chunk was returned, or Close was called
@@ -226,7 +244,7 @@ func (s *Store) BeginSnapshot(opts SnapshotStreamOptions) (*SnapshotStream, erro
 						return true
 					}
 					r.captured = epoch
-					stopped = !yield(nil, c.coldState(r))
+					stopped = !yield(nil, st.coldState(c, r))
 					return !stopped
 				})
 				if stopped {
@@ -309,6 +327,7 @@ func (st *SnapshotStream) Close() {
 		st.s.stream = nil
 	}
 	st.queue, st.qhead = nil, 0
+	st.chunkBuf, st.poolState, st.poolValue = nil, nil, nil
 	if !st.detached && !st.done {
 		// Given up before its end: the capture never became a snapshot,
 		// and the changes before it are no longer tracked. The next
@@ -417,7 +436,18 @@ func (st *SnapshotStream) Next(maxBytes, maxItems int) (chunk *tempestpb.Snapsho
 	if maxItems <= 0 {
 		maxItems = st.opts.ChunkItems
 	}
-	chunk = &tempestpb.SnapshotChunk{Index: st.index}
+	if st.opts.Reuse {
+		if st.chunkBuf == nil {
+			st.chunkBuf = &tempestpb.SnapshotChunk{}
+		}
+		items := st.chunkBuf.Items[:0]
+		clear(items[:cap(items)]) // no stale pointers kept alive
+		st.chunkBuf.Reset()
+		st.chunkBuf.Index, st.chunkBuf.Items = st.index, items
+		chunk, st.pooled = st.chunkBuf, 0
+	} else {
+		chunk = &tempestpb.SnapshotChunk{Index: st.index}
+	}
 	size := chunkOverhead
 	// fits adds is to the chunk if the budgets allow.
 	fits := func(is *tempestpb.ItemState) bool {
@@ -465,6 +495,9 @@ func (st *SnapshotStream) Next(maxBytes, maxItems int) (chunk *tempestpb.Snapsho
 			}
 		}
 		if !fits(is) {
+			if st.opts.Reuse && it == nil {
+				is = detachState(is) // a pooled state: the next chunk reuses the pool
+			}
 			st.queue = append(st.queue, is) // first of the next chunk
 			full = true
 		}
@@ -482,6 +515,32 @@ func (st *SnapshotStream) Next(maxBytes, maxItems int) (chunk *tempestpb.Snapsho
 		st.Close()
 	}
 	return chunk, last, nil
+}
+
+// coldState is the state of a cold item for the stream: with Reuse, from
+// the pool of the chunk being built.
+func (st *SnapshotStream) coldState(c *collection, r *coldRec) *tempestpb.ItemState {
+	if !st.opts.Reuse {
+		return c.coldState(r)
+	}
+	if st.pooled == len(st.poolState) {
+		st.poolState = append(st.poolState, &tempestpb.ItemState{})
+		st.poolValue = append(st.poolValue, &tempestpb.ItemValue{})
+	}
+	is, v := st.poolState[st.pooled], st.poolValue[st.pooled]
+	st.pooled++
+	is.Reset()
+	v.Reset()
+	v.Exists, v.Data = true, c.cold.data(r)
+	is.Collection, is.Item, is.Base = c.name, c.cold.key(r), v
+	return is
+}
+
+// detachState copies a cold item's pooled state (its key and value bytes
+// shared: the arena never modifies them).
+func detachState(is *tempestpb.ItemState) *tempestpb.ItemState {
+	return &tempestpb.ItemState{Collection: is.GetCollection(), Item: is.GetItem(),
+		Base: &tempestpb.ItemValue{Exists: is.GetBase().GetExists(), Data: is.GetBase().GetData()}}
 }
 
 // All returns the rest of the stream as a sequence of chunks with the

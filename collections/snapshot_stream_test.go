@@ -150,7 +150,8 @@ func runStreamProperty(t *rapid.T) error {
 		r.step(t)
 	}
 	want := roundTrip(t, r.f.s.Snapshot())
-	st, err := r.f.s.BeginSnapshot(collections.SnapshotStreamOptions{})
+	// Reuse: each chunk is marshalled (roundTripMsg) before the next Next.
+	st, err := r.f.s.BeginSnapshot(collections.SnapshotStreamOptions{Reuse: rapid.Bool().Draw(t, "reuse")})
 	if err != nil {
 		return err
 	}
@@ -618,5 +619,52 @@ func TestSnapshotStreamHugeBudgets(t *testing.T) {
 	}
 	if !st.Done() {
 		t.Fatal("stream not done after its last chunk")
+	}
+}
+
+// TestReusedChunksRestoreTheReplica: with Reuse, a stream over cold items
+// whose chunks are each marshalled before the next Next restores the
+// replica; in particular a cold item left over from a full chunk (first of
+// the next one) keeps its state though the pool it came from is reused.
+func TestReusedChunksRestoreTheReplica(t *testing.T) {
+	f := bigFixture(t, 3000)
+	f.s.Tidy(1 << 20)
+	if f.s.ColdItems() < 2000 {
+		t.Fatalf("%d cold items: the test needs most of the map cold", f.s.ColdItems())
+	}
+	want := roundTrip(t, f.s.Snapshot())
+	st, err := f.s.BeginSnapshot(collections.SnapshotStreamOptions{Reuse: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	header := roundTripMsg(t, st.Header())
+	// Byte budgets that cut chunks after a varying number of items, and
+	// item budgets that change which pool slots the leftover takes.
+	budgets := []struct{ bytes, items int }{{200, 40}, {90, 3}, {1000, 40}, {60, 7}, {5000, 1}, {400, 100}}
+	var chunks []*tempestpb.SnapshotChunk
+	for i := 0; ; i++ {
+		if i%5 == 0 {
+			f.update(t, func() { f.m.Put(strconv.Itoa((i*37)%3000), -i) }) // a pre-image now and then
+		}
+		b := budgets[i%len(budgets)]
+		chunk, last, err := st.Next(b.bytes, b.items)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chunks = append(chunks, roundTripMsg(t, chunk))
+		if last {
+			break
+		}
+	}
+	ref := newFixture(t, "a", nil, noAuto)
+	if err := ref.s.Restore(want); err != nil {
+		t.Fatal(err)
+	}
+	got := newFixture(t, "a", nil, noAuto)
+	if err := got.s.RestoreStream(header, chunkSeq(chunks)); err != nil {
+		t.Fatalf("restore of the stream (%d chunks): %v", len(chunks), err)
+	}
+	if err := sameReplica(ref.s, got.s); err != nil {
+		t.Fatal(err)
 	}
 }
