@@ -109,10 +109,10 @@ type SnapshotStreamOptions struct {
 	// valid only until the next call to Next or Close, for a caller that
 	// marshals each chunk before asking for the next (a clone's scheduler
 	// writing its snapshot). A full stream of a million-item replica
-	// otherwise makes about 200 MB of garbage in a few seconds, and on a
-	// busy CPU the garbage collector's cycles that follow make the
-	// requests' goroutines assist it (measured: 47 ms of assists in one
-	// cycle, a second with 1.8% of requests refused).
+	// otherwise makes about 320 MB of garbage besides its encoded chunks
+	// (BenchmarkSnapshotStream), in the few seconds it takes: garbage
+	// collections brought forward, during which the requests' goroutines
+	// may be made to assist.
 	Reuse bool
 }
 
