@@ -48,7 +48,7 @@ type admitTicket struct{}
 // still start within its share of it.
 func (n *Node) Admit(ctx context.Context, req gateway.AdmitRequest) gateway.Admission {
 	class, budget := 0, time.Duration(0)
-	refusals := &n.anyRefusals
+	refusals := n.anyRefusals
 	if rt := n.services[req.Service]; rt != nil {
 		if m, ok := rt.methods[req.Method]; ok {
 			class, budget = m.Priority, n.budget(m, req.Timeout)
@@ -69,10 +69,12 @@ func (n *Node) Admit(ctx context.Context, req gateway.AdmitRequest) gateway.Admi
 	// backlog that is most requests, and the cheaper each is refused, the
 	// sooner the backlog is gone (Node.Call would refuse it later, after
 	// the body was read and validated).
-	if n.adm != nil && fromGateway && budget > 0 && time.Until(deadline) < n.cfg.Scheduler.Margin {
-		return gateway.Admission{Refused: refusals.late}
-	}
 	if n.adm != nil {
+		if fromGateway && budget > 0 {
+			if _, ok := n.meetable(deadline); !ok {
+				return gateway.Admission{Refused: refusals.late}
+			}
+		}
 		if ok, retry := n.tryAcquire(class, budget); !ok {
 			return gateway.Admission{Refused: refusals.overloaded, RetryAfter: retry}
 		}

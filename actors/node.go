@@ -77,7 +77,7 @@ type Node struct {
 	refusalTime latencyHist
 	// anyRefusals are the refusals at admission of a request for no known
 	// method (it is refused by the limiter like any other).
-	anyRefusals methodRefusals
+	anyRefusals *methodRefusals
 	// snapPacer: the node's CPU budget for snapshot production, shared by
 	// every scheduler (Config.SnapshotCPUShare).
 	snapPacer *snapshotPacer
@@ -105,7 +105,7 @@ func Start(cfg Config) (*Node, error) {
 		log = zap.NewNop()
 	}
 	n := &Node{cfg: cfg, log: log, services: map[string]*serviceRuntime{}, started: time.Now(), readyChanged: make(chan struct{}, 1),
-		anyRefusals: *newMethodRefusals("request"),
+		anyRefusals: newMethodRefusals("request"),
 		snapPacer:   newSnapshotPacer(cfg.SnapshotCPUShare, cfg.SnapshotBurst)}
 	n.sup = supervisor.NewRegistry(256)
 	n.supStrategy = supervisor.NewOneForOne(cfg.Supervision,
@@ -339,10 +339,17 @@ func (n *Node) budget(m MethodInfo, timeout time.Duration) time.Duration {
 // unmeetable is the refusal of a request whose deadline is closer than
 // the scheduler's safety margin (no clone could answer by it), or nil.
 func (n *Node) unmeetable(deadline time.Time, what string) error {
-	if left := time.Until(deadline); left < n.cfg.Scheduler.Margin {
+	if left, ok := n.meetable(deadline); !ok {
 		return fmt.Errorf("%s: %v left of its budget: %w", what, left, ErrDeadlineUnmeet)
 	}
 	return nil
+}
+
+// meetable reports whether deadline is at least the scheduler's safety
+// margin away, and how far it is.
+func (n *Node) meetable(deadline time.Time) (left time.Duration, ok bool) {
+	left = time.Until(deadline)
+	return left, left >= n.cfg.Scheduler.Margin
 }
 
 // Call runs method of service with a JSON body and returns the JSON answer.

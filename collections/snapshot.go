@@ -110,7 +110,17 @@ func (c *collection) stateOf(key string) *tempestpb.ItemState {
 // coldState is a cold item's state: its value, no ops. It shares the key
 // and value bytes with the arena, which never modifies them.
 func (c *collection) coldState(r *coldRec) *tempestpb.ItemState {
-	return &tempestpb.ItemState{Collection: c.name, Item: c.cold.key(r), Base: &tempestpb.ItemValue{Exists: true, Data: c.cold.data(r)}}
+	return setColdState(&tempestpb.ItemState{}, &tempestpb.ItemValue{}, c.name, c.cold.key(r), c.cold.data(r))
+}
+
+// setColdState makes is, with v as its base, the state of a cold item of
+// collection named name: key and value, no ops.
+func setColdState(is *tempestpb.ItemState, v *tempestpb.ItemValue, name string, key, data []byte) *tempestpb.ItemState {
+	is.Reset()
+	v.Reset()
+	v.Exists, v.Data = true, data
+	is.Collection, is.Item, is.Base = name, key, v
+	return is
 }
 
 // state is the item as a snapshot holds it (base value and tentative ops),

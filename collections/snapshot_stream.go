@@ -527,20 +527,14 @@ func (st *SnapshotStream) coldState(c *collection, r *coldRec) *tempestpb.ItemSt
 		st.poolState = append(st.poolState, &tempestpb.ItemState{})
 		st.poolValue = append(st.poolValue, &tempestpb.ItemValue{})
 	}
-	is, v := st.poolState[st.pooled], st.poolValue[st.pooled]
 	st.pooled++
-	is.Reset()
-	v.Reset()
-	v.Exists, v.Data = true, c.cold.data(r)
-	is.Collection, is.Item, is.Base = c.name, c.cold.key(r), v
-	return is
+	return setColdState(st.poolState[st.pooled-1], st.poolValue[st.pooled-1], c.name, c.cold.key(r), c.cold.data(r))
 }
 
-// detachState copies a cold item's pooled state (its key and value bytes
-// shared: the arena never modifies them).
+// detachState copies a cold item's pooled state out of the pool (its key
+// and value bytes shared: the arena never modifies them).
 func detachState(is *tempestpb.ItemState) *tempestpb.ItemState {
-	return &tempestpb.ItemState{Collection: is.GetCollection(), Item: is.GetItem(),
-		Base: &tempestpb.ItemValue{Exists: is.GetBase().GetExists(), Data: is.GetBase().GetData()}}
+	return setColdState(&tempestpb.ItemState{}, &tempestpb.ItemValue{}, is.GetCollection(), is.GetItem(), is.GetBase().GetData())
 }
 
 // All returns the rest of the stream as a sequence of chunks with the

@@ -68,11 +68,11 @@ func (f *FrontEnd) Stats() FrontEndStats {
 // (its ReadHeaderTimeout also bounds the loop's wait for a head once its
 // first bytes came) and gets New(b, o) as its handler unless it has one.
 func NewFrontEnd(b Backend, o Options, srv *http.Server) *FrontEnd {
-	o = o.normalized()
+	h := &handler{b: b, o: o.normalized()}
 	if srv.Handler == nil {
-		srv.Handler = New(b, o)
+		srv.Handler = h.routes()
 	}
-	return &FrontEnd{h: &handler{b: b, o: o}, srv: srv, headerTimeout: srv.ReadHeaderTimeout,
+	return &FrontEnd{h: h, srv: srv, headerTimeout: srv.ReadHeaderTimeout,
 		conns: map[*frontConn]struct{}{}}
 }
 

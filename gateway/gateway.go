@@ -148,7 +148,11 @@ const TimingHeader = "Tempest-Timing"
 
 // New returns the gateway's handler.
 func New(b Backend, o Options) http.Handler {
-	g := &handler{b: b, o: o.normalized()}
+	return (&handler{b: b, o: o.normalized()}).routes()
+}
+
+// routes is the gateway's HTTP routes, served by g.
+func (g *handler) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/services/{service}/{method}", only(http.MethodPost, g.call))
 	mux.HandleFunc("/v1/status", only(http.MethodGet, g.status))
@@ -399,11 +403,7 @@ func retryAfterMsOf(d time.Duration) int64 { return max(d.Milliseconds(), 1) }
 // code and message (500 internal otherwise) and its Retry-After hint.
 func replyOf(err error) reply {
 	rep := statusReply(err)
-	if ra, ok := err.(RetryAfterHinter); ok {
-		rep.retryAfter = ra.RetryAfterHint()
-	} else {
-		rep.retryAfter = retryAfterHint(err)
-	}
+	rep.retryAfter = retryAfterHint(err)
 	return rep
 }
 
@@ -411,25 +411,29 @@ func replyOf(err error) reply {
 // own). A StatusError itself (not wrapped) costs no allocation: refusals
 // are.
 func statusReply(err error) reply {
-	se, ok := err.(StatusError)
+	se, ok := asStatusError(err)
 	if !ok {
-		if se, ok = asStatusError(err); !ok {
-			return errorReply(http.StatusInternalServerError, "internal", err.Error())
-		}
+		return errorReply(http.StatusInternalServerError, "internal", err.Error())
 	}
 	return errorReply(se.HTTPStatus(), se.ErrorCode(), se.ErrorMessage())
 }
 
-// asStatusError and retryAfterHint are replyOf's searches of a wrapped
-// error, apart: their targets escape (errors.As), and in replyOf's own
-// frame they would be allocated on every call.
+// asStatusError and retryAfterHint find their interface in err: by a type
+// assertion first, which allocates nothing, then in its wrapped errors.
+// errors.As's target escapes, so it is declared only on that second path.
 func asStatusError(err error) (StatusError, bool) {
+	if se, ok := err.(StatusError); ok {
+		return se, true
+	}
 	var se StatusError
 	ok := errors.As(err, &se)
 	return se, ok
 }
 
 func retryAfterHint(err error) time.Duration {
+	if ra, ok := err.(RetryAfterHinter); ok {
+		return ra.RetryAfterHint()
+	}
 	var ra RetryAfterHinter
 	if errors.As(err, &ra) {
 		return ra.RetryAfterHint()

@@ -505,7 +505,7 @@ func (l *loader) send(ctx context.Context, o *outcome, at time.Time, query bool,
 	if query {
 		method, body = "get", fmt.Sprintf(`{"user":"user-%d"}`, user)
 	}
-	headers := []string{"Tempest-Timeout-Ms", strconv.Itoa(int(l.budget / time.Millisecond)), "Tempest-Timing", "1"}
+	headers := []string{"Tempest-Timeout-Ms", strconv.Itoa(int(l.budget / time.Millisecond)), timingHeader, "1"}
 	o.lag = time.Since(at)
 	a, err := l.raw.postTimed(ctx, l.path+method, headers, []byte(body))
 	done := time.Now()

@@ -13,6 +13,11 @@ import (
 	"time"
 )
 
+// timingHeader is gateway.TimingHeader: asked for on every request, it
+// brings back when the node started the budget and wrote the answer. (The
+// bench talks to the node over HTTP only and does not import gateway.)
+const timingHeader = "Tempest-Timing"
+
 // rawClient is the open-loop generator's HTTP/1.1 client: keep-alive
 // connections from a bounded pool, one request in flight per connection,
 // requests written in one write and answers parsed from a buffered reader.
@@ -69,13 +74,7 @@ func (c *rawClient) get(ctx context.Context) (*rawConn, error) {
 	case rc := <-c.idle:
 		return rc, nil
 	case c.tokens <- struct{}{}:
-		c.dials.Add(1)
-		conn, err := c.dialer.DialContext(ctx, "tcp", c.addr)
-		if err != nil {
-			<-c.tokens
-			return nil, err
-		}
-		return &rawConn{c: conn, r: bufio.NewReaderSize(conn, 4096)}, nil
+		return c.dial(ctx)
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -94,15 +93,25 @@ func (c *rawClient) prefill(ctx context.Context, n int) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		c.dials.Add(1)
-		conn, err := c.dialer.DialContext(ctx, "tcp", c.addr)
+		rc, err := c.dial(ctx)
 		if err != nil {
-			<-c.tokens
 			return err
 		}
-		c.idle <- &rawConn{c: conn, r: bufio.NewReaderSize(conn, 4096)}
+		c.idle <- rc
 	}
 	return nil
+}
+
+// dial opens a connection for a token already taken; on failure the
+// token is given back.
+func (c *rawClient) dial(ctx context.Context) (*rawConn, error) {
+	c.dials.Add(1)
+	conn, err := c.dialer.DialContext(ctx, "tcp", c.addr)
+	if err != nil {
+		<-c.tokens
+		return nil, err
+	}
+	return &rawConn{c: conn, r: bufio.NewReaderSize(conn, 4096)}, nil
 }
 
 func (c *rawClient) discard(rc *rawConn) {
@@ -223,7 +232,7 @@ func readResponse(r *bufio.Reader) (status int, body []byte, keep bool, timing s
 			}
 		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
 			chunked = bytes.EqualFold(value, []byte("chunked"))
-		case bytes.EqualFold(name, []byte("Tempest-Timing")):
+		case bytes.EqualFold(name, []byte(timingHeader)):
 			timing = string(value)
 		case bytes.EqualFold(name, []byte("Connection")):
 			if bytes.EqualFold(value, []byte("close")) {
