@@ -285,6 +285,11 @@ func (s *schedulerActor) snapshotSaved(ctx actor.Context, pos uint64) {
 			Delta: r.stream.Delta(), ChainDeltas: s.chain.deltas, ChainItems: s.chain.baseItems + s.chain.deltaItems,
 			DurationMs: ms(time.Since(r.started)), BusyMs: ms(r.busy), Turns: r.turns, MaxTurnUs: r.maxTurn.Microseconds(),
 			PacedMs: ms(r.waited), At: time.Now()}
+		if ce := s.log.Check(zap.DebugLevel, "snapshot saved"); ce != nil {
+			l := s.lastSnapshot
+			ce.Write(zap.Bool("delta", l.Delta), zap.Int("items", l.Items), zap.Int64("bytes", l.Bytes),
+				zap.Float64("duration_ms", l.DurationMs), zap.Float64("busy_ms", l.BusyMs), zap.Float64("paced_ms", l.PacedMs))
+		}
 		s.snap = nil
 	}
 	retain := s.c.n.cfg.LogRetain

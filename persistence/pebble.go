@@ -108,6 +108,18 @@ func pebbleOptions(o Options, log *zap.Logger, stalls *stallCounter) *pebble.Opt
 				log.Warn("pebble write stall", zap.String("reason", info.Reason))
 			},
 			WriteStallEnd: stalls.end,
+			// At debug level, to line background disk work up with
+			// latency (pebble's own events; Metrics has the totals).
+			FlushEnd: func(info pebble.FlushInfo) {
+				if ce := log.Check(zap.DebugLevel, "pebble flush"); ce != nil {
+					ce.Write(zap.Stringer("info", info), zap.Duration("took", info.TotalDuration))
+				}
+			},
+			CompactionEnd: func(info pebble.CompactionInfo) {
+				if ce := log.Check(zap.DebugLevel, "pebble compaction"); ce != nil {
+					ce.Write(zap.Stringer("info", info), zap.Duration("took", info.TotalDuration))
+				}
+			},
 		},
 	}
 	popts.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {

@@ -190,8 +190,11 @@ type openRun struct {
 	// Dials: new TCP connections the client opened during the run (not
 	// counting those opened before it, rawClient.prefill).
 	Dials int64 `json:"dials"`
-	// WallS: from the start of the schedule to the last outcome.
-	WallS float64 `json:"wall_s"`
+	// StartedAt: when the schedule started (second 0 of the per-second
+	// figures), to line them up with the node's log. WallS: from then to
+	// the last outcome.
+	StartedAt time.Time `json:"started_at"`
+	WallS     float64   `json:"wall_s"`
 	// Per second of the schedule (by intended send time): a stall second is
 	// one in which more than 1% of the requests sent missed (were not 2xx
 	// within budget). LongestStallS is the longest run of them.
@@ -469,7 +472,7 @@ func (l *loader) run(ctx context.Context, rate float64, d time.Duration, label s
 		return openRun{}, ctx.Err()
 	}
 	r := account(outs, rate, d, l.budget)
-	r.WallS = wall.Seconds()
+	r.StartedAt, r.WallS = start, wall.Seconds()
 	r.Dials = l.dials.Load() - dials0
 	if node1, ok := readNodeCounts(l.tgt.addr); ok && nodeOK {
 		r.NodeRefusals, r.NodeRefusalP99Us = refusalDelta(node0.refusalBuckets, node1.refusalBuckets)
