@@ -3,6 +3,7 @@ package collections_test
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -293,6 +294,130 @@ func FuzzRestoreDeltaChain(f *testing.F) {
 			t.Fatalf("own stream does not restore: %v", err)
 		}
 		if err := sameReplica(fx.s, again.s); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// FuzzAddEncoded: arbitrary bytes as two chunks of a full snapshot (or of
+// a delta on top of a valid one), restored twice, trusted or not: once
+// decoded with proto.Unmarshal and added with Add, once added in their
+// wire form with AddEncoded (whose trusted fast path decodes quiet items
+// itself). Both must accept or both refuse, count the same items, and
+// restore the same replica: the fast path reads nothing differently from
+// the message it stands in for.
+func FuzzAddEncoded(f *testing.F) {
+	src := newFixture(f, "a", nil, noAuto)
+	src.s.SetOrigins([]string{"a", "b"})
+	_, _ = src.s.Deliver(put("b", 1, 100, "i", "1"))
+	src.update(f, func() { src.m.Put("j", 2); src.m.Put("k", 3); src.set.Add(3); src.l.Append("x"); src.c.Incr(4) })
+	// Stable, then folded: quiet items, which a trusted AddEncoded decodes
+	// itself; then one op of b left pending (decoded as a message).
+	now := func() uint64 { return uint64(src.clk.Now().UnixMilli()) }
+	src.clk.Advance(time.Second)
+	src.s.ObserveHeartbeat(&tempestpb.Heartbeat{Origin: "b", Seq: 1, WallMs: now()})
+	src.s.Compact()
+	_, _ = src.s.Deliver(put("b", 2, now()+10, "p", "7"))
+	bh, bcs := streamOf(f, src, 0, 4) // full: the first stream of the store
+	src.update(f, func() { src.m.Put("j", 5); src.m.Delete("k"); src.set.Add(4); src.set.Remove(3) })
+	src.clk.Advance(time.Second)
+	src.s.ObserveHeartbeat(&tempestpb.Heartbeat{Origin: "b", Seq: 2, WallMs: now()})
+	src.s.Compact()
+	st, err := src.s.BeginSnapshot(collections.SnapshotStreamOptions{Delta: true})
+	if err != nil || !st.Delta() {
+		f.Fatalf("want a delta: %v", err)
+	}
+	dh := st.Header()
+	var dcs []*tempestpb.SnapshotChunk
+	for c, err := range st.All(0, 3) {
+		if err != nil {
+			f.Fatal(err)
+		}
+		dcs = append(dcs, c)
+	}
+	var quiet, pending int
+	for _, c := range bcs {
+		for _, is := range c.GetItems() {
+			if len(is.GetPending()) > 0 {
+				pending++
+			} else if is.GetCollection() == "m" {
+				quiet++
+			}
+		}
+	}
+	if len(bcs) != 2 || len(dcs) != 2 || quiet < 2 || pending < 1 {
+		f.Fatalf("the seeds: a full snapshot of %d chunks (%d quiet map items, %d with pending ops) and a delta of %d chunks: want 2 chunks each, and both kinds of item",
+			len(bcs), quiet, pending, len(dcs))
+	}
+	enc := func(cs []*tempestpb.SnapshotChunk, i int) []byte {
+		if i >= len(cs) {
+			return nil
+		}
+		b, _ := proto.Marshal(cs[i])
+		return b
+	}
+	for _, trusted := range []bool{false, true} {
+		f.Add(enc(bcs, 0), enc(bcs, 1), false, trusted)
+		f.Add(enc(dcs, 0), enc(dcs, 1), true, trusted)
+	}
+	f.Add(enc([]*tempestpb.SnapshotChunk{{Last: true}}, 0), []byte{}, true, true)
+	f.Add([]byte{0x12, 0x03, 0x0a, 0x01, 0x6d}, []byte{}, false, true)
+	f.Fuzz(func(t *testing.T, c0, c1 []byte, delta, trusted bool) {
+		restore := func(encoded bool) (*fixture, int, error) {
+			fx := newFixture(t, "a", nil, noAuto)
+			fx.s.SetOrigins([]string{"a", "b"})
+			rs, err := fx.s.BeginRestore(bh)
+			if err != nil {
+				t.Fatalf("the full snapshot does not restore: %v", err)
+			}
+			if trusted {
+				rs.Trusted()
+			}
+			if delta {
+				for _, c := range bcs {
+					if err := rs.Add(c); err != nil {
+						t.Fatalf("the full snapshot does not restore: %v", err)
+					}
+				}
+				if err := rs.NextDelta(dh); err != nil {
+					t.Fatalf("the delta's header does not follow: %v", err)
+				}
+			}
+			items := 0
+			for _, b := range [][]byte{c0, c1} {
+				if encoded {
+					n, err := rs.AddEncoded(b)
+					if err != nil {
+						return fx, items, err
+					}
+					items += n
+					continue
+				}
+				c := &tempestpb.SnapshotChunk{}
+				if err := proto.Unmarshal(b, c); err != nil {
+					return fx, items, err
+				}
+				if err := rs.Add(c); err != nil {
+					return fx, items, err
+				}
+				items += len(c.GetItems())
+			}
+			return fx, items, rs.Finish()
+		}
+		ref, refItems, refErr := restore(false)
+		got, gotItems, gotErr := restore(true)
+		switch {
+		case (refErr == nil) != (gotErr == nil):
+			t.Fatalf("Add: %v; AddEncoded: %v", refErr, gotErr)
+		case gotErr != nil:
+			if !errors.Is(gotErr, collections.ErrSnapshot) {
+				t.Fatalf("error does not wrap ErrSnapshot: %v", gotErr)
+			}
+			return
+		case refItems != gotItems:
+			t.Fatalf("Add counted %d items, AddEncoded %d", refItems, gotItems)
+		}
+		if err := sameReplica(ref.s, got.s); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -305,28 +305,6 @@ func (r *restoring) addItem(s *Store, i int, is *tempestpb.ItemState) error {
 	} else if len(key) != 0 {
 		return bad("item %d: %s %q is one item, got key %q", i, c.kind, c.name, truncate(key))
 	}
-	m := r.items[c]
-	if m == nil {
-		m = map[string]*item{}
-		r.items[c] = m
-	}
-	t := r.cold[c]
-	if t == nil && c.cold != nil {
-		t = newColdTable()
-		if r.trusted {
-			t.index = make(map[uint64]uint32, int(min(r.hints[c.name], 1<<26)))
-		}
-		r.cold[c] = t
-	}
-	// forget removes what r holds under the key, hot or cold.
-	forget := func() {
-		delete(m, string(key))
-		if t != nil {
-			if slot, ok := t.find(key); ok {
-				t.del(slot)
-			}
-		}
-	}
 	if is.GetAbsent() {
 		switch {
 		case !r.delta:
@@ -335,7 +313,8 @@ func (r *restoring) addItem(s *Store, i int, is *tempestpb.ItemState) error {
 			return bad("item %q of %q marked absent has a value or ops", truncate(key), c.name)
 		}
 		if _, stated := r.stated[itemID{c.name, string(key)}]; !stated {
-			forget() // absent at the capture; a state in the same delta wins, whatever the order
+			m, t := r.tables(c)
+			r.forget(m, t, key) // absent at the capture; a state in the same delta wins, whatever the order
 		}
 		return nil
 	}
@@ -358,6 +337,46 @@ func (r *restoring) addItem(s *Store, i int, is *tempestpb.ItemState) error {
 		}
 		ops = append(ops, op)
 	}
+	return r.keep(c, key, base, ops)
+}
+
+// tables returns the hot items and the cold table r fills for c (t is nil
+// for collections without one).
+func (r *restoring) tables(c *collection) (map[string]*item, *coldTable) {
+	m := r.items[c]
+	if m == nil {
+		m = map[string]*item{}
+		r.items[c] = m
+	}
+	t := r.cold[c]
+	if t == nil && c.cold != nil {
+		t = newColdTable()
+		if r.trusted {
+			t.index = make(map[uint64]uint32, int(min(r.hints[c.name], 1<<26)))
+		}
+		r.cold[c] = t
+	}
+	return m, t
+}
+
+// forget removes what r holds under the key, hot or cold.
+func (r *restoring) forget(m map[string]*item, t *coldTable, key []byte) {
+	delete(m, string(key))
+	if t != nil {
+		if slot, ok := t.find(key); ok {
+			t.del(slot)
+		}
+	}
+}
+
+// keep keeps a validated item of c (base and its pending ops, in any
+// order) in what r holds, replacing an earlier part's state of it in a
+// delta: cold if it is quiet and c has a cold table, hot otherwise, and
+// nothing if it is empty. It is the end of addItem, and all of a trusted
+// restore's fast path for quiet items (StreamRestorer.AddEncoded).
+func (r *restoring) keep(c *collection, key []byte, base value, ops []*tempestpb.Op) error {
+	bad := badSnapshot
+	m, t := r.tables(c)
 	keep := len(ops) > 0 || !base.zero()
 	if r.delta {
 		id := itemID{c.name, string(key)}
@@ -365,7 +384,7 @@ func (r *restoring) addItem(s *Store, i int, is *tempestpb.ItemState) error {
 			return bad("item %q of %q listed twice in a delta", truncate(key), c.name)
 		}
 		r.stated[id] = struct{}{}
-		forget() // replaced
+		r.forget(m, t, key) // replaced
 	}
 	listedTwice := func() error { return bad("item %q of %q listed twice", truncate(key), c.name) }
 	if !r.delta {

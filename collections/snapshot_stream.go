@@ -676,15 +676,11 @@ func (b *StreamRestorer) Add(chunk *tempestpb.SnapshotChunk) error {
 }
 
 func (b *StreamRestorer) add(chunk *tempestpb.SnapshotChunk) error {
-	switch {
-	case b.done:
-		return badSnapshot("restore already finished")
-	case chunk == nil:
+	if chunk == nil && !b.done {
 		return badSnapshot("nil chunk")
-	case b.last:
-		return badSnapshot("chunk %d after the last chunk", chunk.GetIndex())
-	case chunk.GetIndex() != b.next:
-		return badSnapshot("chunk %d, want chunk %d", chunk.GetIndex(), b.next)
+	}
+	if err := b.checkChunk(chunk.GetIndex()); err != nil {
+		return err
 	}
 	b.next++
 	for _, is := range chunk.GetItems() {
@@ -692,13 +688,32 @@ func (b *StreamRestorer) add(chunk *tempestpb.SnapshotChunk) error {
 			return fmt.Errorf("chunk %d: %w", chunk.GetIndex(), err)
 		}
 	}
-	if chunk.GetLast() {
+	return b.endChunk(chunk.GetIndex(), chunk.GetLast(), chunk.GetItemCount())
+}
+
+// checkChunk checks that the chunk numbered index may come next.
+func (b *StreamRestorer) checkChunk(index uint64) error {
+	switch {
+	case b.done:
+		return badSnapshot("restore already finished")
+	case b.last:
+		return badSnapshot("chunk %d after the last chunk", index)
+	case index != b.next:
+		return badSnapshot("chunk %d, want chunk %d", index, b.next)
+	}
+	return nil
+}
+
+// endChunk checks a chunk's end once its items are added: the last one
+// states the part's item count.
+func (b *StreamRestorer) endChunk(index uint64, last bool, count uint64) error {
+	if last {
 		b.last = true
-		if chunk.GetItemCount() != b.r.count {
-			return badSnapshot("last chunk says %d items, the stream held %d", chunk.GetItemCount(), b.r.count)
+		if count != b.r.count {
+			return badSnapshot("last chunk says %d items, the stream held %d", count, b.r.count)
 		}
-	} else if chunk.GetItemCount() != 0 {
-		return badSnapshot("chunk %d is not the last but has an item count", chunk.GetIndex())
+	} else if count != 0 {
+		return badSnapshot("chunk %d is not the last but has an item count", index)
 	}
 	return nil
 }
