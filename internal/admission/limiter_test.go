@@ -463,3 +463,126 @@ func TestBurstAllowanceAdmitsWhatCanStartInTime(t *testing.T) {
 		t.Fatalf("admitted %d past MaxLimit 20", got)
 	}
 }
+
+// TestQuietIntervalAtTheLimitDoublesIt: a limit reached while the queues
+// stayed nearly empty (delays at most QuietShare of their targets) and the
+// CPU had room doubles; with delays above that share, or a busy CPU, it
+// grows by Increase as before; QuietShare 0 turns the doubling off.
+func TestQuietIntervalAtTheLimitDoublesIt(t *testing.T) {
+	quietInterval := func(l *Limiter, at time.Time, sched time.Duration) time.Time {
+		for range l.Stats().Limit {
+			l.Acquire(at, 0)
+		}
+		for range 50 {
+			l.Observe(at, ms(0.1), ms(30)) // 0.1 ms of a 6 ms target
+		}
+		l.ObserveScheduling(at, sched)
+		next := at.Add(l.cfg.Interval)
+		l.advance(next)
+		return next
+	}
+	wide := func(c *Config) { c.MaxLimit = 1000 }
+	l := newL(t, wide)
+	l.advance(t0)
+	at := quietInterval(l, t0, 0)
+	if got := l.Stats().Limit; got != 20 {
+		t.Fatalf("limit %d after a quiet interval at the limit, want 10 doubled = 20", got)
+	}
+	at = quietInterval(l, at, ms(3)) // over half the 5 ms scheduling threshold
+	if got := l.Stats().Limit; got != 21 {
+		t.Fatalf("limit %d after an interval at the limit with a busy CPU, want 20+1 = 21", got)
+	}
+	quietInterval(l, at, 0)
+	if got, st := l.Stats().Limit, l.Stats(); got != 42 || st.Doublings != 2 {
+		t.Fatalf("limit %d after another quiet interval, want 42; stats %+v", got, st)
+	}
+	off := newL(t, wide, func(c *Config) { c.QuietShare = 0 })
+	off.advance(t0)
+	quietInterval(off, t0, 0)
+	if got := off.Stats().Limit; got != 11 {
+		t.Fatalf("QuietShare 0: limit %d after a quiet interval at the limit, want 11", got)
+	}
+	// Within QuietAfter of an overloaded interval, a quiet one at the limit
+	// grows it by Increase only; after it, it doubles again.
+	burnt := newL(t, wide)
+	burnt.advance(t0)
+	at = interval(burnt, t0, 100, 50) // overloaded: 10 cut to 5
+	at = quietInterval(burnt, at, 0)
+	if got := burnt.Stats().Limit; got != 6 {
+		t.Fatalf("limit %d after a quiet interval 20 ms after an overloaded one, want 5+1 = 6", got)
+	}
+	at = at.Add(time.Second)
+	burnt.advance(at) // closes the second-long interval since (no samples)
+	before := burnt.Stats().Limit
+	quietInterval(burnt, at, 0)
+	if got := burnt.Stats().Limit; got != 2*before {
+		t.Fatalf("limit %d after a quiet interval a second after the overloaded one, want %d doubled", got, before)
+	}
+	capped := newL(t) // MaxLimit 20
+	capped.advance(t0)
+	at = quietInterval(capped, t0, 0)
+	quietInterval(capped, at, 0)
+	if got := capped.Stats().Limit; got != 20 {
+		t.Fatalf("limit %d, want capped at MaxLimit 20", got)
+	}
+}
+
+// TestLoadAfterALullIsNotRefused: the node idles at the initial limit, then
+// a load it serves with room to spare starts, in bursts (a client's
+// connections firing together) of more requests than the initial limit.
+// The limit must catch up within a few intervals (doubling each: 16, 32,
+// 64), after which nothing is refused. Without the doubling (QuietShare 0)
+// the limit climbs one request per interval and bursts are refused for a
+// quarter of a second: the scenario exercises what it checks.
+func TestLoadAfterALullIsNotRefused(t *testing.T) {
+	const (
+		service = 200 * time.Microsecond // one CPU: capacity 5000/s
+		burst   = 40                     // requests arriving together...
+		every   = 20 * time.Millisecond  // ...50 times a second: 2000/s
+		budget  = 200 * time.Millisecond
+	)
+	// run returns the refusals and when the last one was, from the start.
+	run := func(quiet float64) (refused int, last time.Duration) {
+		c := DefaultConfig()
+		c.QuietShare = quiet
+		l, err := New(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var busyUntil time.Time
+		type req struct{ arrived, start, done time.Time }
+		var inFlight []req
+		l.advance(t0)
+		begin := t0.Add(time.Minute)
+		for at := begin; at.Before(begin.Add(time.Second)); at = at.Add(every) {
+			// Finish what is done by now (the single CPU serves in order).
+			for len(inFlight) > 0 && !inFlight[0].done.After(at) {
+				r := inFlight[0]
+				inFlight = inFlight[1:]
+				l.Observe(r.start, r.start.Sub(r.arrived), budget)
+				l.Release(r.done)
+			}
+			for i := range burst {
+				arrived := at.Add(time.Duration(i) * time.Microsecond)
+				if ok, _ := l.AcquireWithin(arrived, 0, budget); !ok {
+					refused, last = refused+1, at.Sub(begin)
+					continue
+				}
+				start := maxTime(busyUntil, arrived)
+				busyUntil = start.Add(service)
+				inFlight = append(inFlight, req{arrived, start, busyUntil})
+			}
+		}
+		return refused, last
+	}
+	refused, last := run(DefaultConfig().QuietShare)
+	offRefused, offLast := run(0)
+	t.Logf("first second after a lull, 2000 sent: %d refused, the last %v after the start (without the doubling: %d, the last after %v)",
+		refused, last, offRefused, offLast)
+	if limit := 3 * DefaultConfig().Interval; last > limit {
+		t.Fatalf("a request refused %v after the start of a load the node serves easily: want none after %v", last, limit)
+	}
+	if offLast < 10*DefaultConfig().Interval {
+		t.Fatalf("without the doubling the last refusal was %v after the start: the scenario does not exercise the cold limit", offLast)
+	}
+}
