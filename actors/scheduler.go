@@ -297,8 +297,9 @@ func (s *schedulerActor) admit(ctx actor.Context, r *callRequest) {
 		req.Kind = schedq.Update
 		if m.holdBack {
 			// Ready once every origin's stream is known up to now: no op
-			// issued before the request can still reorder it.
-			req.Watermark = s.store.Now().Pack()
+			// issued before the request can still reorder it (the end of
+			// this millisecond: Store.HoldBackPoint).
+			req.Watermark = s.store.HoldBackPoint().Pack()
 		}
 	}
 	now := time.Now()
