@@ -16,8 +16,8 @@ import (
 // items of a large replica are quiet: no tentative ops, nothing a snapshot
 // or the digest still needs from them as objects. They live here instead,
 // as fixed-size records in pages and their key and value bytes in arena
-// chunks, found through a map from a 64-bit hash of the key to the record's
-// slot. None of those contain pointers (the page and chunk lists hold a few
+// chunks, found through an index from a 64-bit hash of the key to the
+// record's slot (coldIndex). None of those contain pointers (the page and chunk lists hold a few
 // hundred), so a cycle marks the replica's few large blocks and not its
 // items, and a restore fills them without an allocation per item.
 //
@@ -30,16 +30,15 @@ import (
 // written, and a chunk is never written below its length again, so a
 // value handed out (Store.Value, a snapshot chunk) stays valid however the
 // table changes later; an evacuated chunk is dropped, not reused. Each live
-// slot is in index under its key's hash, or, when another key holds that
-// hash (a 64-bit collision: practically never, but handled), in collided.
+// slot has one entry in idx, under its key's hash (keys of one hash have one
+// entry each: a lookup compares keys).
 type coldTable struct {
-	seed     maphash.Seed
-	index    map[uint64]uint32 // hash of the key → slot
-	collided map[string]uint32 // keys whose hash another key holds in index
-	pages    [][]coldRec       // slot i is pages[i>>coldPageBits][i&coldPageMask]
-	top      uint32            // slots handed out so far
-	free     []uint32          // free slots below top
-	n        int               // live records
+	seed  maphash.Seed
+	idx   coldIndex   // hash of the key → slot
+	pages [][]coldRec // slot i is pages[i>>coldPageBits][i&coldPageMask]
+	top   uint32      // slots handed out so far
+	free  []uint32    // free slots below top
+	n     int         // live records
 
 	chunks     [][]byte // the arena; chunk id i+1 is chunks[i] (nil: dropped)
 	chunkLive  []int    // live bytes per chunk
@@ -83,7 +82,7 @@ const (
 )
 
 func newColdTable() *coldTable {
-	return &coldTable{seed: maphash.MakeSeed(), index: map[uint64]uint32{}}
+	return &coldTable{seed: maphash.MakeSeed()}
 }
 
 // len is the number of cold items.
@@ -112,44 +111,46 @@ func (t *coldTable) find(key []byte) (uint32, bool) {
 	if t.n == 0 {
 		return 0, false
 	}
-	slot, ok, _ := t.probe(key, t.hash(key))
-	return slot, ok
+	return t.probe(key, t.hash(key))
 }
 
-// probe looks key up under its hash h: its slot if present, and whether
-// another key holds h in index (then key goes to collided).
-func (t *coldTable) probe(key []byte, h uint64) (slot uint32, ok, taken bool) {
-	if slot, taken = t.index[h]; taken && bytes.Equal(t.key(t.rec(slot)), key) {
-		return slot, true, true
+// probe looks key up under its hash h.
+func (t *coldTable) probe(key []byte, h uint64) (slot uint32, ok bool) {
+	x := &t.idx
+	if x.n == 0 {
+		return 0, false
 	}
-	if len(t.collided) > 0 {
-		slot, ok = t.collided[string(key)]
-		return slot, ok, taken
+	tag := tagHash(h)
+	for i := x.home(h); ; i = (i + 1) & x.mask() {
+		e := x.entries[i]
+		if e == 0 {
+			return 0, false
+		}
+		if tagHash(e) == tag && bytes.Equal(t.key(t.rec(slotOf(e))), key) {
+			return slotOf(e), true
+		}
 	}
-	return 0, false, taken
 }
 
 // put adds an item that is not in the table, with r's fields other than
 // where its bytes are, and returns its slot.
 func (t *coldTable) put(key, data []byte, r coldRec) uint32 {
-	h := t.hash(key)
-	_, taken := t.index[h]
-	return t.putHashed(key, data, r, h, taken)
+	return t.putHashed(key, data, r, t.hash(key))
 }
 
 // putOnce adds the item unless the table holds its key, and reports
-// whether it did: one hash and one index lookup (a restore's dup check
-// and insert).
+// whether it did: one hash and one probe (a restore's dup check and
+// insert).
 func (t *coldTable) putOnce(key, data []byte, r coldRec) bool {
 	h := t.hash(key)
-	_, ok, taken := t.probe(key, h)
-	if !ok {
-		t.putHashed(key, data, r, h, taken)
+	if _, ok := t.probe(key, h); ok {
+		return false
 	}
-	return !ok
+	t.putHashed(key, data, r, h)
+	return true
 }
 
-func (t *coldTable) putHashed(key, data []byte, r coldRec, h uint64, taken bool) uint32 {
+func (t *coldTable) putHashed(key, data []byte, r coldRec, h uint64) uint32 {
 	r.chunk, r.off = t.store(key, data)
 	r.keyLen, r.dataLen = uint32(len(key)), uint32(len(data))
 	var slot uint32
@@ -164,14 +165,7 @@ func (t *coldTable) putHashed(key, data []byte, r coldRec, h uint64, taken bool)
 		}
 	}
 	*t.rec(slot) = r
-	if taken {
-		if t.collided == nil {
-			t.collided = map[string]uint32{}
-		}
-		t.collided[string(key)] = slot
-	} else {
-		t.index[h] = slot
-	}
+	t.idx.insert(h, slot)
 	t.n++
 	return slot
 }
@@ -179,13 +173,7 @@ func (t *coldTable) putHashed(key, data []byte, r coldRec, h uint64, taken bool)
 // del removes the item at slot.
 func (t *coldTable) del(slot uint32) {
 	r := t.rec(slot)
-	key := t.key(r)
-	h := t.hash(key)
-	if s, ok := t.index[h]; ok && s == slot {
-		delete(t.index, h)
-	} else {
-		delete(t.collided, string(key))
-	}
+	t.idx.remove(t.hash(t.key(r)), slot)
 	t.release(r.chunk, int(r.keyLen+r.dataLen))
 	*r = coldRec{}
 	t.free = append(t.free, slot)

@@ -128,22 +128,97 @@ func TestColdTableEvacuates(t *testing.T) {
 	t.Logf("arena %d -> %d bytes", before, tb.size)
 }
 
-// TestColdTableCollisions: keys whose hashes collide are kept apart.
-func TestColdTableCollisions(t *testing.T) {
+// TestColdIndexMatchesAModel drives a cold index with random inserts and
+// removes of slots under hashes drawn from a small set (so that many share
+// a tag or a home, and clusters wrap around the table's end), growing it
+// and reserving now and then, and checks after each step that every live
+// slot is found from its home and that the linear-probing invariant holds
+// (no empty entry between an entry and its home).
+func TestColdIndexMatchesAModel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	hashes := []uint64{0, 1, 1 << 32, 1<<63 | 5, 1<<63 | 1<<32, ^uint64(0), ^uint64(0) - 1<<32, 0x8000_0000_0000_0000, 0x7fff_ffff_0000_0000}
+	for range 8 {
+		hashes = append(hashes, rng.Uint64())
+	}
+	var x coldIndex
+	model := map[uint32]uint64{} // slot → hash
+	next := uint32(0)
+	check := func(step int) {
+		if x.n != len(model) {
+			t.Fatalf("step %d: n %d, model %d", step, x.n, len(model))
+		}
+		for slot, h := range model {
+			found := false
+			for i := x.home(h); ; i = (i + 1) & x.mask() {
+				e := x.entries[i]
+				if e == 0 {
+					break
+				}
+				if e == entryOf(h, slot) {
+					found = true
+					break
+				}
+			}
+			if !found {
+				t.Fatalf("step %d: slot %d under %#x not found from its home", step, slot, h)
+			}
+		}
+	}
+	for step := range 20_000 {
+		switch r := rng.IntN(100); {
+		case r < 55 || len(model) == 0:
+			h := hashes[rng.IntN(len(hashes))]
+			x.insert(h, next)
+			model[next] = h
+			next++
+		case r < 99:
+			for slot, h := range model { // a random one: map order
+				x.remove(h, slot)
+				delete(model, slot)
+				break
+			}
+		default:
+			x.reserve(len(model) + rng.IntN(100))
+		}
+		if step%97 == 0 || len(model) < 20 {
+			check(step)
+		}
+	}
+	check(-1)
+	for slot, h := range model {
+		x.remove(h, slot)
+	}
+	for i, e := range x.entries {
+		if e != 0 {
+			t.Fatalf("entry %d left after every remove: %#x", i, e)
+		}
+	}
+}
+
+// TestColdTableKeysOfOneTag: keys whose entries share a tag (and so a home)
+// are told apart by their keys: found, removed and kept independently.
+func TestColdTableKeysOfOneTag(t *testing.T) {
 	tb := newColdTable()
-	a := tb.put([]byte("a"), []byte("1"), coldRec{})
-	// Force b into the collided map by taking its hash slot by hand.
-	hb := tb.hash([]byte("b"))
-	tb.index[hb] = a
-	b := tb.put([]byte("b"), []byte("2"), coldRec{})
-	if got, ok := tb.find([]byte("b")); !ok || got != b {
-		t.Fatalf("find(b) = %d %v", got, ok)
+	keys := [][]byte{[]byte("a"), []byte("b"), []byte("c")}
+	const h = 0xdead_beef_0000_0000
+	var slots []uint32
+	for _, k := range keys {
+		slot := tb.putHashed(k, append([]byte("v-"), k...), coldRec{}, h)
+		slots = append(slots, slot)
 	}
-	tb.del(b)
-	if _, ok := tb.find([]byte("b")); ok {
-		t.Fatal("b found after del")
+	probe := func(k []byte) (uint32, bool) { return tb.probe(k, h) }
+	for i, k := range keys {
+		if got, ok := probe(k); !ok || got != slots[i] {
+			t.Fatalf("probe(%s) = %d %v, want %d", k, got, ok, slots[i])
+		}
 	}
-	if got, ok := tb.find([]byte("a")); !ok || got != a {
-		t.Fatalf("find(a) = %d %v", got, ok)
+	tb.idx.remove(h, slots[1]) // b, by hand: del would rehash its key
+	if _, ok := probe(keys[1]); ok {
+		t.Fatal("b found after its removal")
+	}
+	for _, i := range []int{0, 2} {
+		if got, ok := probe(keys[i]); !ok || got != slots[i] {
+			t.Fatalf("probe(%s) = %d %v after b's removal, want %d", keys[i], got, ok, slots[i])
+		}
 	}
 }

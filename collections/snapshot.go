@@ -352,7 +352,7 @@ func (r *restoring) tables(c *collection) (map[string]*item, *coldTable) {
 	if t == nil && c.cold != nil {
 		t = newColdTable()
 		if r.trusted {
-			t.index = make(map[uint64]uint32, int(min(r.hints[c.name], 1<<26)))
+			t.idx.reserve(int(min(r.hints[c.name], 1<<26)))
 		}
 		r.cold[c] = t
 	}
