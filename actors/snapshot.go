@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"bytes"
 	"fmt"
 	"time"
 
@@ -336,12 +337,12 @@ func (s *schedulerActor) restoreChain(parts []persistence.SnapshotPart) error {
 			first     []byte // chunk 0: a header, or a whole snapshot if alone
 			n, inPart int
 		)
-		for data, err := range part.Chunks {
+		for data, err := range part.ChunkViews { // decoded at once, nothing kept but the first
 			if err != nil {
 				return err
 			}
 			if n++; n == 1 {
-				first = data
+				first = bytes.Clone(data)
 				continue
 			}
 			if n == 2 {

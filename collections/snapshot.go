@@ -424,7 +424,10 @@ func (r *restoring) keep(c *collection, key []byte, base value, ops []*tempestpb
 // remove earlier items.
 func (r *restoring) nextPart(next *restoring) {
 	r.origins = next.origins
-	r.delta, r.stated, r.count = true, map[itemID]struct{}{}, 0
+	// Sized for as many items as the part before held (deltas are alike;
+	// the one after a full snapshot is not, hence the cap): growing it
+	// item by item was 5% of a 1M-item restart's CPU.
+	r.delta, r.stated, r.count = true, make(map[itemID]struct{}, min(r.count, 1<<16)), 0
 }
 
 // finish checks the kept items' pending ops against the last part's origin

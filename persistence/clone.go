@@ -164,7 +164,7 @@ func (c *CloneLog) SnapshotChunks() (pos uint64, ok bool, chunks iter.Seq2[[]byt
 		return 0, false, nil, fmt.Errorf("%w: clone %s: the snapshot at %d is a chain (a base at %d and deltas): read it with SnapshotChain",
 			ErrIncompatible, c.id, hdr.snapPos, hdr.basePos)
 	}
-	return hdr.snapPos, true, func(yield func([]byte, error) bool) { c.readChunks(hdr.snapPos, false, yield) }, nil
+	return hdr.snapPos, true, func(yield func([]byte, error) bool) { c.readChunks(hdr.snapPos, false, true, yield) }, nil
 }
 
 // SnapshotPart is one generation of a clone's snapshot chain.
@@ -180,6 +180,12 @@ type SnapshotPart struct {
 	// clone's chain by then (a full snapshot replaced the chain), the
 	// iteration yields an error wrapping ErrStaleSnapshot.
 	Chunks iter.Seq2[[]byte, error]
+	// ChunkViews is Chunks without a copy: each chunk's bytes are valid
+	// only until the iteration takes its next step (they are the
+	// database's). For a reader that decodes each chunk as it comes and
+	// keeps nothing of it (a restart's restore: copying every chunk was 8%
+	// of its CPU at 1M items).
+	ChunkViews iter.Seq2[[]byte, error]
 }
 
 // SnapshotChain returns the clone's stored snapshot as a chain: the log
@@ -211,7 +217,9 @@ func (c *CloneLog) SnapshotChain() (pos uint64, ok bool, parts []SnapshotPart, e
 	parts = make([]SnapshotPart, len(gens))
 	for i, gen := range gens {
 		delta := i > 0
-		parts[i] = SnapshotPart{Gen: gen, Delta: delta, Chunks: func(yield func([]byte, error) bool) { c.readChunks(gen, delta, yield) }}
+		parts[i] = SnapshotPart{Gen: gen, Delta: delta,
+			Chunks:     func(yield func([]byte, error) bool) { c.readChunks(gen, delta, true, yield) },
+			ChunkViews: func(yield func([]byte, error) bool) { c.readChunks(gen, delta, false, yield) }}
 	}
 	return hdr.snapPos, true, parts, nil
 }
@@ -257,8 +265,9 @@ func (c *CloneLog) chainGens(r pebble.Reader, hdr header) ([]uint64, error) {
 }
 
 // readChunks yields the chunks of generation gen, if it is still the chain's
-// base (!delta) or one of its deltas.
-func (c *CloneLog) readChunks(gen uint64, delta bool, yield func([]byte, error) bool) {
+// base (!delta) or one of its deltas: copies if copied, else the
+// iterator's bytes (valid until its next step).
+func (c *CloneLog) readChunks(gen uint64, delta, copied bool, yield func([]byte, error) bool) {
 	if err := c.read(); err != nil {
 		yield(nil, err)
 		return
@@ -314,7 +323,10 @@ func (c *CloneLog) readChunks(gen uint64, delta bool, yield func([]byte, error) 
 			yield(nil, corruptf("clone %s: snapshot generation %d holds a chunk of the snapshot at %d", c.id, gen, at))
 			return
 		}
-		if !yield(bytes.Clone(data), nil) {
+		if copied {
+			data = bytes.Clone(data)
+		}
+		if !yield(data, nil) {
 			return
 		}
 		next++

@@ -42,6 +42,18 @@ func chainOf(t *testing.T, c *CloneLog) (uint64, []part) {
 			}
 			p.chunks = append(p.chunks, string(b))
 		}
+		// ChunkViews yields the same bytes, each valid until the next step
+		// (string copies them as they come).
+		var views []string
+		for b, err := range sp.ChunkViews {
+			if err != nil {
+				t.Fatalf("part %d, views: %v", sp.Gen, err)
+			}
+			views = append(views, string(b))
+		}
+		if !slices.Equal(views, p.chunks) {
+			t.Fatalf("part %d: ChunkViews yields %q, Chunks %q", sp.Gen, views, p.chunks)
+		}
 		out = append(out, p)
 	}
 	return pos, out
