@@ -201,18 +201,8 @@ func FuzzRestoreDeltaChain(f *testing.F) {
 	bh, bcs := streamOf(f, src, 0, 0) // full: the first stream of the store
 	src.update(f, func() { src.m.Put("j", 5); src.m.Delete("k"); src.set.Add(4) })
 	src.s.Compact()
-	st, err := src.s.BeginSnapshot(collections.SnapshotStreamOptions{Delta: true})
-	if err != nil || !st.Delta() {
-		f.Fatalf("want a delta: %v", err)
-	}
-	dh := st.Header()
-	var dcs []*tempestpb.SnapshotChunk
-	for c, err := range st.All(0, 2) {
-		if err != nil {
-			f.Fatal(err)
-		}
-		dcs = append(dcs, c)
-	}
+	d := deltaOf(f, src.s, 2)
+	dh, dcs := d.header, d.chunks
 	for len(dcs) < 2 {
 		dcs = append(dcs, nil)
 	}
@@ -323,18 +313,8 @@ func FuzzAddEncoded(f *testing.F) {
 	src.clk.Advance(time.Second)
 	src.s.ObserveHeartbeat(&tempestpb.Heartbeat{Origin: "b", Seq: 2, WallMs: now()})
 	src.s.Compact()
-	st, err := src.s.BeginSnapshot(collections.SnapshotStreamOptions{Delta: true})
-	if err != nil || !st.Delta() {
-		f.Fatalf("want a delta: %v", err)
-	}
-	dh := st.Header()
-	var dcs []*tempestpb.SnapshotChunk
-	for c, err := range st.All(0, 3) {
-		if err != nil {
-			f.Fatal(err)
-		}
-		dcs = append(dcs, c)
-	}
+	d := deltaOf(f, src.s, 3)
+	dh, dcs := d.header, d.chunks
 	var quiet, pending int
 	for _, c := range bcs {
 		for _, is := range c.GetItems() {

@@ -15,9 +15,9 @@ import (
 // (FuzzAddEncoded), but a trusted restore (Trusted) decodes the chunk's
 // quiet items of maps and sets (no pending ops: nearly all of a large
 // replica's items) straight from the bytes into their collections' cold
-// tables, without a message per item: decoding a message per item was most
-// of a restart's time at a million items (an allocation or several per
-// item, then the garbage it leaves). Any item it does not recognise as
+// tables, without a message per item: decoding a message per item was a
+// third of a restart's CPU at a million items (profile), and most of its
+// allocations (4.9M of them, against 0.1M). Any item it does not recognise as
 // such (pending ops, a list or counter, an untrusted restore, anything
 // unusual in its encoding) is decoded as a message and added as Add does.
 //

@@ -60,6 +60,24 @@ func partOf(t tb, st *collections.SnapshotStream) chainPart {
 	return p
 }
 
+// deltaOf begins a delta stream of s (failing if it would be full) and
+// pulls it to its end, at most maxItems items per chunk (0: the default).
+func deltaOf(t tb, s *collections.Store, maxItems int) chainPart {
+	t.Helper()
+	st, err := s.BeginSnapshot(collections.SnapshotStreamOptions{Delta: true})
+	if err != nil || !st.Delta() {
+		t.Fatalf("want a delta stream: %v", err)
+	}
+	p := chainPart{header: st.Header()}
+	for c, err := range st.All(0, maxItems) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.chunks = append(p.chunks, c)
+	}
+	return p
+}
+
 // streamAll pulls a stream to its end in random small chunks (after a
 // marshal round trip each), changing the replica between pulls.
 func streamAll(t *rapid.T, r *streamRig, st *collections.SnapshotStream) (chainPart, error) {
@@ -265,21 +283,8 @@ func TestDeltaRestoreRejects(t *testing.T) {
 	f := bigFixture(t, 50)
 	hdr, chunks := streamOf(t, f, 0, 0)
 	f.update(t, func() { f.m.Put("1", 100) })
-	d, err := f.s.BeginSnapshot(collections.SnapshotStreamOptions{Delta: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !d.Delta() {
-		t.Fatal("want a delta after a full stream")
-	}
-	dh := d.Header()
-	var dchunks []*tempestpb.SnapshotChunk
-	for c, err := range d.All(0, 0) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		dchunks = append(dchunks, c)
-	}
+	d := deltaOf(t, f.s, 0)
+	dh, dchunks := d.header, d.chunks
 	begin := func() *collections.StreamRestorer {
 		g := newFixture(t, "a", nil)
 		rs, err := g.s.BeginRestore(hdr)

@@ -170,6 +170,9 @@ func TestConfigValidation(t *testing.T) {
 		"shares0":  func(c *Config) { c.Shares = []float64{0.9} },
 		"sharesUp": func(c *Config) { c.Shares = []float64{1, 0.5, 0.7} },
 		"rateWin":  func(c *Config) { c.RateWindow = -1 },
+		"quiet<0":  func(c *Config) { c.QuietShare = -0.1 },
+		"quiet1":   func(c *Config) { c.QuietShare = 1 },
+		"quietAft": func(c *Config) { c.QuietAfter = -time.Second },
 	}
 	for name, f := range bad {
 		c := DefaultConfig()
