@@ -76,11 +76,14 @@ func TestDeadlineExceededIsSentBeforeTheDeadline(t *testing.T) {
 // TestSpentBudgetIsRefusedAtTheDoor: a request whose budget ran out while
 // its bytes waited to be read (its arrival, from the kernel, is older than
 // its budget) is refused 503 deadline_unmeetable by Admit, before the
-// limiter counts it; one with time left is admitted.
+// limiter counts it; one with time left is admitted. The budget is long
+// enough for the admitted update to finish on a loaded CI machine under
+// the race detector (30 ms once was not): what is tested is the door, not
+// the machine's speed.
 func TestSpentBudgetIsRefusedAtTheDoor(t *testing.T) {
 	n := startNode(t, t.TempDir())
 	before := n.Status().Admission.Admitted
-	const budget = 30 * time.Millisecond
+	const budget = 2 * time.Second
 	stale := gateway.AdmitRequest{Service: "cart", Method: "add", Timeout: budget, Arrived: time.Now().Add(-budget)}
 	adm := n.Admit(t.Context(), stale)
 	err := adm.Refused
@@ -101,7 +104,7 @@ func TestSpentBudgetIsRefusedAtTheDoor(t *testing.T) {
 	fresh := gateway.AdmitRequest{Service: "cart", Method: "add", Timeout: budget, Arrived: arrived}
 	adm = n.Admit(t.Context(), fresh)
 	if adm.Refused != nil {
-		t.Fatalf("a request with 25 ms of its 30 left: %v, want it admitted", adm.Refused)
+		t.Fatalf("a request with all but 5 ms of its budget left: %v, want it admitted", adm.Refused)
 	}
 	if got, ok := gateway.Arrival(adm.Ctx); !ok || !got.Equal(arrived) {
 		t.Fatalf("the admitted context carries arrival %v (%v), want %v: Call would start its budget elsewhere", got, ok, arrived)
