@@ -24,8 +24,8 @@ type coldIndex struct {
 	n       int
 }
 
-// coldIndexMaxLoad: the table grows when an insert would fill more than
-// 3/4 of it (linear probing stays within a cache line or two below that).
+// The table grows when an insert would fill more than LoadNum/LoadDen of
+// it (linear probing stays within a cache line or two below 3/4).
 const (
 	coldIndexLoadNum, coldIndexLoadDen = 3, 4
 	coldIndexMinSize                   = 8
@@ -122,6 +122,3 @@ func (x *coldIndex) resize(size int) {
 		}
 	}
 }
-
-// bytes is the table's size in memory.
-func (x *coldIndex) bytes() int { return 8 * len(x.entries) }

@@ -74,7 +74,6 @@ func (b *StreamRestorer) addEncoded(data []byte) (int, error) {
 		return 0, err
 	}
 	b.next++
-	i := 0
 	for rest := data; len(rest) > 0; {
 		num, typ, k := protowire.ConsumeTag(rest)
 		rest = rest[k:]
@@ -86,9 +85,8 @@ func (b *StreamRestorer) addEncoded(data []byte) (int, error) {
 		raw, k := protowire.ConsumeBytes(rest)
 		rest = rest[k:]
 		if err := b.addRawItem(raw); err != nil {
-			return i, fmt.Errorf("chunk %d: %w", index, err)
+			return 0, fmt.Errorf("chunk %d: %w", index, err)
 		}
-		i++
 	}
 	return n, b.endChunk(index, last, count)
 }
@@ -127,7 +125,7 @@ func (b *StreamRestorer) addRawItem(raw []byte) error {
 // The key and the data alias raw.
 func (s *Store) quietItem(raw []byte) (c *collection, key []byte, base value, ok bool) {
 	var coll, data []byte
-	var seen [4]bool // collection, item, base, and the base's exists and data
+	var seen [4]bool // by field number: 1 collection, 2 item, 3 base
 	for len(raw) > 0 {
 		num, typ, k := protowire.ConsumeTag(raw)
 		if k < 0 || typ != protowire.BytesType || num > 3 || seen[num] {
