@@ -160,11 +160,20 @@ func (c *CloneLog) SnapshotChunks() (pos uint64, ok bool, chunks iter.Seq2[[]byt
 	if !hdr.hasSnap {
 		return 0, false, nil, nil
 	}
+	if hdr.state {
+		return 0, false, nil, c.isState(hdr)
+	}
 	if hdr.basePos != hdr.snapPos {
 		return 0, false, nil, fmt.Errorf("%w: clone %s: the snapshot at %d is a chain (a base at %d and deltas): read it with SnapshotChain",
 			ErrIncompatible, c.id, hdr.snapPos, hdr.basePos)
 	}
 	return hdr.snapPos, true, func(yield func([]byte, error) bool) { c.readChunks(hdr.snapPos, false, true, yield) }, nil
+}
+
+// isState is the error of a chain reader for a clone whose snapshot is a
+// state.
+func (c *CloneLog) isState(hdr header) error {
+	return fmt.Errorf("%w: clone %s: the snapshot at %d is a state: read it with OpenState", ErrIncompatible, c.id, hdr.snapPos)
 }
 
 // SnapshotPart is one generation of a clone's snapshot chain.
@@ -209,6 +218,9 @@ func (c *CloneLog) SnapshotChain() (pos uint64, ok bool, parts []SnapshotPart, e
 	}
 	if !hdr.hasSnap {
 		return 0, false, nil, nil
+	}
+	if hdr.state {
+		return 0, false, nil, c.isState(hdr)
 	}
 	gens, err := c.chainGens(view, hdr)
 	if err != nil {
@@ -280,9 +292,9 @@ func (c *CloneLog) readChunks(gen uint64, delta, copied bool, yield func([]byte,
 		yield(nil, fmt.Errorf("clone %s: %w", c.id, err))
 		return
 	}
-	inChain := hdr.hasSnap && gen <= hdr.snapPos && gen == hdr.basePos
+	inChain := hdr.hasSnap && !hdr.state && gen <= hdr.snapPos && gen == hdr.basePos
 	if delta {
-		inChain = hdr.hasSnap && gen <= hdr.snapPos && gen > hdr.basePos
+		inChain = hdr.hasSnap && !hdr.state && gen <= hdr.snapPos && gen > hdr.basePos
 	}
 	if !inChain {
 		yield(nil, fmt.Errorf("%w: clone %s: the snapshot at %d was replaced while being read", ErrStaleSnapshot, c.id, gen))

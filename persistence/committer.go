@@ -25,6 +25,9 @@ const (
 	opSnapBegin // a chunked snapshot (full, or a delta if op.delta): its chunk 0, at the log's head
 	opSnapChunk // its next chunk
 	opSnapEnd   // it becomes the clone's snapshot
+	opStateBegin
+	opStateItems
+	opStateEnd
 )
 
 // Op states. An op moves from queued to exactly one of taken (by the
@@ -41,12 +44,13 @@ const (
 type op struct {
 	kind  opKind
 	clone *CloneLog
-	recs  []encRecord // opAppend
-	key   []byte      // opPutMeta, opDeleteMeta: full pebble key
-	val   []byte      // opSnapshot: encoded value; opPutMeta: raw value
-	pos   uint64      // opSnapshot: covered position; opPrune: keepAfter
-	nrec  int         // weight against MaxBatchRecords
-	size  int         // weight against MaxBatchBytes
+	recs  []encRecord    // opAppend
+	items []encStateItem // opStateItems
+	key   []byte         // opPutMeta, opDeleteMeta: full pebble key
+	val   []byte         // opSnapshot: encoded value; opPutMeta: raw value
+	pos   uint64         // opSnapshot: covered position; opPrune: keepAfter
+	nrec  int            // weight against MaxBatchRecords
+	size  int            // weight against MaxBatchBytes
 	state atomic.Uint32
 	done  chan result // Append & co.: the waiting caller
 
@@ -134,7 +138,7 @@ func (db *DB) beforeQueue(o *op) {
 		for _, r := range o.recs {
 			w.Records = append(w.Records, RecordID{Origin: r.origin, Seq: r.seq})
 		}
-	case opSnapshot, opSnapBegin, opSnapChunk, opSnapEnd:
+	case opSnapshot, opSnapBegin, opSnapChunk, opSnapEnd, opStateBegin, opStateItems, opStateEnd:
 		w.Kind = WriteSnapshot
 	case opPrune:
 		w.Kind = WritePrune
@@ -269,6 +273,8 @@ type cloneCache struct {
 	// snap is the chunked snapshot being written (SnapshotBegin to
 	// SnapshotEnd), if any.
 	snap *snapInProgress
+	// state is the state being written (StateBegin to StateEnd), if any.
+	state *stateInProgress
 }
 
 // snapInProgress is a chunked snapshot between its begin and its end: its
@@ -495,7 +501,10 @@ func (gs *group) apply(o *op) (r result, fatal error) {
 			return result{err: fmt.Errorf("%w: clone %s: snapshot at %d, stored one covers %d", ErrStaleSnapshot, c.id, o.pos, cc.hdr.snapPos)}, nil
 		}
 		// A full snapshot, the whole new chain: the previous chain's
-		// chunks go in the same batch (see keys.go).
+		// chunks (or state) go in the same batch (see keys.go).
+		if err := gs.replaceStateByChain(cc); err != nil {
+			return result{}, err
+		}
 		lo, hi := snapBounds(c.prefix)
 		if err := gs.b.DeleteRange(lo, hi, nil); err != nil {
 			return result{}, err
@@ -512,6 +521,9 @@ func (gs *group) apply(o *op) (r result, fatal error) {
 	case opSnapBegin, opSnapChunk, opSnapEnd:
 		return gs.snapshotChunk(c, o)
 
+	case opStateBegin, opStateItems, opStateEnd:
+		return gs.stateStep(c, o)
+
 	case opPutMeta:
 		return result{}, gs.b.Set(o.key, o.val, nil)
 
@@ -524,6 +536,10 @@ func (gs *group) apply(o *op) (r result, fatal error) {
 	case opDrop:
 		gs.dropped = append(gs.dropped, c.id)
 		lo, hi := snapBounds(c.prefix)
+		if err := gs.b.DeleteRange(lo, hi, nil); err != nil {
+			return result{}, err
+		}
+		lo, hi = stateBounds(c.prefix)
 		if err := gs.b.DeleteRange(lo, hi, nil); err != nil {
 			return result{}, err
 		}
@@ -834,8 +850,8 @@ func (gs *group) snapshotChunk(c *CloneLog, o *op) (result, error) {
 	lo, hi := snapBounds(c.prefix)
 	switch o.kind {
 	case opSnapBegin:
-		if o.delta && !cc.hdr.hasSnap {
-			return result{err: fmt.Errorf("%w: clone %s: a delta snapshot needs a stored snapshot to build on", ErrNoSnapshot, c.id)}, nil
+		if o.delta && (!cc.hdr.hasSnap || cc.hdr.state) {
+			return result{err: fmt.Errorf("%w: clone %s: a delta snapshot needs a stored chain to build on", ErrNoSnapshot, c.id)}, nil
 		}
 		gen := cc.head
 		if cc.hdr.hasSnap && gen <= cc.hdr.snapPos {
@@ -900,6 +916,9 @@ func (gs *group) snapshotChunk(c *CloneLog, o *op) (result, error) {
 			return result{pos: sp.gen}, nil
 		}
 		if err := gs.b.DeleteRange(lo, snapChunkKey(c.prefix, sp.gen, 0), nil); err != nil {
+			return result{}, err
+		}
+		if err := gs.replaceStateByChain(cc); err != nil {
 			return result{}, err
 		}
 		cc.hdr.hasSnap, cc.hdr.snapPos, cc.hdr.basePos, cc.hdrDirty = true, sp.gen, sp.gen, true

@@ -120,8 +120,9 @@ func Open(o Options) (*DB, error) {
 }
 
 // checkFormat writes the format marker into a new database, or verifies it,
-// upgrading a format-1 database in place (upgradeV1) and a format-2 one by
-// rewriting its marker (its 18-byte clone headers still decode: see keys.go).
+// upgrading a format-1 database in place (upgradeV1) and a format-2 or -3
+// one by rewriting its marker (their 18- and 26-byte clone headers still
+// decode, as chains: see keys.go).
 func checkFormat(pdb *pebble.DB, log *zap.Logger) error {
 	v, closer, err := pdb.Get(formatKey)
 	switch {
@@ -146,26 +147,26 @@ func checkFormat(pdb *pebble.DB, log *zap.Logger) error {
 	switch {
 	case bytes.Equal(marker, formatValue):
 		return nil
-	case bytes.Equal(marker, formatValueV2):
+	case bytes.Equal(marker, formatValueV3), bytes.Equal(marker, formatValueV2):
 		if err := pdb.Set(formatKey, formatValue, pebble.Sync); err != nil {
-			return fmt.Errorf("persistence: upgrading format 2 to 3: %w", err)
+			return fmt.Errorf("persistence: upgrading format %s to 4: %w", marker[len(marker)-1:], err)
 		}
-		log.Info("persistence: upgraded the database from format 2 to 3 (marker only)")
+		log.Info("persistence: upgraded the database to format 4 (marker only)", zap.ByteString("from", marker))
 		return nil
 	case bytes.Equal(marker, formatValueV1):
 		if err := upgradeV1(pdb, log); err != nil {
-			return fmt.Errorf("persistence: upgrading format 1 to 3: %w", err)
+			return fmt.Errorf("persistence: upgrading format 1 to 4: %w", err)
 		}
 		return nil
 	}
-	return fmt.Errorf("%w: format marker %q, want %q (or %q or %q, which are upgraded)", ErrIncompatible, marker, formatValue, formatValueV2, formatValueV1)
+	return fmt.Errorf("%w: format marker %q, want %q (or %q, %q or %q, which are upgraded)", ErrIncompatible, marker, formatValue, formatValueV3, formatValueV2, formatValueV1)
 }
 
 // upgradeV1 moves every clone's snapshot from its format-1 key inside the
 // clone range to chunk 0 of its generation in the snapshot range (keys.go),
-// and writes the current (format-3) marker, all in one synced batch: a crash
-// leaves either format 1 untouched or format 3 complete (format 1's headers
-// are format 2's, which format 3 reads). It reads one key per clone.
+// and writes the current (format-4) marker, all in one synced batch: a crash
+// leaves either format 1 untouched or format 4 complete (format 1's headers
+// are format 2's, which format 4 reads). It reads one key per clone.
 func upgradeV1(pdb *pebble.DB, log *zap.Logger) error {
 	b := pdb.NewBatch()
 	defer b.Close()
@@ -205,7 +206,7 @@ func upgradeV1(pdb *pebble.DB, log *zap.Logger) error {
 	if err := pdb.Apply(b, pebble.Sync); err != nil {
 		return err
 	}
-	log.Info("persistence: upgraded the database from format 1 to 3", zap.Int("snapshots_moved", moved))
+	log.Info("persistence: upgraded the database from format 1 to 4", zap.Int("snapshots_moved", moved))
 	return nil
 }
 

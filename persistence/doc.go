@@ -101,8 +101,13 @@
 // base, then zero or more deltas (Writer.SnapshotDeltaBegin; read with
 // CloneLog.SnapshotChain); a full snapshot's end replaces the whole chain, a
 // delta's end extends it, each in one batch with the clone's header, so a
-// crash leaves the previous chain whole. Format version 3; Open upgrades a
-// version-1 or -2 database in place. Record and snapshot values carry a
+// crash leaves the previous chain whole. Or, since format 4, it is a state
+// (state.go): one key per item, 0x03 | u16 len(id) | id | u32 epoch | u16
+// len(collection) | collection | item, written by Writer.StateBegin,
+// StateItems and StateEnd (a delta applied at its end in one batch, a full
+// state under a new epoch that its end makes current) and read an item at a
+// time or in one scan from a consistent view (CloneLog.OpenState). Format
+// version 4; Open upgrades a version-1, -2 or -3 database in place. Record and snapshot values carry a
 // version byte and a CRC-32C; every decoder rejects malformed bytes with
 // ErrCorrupt and has a Fuzz target.
 //

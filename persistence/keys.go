@@ -10,7 +10,7 @@ import (
 	"slices"
 )
 
-// On-disk layout (format version 3). Every key and value written by this
+// On-disk layout (format version 4). Every key and value written by this
 // package is built and parsed here; nothing else touches raw bytes.
 //
 // Keys are binary and ordered so that each clone's data is one contiguous key
@@ -22,8 +22,13 @@ import (
 //	0x01 | u16 len(id) | id | kindIndex  | u16 len(origin) | origin | u64 seq -> u64 pos
 //	0x01 | u16 len(id) | id | kindOrigin | origin            -> origin state
 //	0x01 | u16 len(id) | id | kindMeta   | key               -> raw bytes
+//	0x01 | u16 len(id) | id | kindState                      -> state header
 //	0x02 | u16 len(id) | id | u64 generation | u32 chunk     -> snapshot chunk
+//	0x03 | u16 len(id) | id | u32 epoch | u16 len(coll) | coll | item -> item state
 //
+// A clone's stored snapshot is either a chain (below) or, since format 4, a
+// state: one key per item in the tagState range (see state.go), the header
+// the caller gave it under kindState. The clone header's flags say which.
 // Snapshots live in their own top-level range (tagSnap), after every clone's
 // log, index and bookkeeping: a snapshot is the clone's whole state, megabytes
 // in one value, and pebble stores a value inside one data block. Next to the
@@ -64,6 +69,11 @@ import (
 // cost: a database once opened by a format-3 binary is refused by a
 // format-2 one, deltas written or not.
 //
+// Format 4 added the state (tagState, kindState, and a 30-byte clone header
+// with its mode and epoch); it reads format 3's 26-byte headers as chains,
+// so Open upgrades a format-3 database by rewriting the marker alone, for
+// the same reason as above.
+//
 // All integers are big-endian so that byte order equals numeric order. The id
 // is length-prefixed so that no clone's key range contains another's ("a" and
 // "ab" differ in the length byte). A clone's whole range is
@@ -82,6 +92,7 @@ const (
 
 	tagClone byte = 0x01 // first byte of every per-clone key
 	tagSnap  byte = 0x02 // first byte of every snapshot chunk key
+	tagState byte = 0x03 // first byte of every state item key
 
 	kindHeader byte = 0x01
 	kindLog    byte = 0x02
@@ -89,11 +100,14 @@ const (
 	kindOrigin byte = 0x04
 	kindSnap   byte = 0x05 // format 1 only: the snapshot inside the clone range
 	kindMeta   byte = 0x06
+	kindState  byte = 0x07 // the state's header (the caller's bytes)
 	kindEnd    byte = 0xFF // never stored: exclusive upper bound of a clone's range
 
 	// kindSnapChunk is not a stored kind byte: parsedKey uses it for the
 	// keys of the tagSnap range.
 	kindSnapChunk byte = 0x80
+	// kindStateItem, likewise, for the keys of the tagState range.
+	kindStateItem byte = 0x81
 
 	// maxPrunedRanges bounds how many disjoint runs of pruned sequence
 	// numbers an origin remembers (see originState).
@@ -103,9 +117,10 @@ const (
 // formatKey sorts before every per-clone key (0x00 < tagClone).
 var (
 	formatKey   = []byte("\x00tempest/persistence/format")
-	formatValue = []byte("tempest-persistence-3")
-	// formatValueV2 and formatValueV1 are the markers of format versions 2
-	// and 1, which Open upgrades.
+	formatValue = []byte("tempest-persistence-4")
+	// formatValueV3, formatValueV2 and formatValueV1 are the markers of
+	// format versions 3, 2 and 1, which Open upgrades.
+	formatValueV3 = []byte("tempest-persistence-3")
 	formatValueV2 = []byte("tempest-persistence-2")
 	formatValueV1 = []byte("tempest-persistence-1")
 )
@@ -165,6 +180,59 @@ func snapChunkKey(prefix []byte, gen uint64, chunk uint32) []byte {
 	return binary.BigEndian.AppendUint32(b, chunk)
 }
 
+func stateHeaderKey(prefix []byte) []byte { return kindKey(prefix, kindState, 0) }
+
+// statePrefix returns 0x03 | u16 len | id, given the clone prefix.
+func statePrefix(prefix []byte) []byte {
+	b := bytes.Clone(prefix)
+	b[0] = tagState
+	return b
+}
+
+// stateEpochKey returns the first key of an epoch: 0x03 | u16 len | id |
+// u32 epoch. Every item key of the epoch starts with it.
+func stateEpochKey(prefix []byte, epoch uint32) []byte {
+	return binary.BigEndian.AppendUint32(statePrefix(prefix), epoch)
+}
+
+// stateBounds returns [first, end) over every state item key of the clone,
+// all epochs: the epoch and what follows are at least 4+2+1 bytes, so 0xFF
+// x 8 after the prefix bounds them all (a collection name is at most
+// MaxIDLen bytes: its length's first byte is never 0xFF).
+func stateBounds(prefix []byte) (lo, hi []byte) {
+	lo = statePrefix(prefix)
+	return lo, append(bytes.Clone(lo), bytes.Repeat([]byte{0xFF}, 8)...)
+}
+
+// stateEpochBounds returns [first, end) over the item keys of epochs
+// [from, to) (to 0: every epoch from on).
+func stateEpochBounds(prefix []byte, from, to uint32) (lo, hi []byte) {
+	lo = stateEpochKey(prefix, from)
+	if to == 0 {
+		_, hi = stateBounds(prefix)
+		return lo, hi
+	}
+	return lo, stateEpochKey(prefix, to)
+}
+
+// stateItemSuffix returns u16 len(coll) | coll | item: what follows the
+// epoch in an item key. coll must satisfy validID.
+func stateItemSuffix(coll string, item []byte) []byte {
+	b := make([]byte, 0, 2+len(coll)+len(item))
+	b = binary.BigEndian.AppendUint16(b, uint16(len(coll)))
+	b = append(b, coll...)
+	return append(b, item...)
+}
+
+// stateItemKey appends to dst 0x03 | u16 len(id) | id | u32 epoch | suffix,
+// given the epoch key's prefix (stateEpochKey without the epoch: the
+// statePrefix).
+func stateItemKey(dst, statePfx []byte, epoch uint32, suffix []byte) []byte {
+	dst = append(dst, statePfx...)
+	dst = binary.BigEndian.AppendUint32(dst, epoch)
+	return append(dst, suffix...)
+}
+
 func logKey(prefix []byte, pos uint64) []byte {
 	return binary.BigEndian.AppendUint64(kindKey(prefix, kindLog, 8), pos)
 }
@@ -205,14 +273,16 @@ type parsedKey struct {
 	origin string // kindIndex, kindOrigin
 	seq    uint64 // kindIndex
 	meta   string // kindMeta
-	chunk  uint32 // kindSnapChunk
+	chunk  uint32 // kindSnapChunk; kindStateItem: the epoch
+	coll   string // kindStateItem
+	item   string // kindStateItem (may be empty)
 }
 
 // decodeKey parses a per-clone key, rejecting anything encodeKey could not
 // have produced.
 func decodeKey(k []byte) (parsedKey, error) {
 	var p parsedKey
-	if len(k) < 3 || (k[0] != tagClone && k[0] != tagSnap) {
+	if len(k) < 3 || (k[0] != tagClone && k[0] != tagSnap && k[0] != tagState) {
 		return p, corruptf("key %q: not a clone key", k)
 	}
 	n := int(binary.BigEndian.Uint16(k[1:3]))
@@ -230,10 +300,25 @@ func decodeKey(k []byte) (parsedKey, error) {
 		p.chunk = binary.BigEndian.Uint32(rest[8:])
 		return p, nil
 	}
+	if k[0] == tagState {
+		rest := k[3+n:]
+		if len(rest) < 4+2 {
+			return p, corruptf("key %q: short state item key", k)
+		}
+		p.kind = kindStateItem
+		p.chunk = binary.BigEndian.Uint32(rest)
+		m := int(binary.BigEndian.Uint16(rest[4:]))
+		if m == 0 || m > MaxIDLen || len(rest) < 6+m {
+			return p, corruptf("key %q: bad collection name length %d", k, m)
+		}
+		p.coll = string(rest[6 : 6+m])
+		p.item = string(rest[6+m:])
+		return p, nil
+	}
 	p.kind = k[3+n]
 	rest := k[3+n+1:]
 	switch p.kind {
-	case kindHeader, kindSnap:
+	case kindHeader, kindSnap, kindState:
 		if len(rest) != 0 {
 			return p, corruptf("key %q: trailing bytes after kind %#x", k, p.kind)
 		}
@@ -282,6 +367,8 @@ func encodeKey(p parsedKey) []byte {
 		return metaKey(prefix, p.meta)
 	case kindSnapChunk:
 		return snapChunkKey(prefix, p.pos, p.chunk)
+	case kindStateItem:
+		return stateItemKey(nil, statePrefix(prefix), p.chunk, stateItemSuffix(p.coll, []byte(p.item)))
 	default:
 		return kindKey(prefix, p.kind, 0)
 	}
@@ -354,29 +441,37 @@ func decodePos(v []byte) (uint64, error) {
 // !hasSnap (Prune refuses to remove what no snapshot covers), snapPos ==
 // basePos == 0 when !hasSnap, and basePos <= snapPos when hasSnap.
 //
-// The stored snapshot is a chain: the full snapshot of generation basePos
-// (the base), then the delta snapshots of every generation present in the
-// snapshot range in (basePos, snapPos], in increasing order; the last one is
-// snapPos. Each generation there is complete: a begin deletes every
-// generation > snapPos (what a crash left of an unfinished snapshot) before
-// it writes, and only an end moves snapPos (see group.snapshotChunk). With no
-// delta, basePos == snapPos.
+// The stored snapshot is a chain (state false) or a state (state true).
+// A chain is the full snapshot of generation basePos (the base), then the
+// delta snapshots of every generation present in the snapshot range in
+// (basePos, snapPos], in increasing order; the last one is snapPos. Each
+// generation there is complete: a begin deletes every generation > snapPos
+// (what a crash left of an unfinished snapshot) before it writes, and only
+// an end moves snapPos (see group.snapshotChunk). With no delta, basePos ==
+// snapPos. A state is the item keys of epoch `epoch` and the state header,
+// covering snapPos (basePos == snapPos). epoch is also kept in chain mode
+// (or with no snapshot): the last epoch a state used, so that the next one
+// takes a number never seen before.
 type header struct {
 	prunedThrough uint64 // every log record with pos <= prunedThrough was pruned
-	snapPos       uint64 // log position the stored snapshot chain covers (its last generation)
+	snapPos       uint64 // log position the stored snapshot covers (a chain's last generation)
 	basePos       uint64 // generation of the chain's base (full) snapshot
 	hasSnap       bool
+	state         bool   // the stored snapshot is a state (state.go), not a chain
+	epoch         uint32 // the state's epoch (see above)
 }
 
-// headerLen is the header's length since format 3:
+// headerLen is the header's length since format 4:
 //
-//	version | u64 prunedThrough | u64 snapPos | flags | u64 basePos
+//	version | u64 prunedThrough | u64 snapPos | flags | u64 basePos | u32 epoch
 //
-// headerLenV2 is format 2's, without basePos (a format-2 header decodes with
-// basePos = snapPos: a chain of its base alone).
+// flags: 0 no snapshot, 1 a chain, 2 a state. headerLenV3 is format 3's,
+// without the epoch (a chain, epoch 0), and headerLenV2 format 2's, also
+// without basePos (a chain of its base alone: basePos = snapPos).
 const (
 	headerLenV2 = 1 + 8 + 8 + 1
-	headerLen   = headerLenV2 + 8
+	headerLenV3 = headerLenV2 + 8
+	headerLen   = headerLenV3 + 4
 )
 
 func encodeHeader(h header) []byte {
@@ -384,18 +479,22 @@ func encodeHeader(h header) []byte {
 	b[0] = valueVersion
 	b = binary.BigEndian.AppendUint64(b, h.prunedThrough)
 	b = binary.BigEndian.AppendUint64(b, h.snapPos)
-	if h.hasSnap {
+	switch {
+	case h.hasSnap && h.state:
+		b = append(b, 2)
+	case h.hasSnap:
 		b = append(b, 1)
-	} else {
+	default:
 		b = append(b, 0)
 	}
-	return binary.BigEndian.AppendUint64(b, h.basePos)
+	b = binary.BigEndian.AppendUint64(b, h.basePos)
+	return binary.BigEndian.AppendUint32(b, h.epoch)
 }
 
 func decodeHeader(v []byte) (header, error) {
 	var h header
-	if len(v) != headerLen && len(v) != headerLenV2 {
-		return h, corruptf("clone header: %d bytes, want %d (or %d)", len(v), headerLen, headerLenV2)
+	if len(v) != headerLen && len(v) != headerLenV3 && len(v) != headerLenV2 {
+		return h, corruptf("clone header: %d bytes, want %d (or %d, %d)", len(v), headerLen, headerLenV3, headerLenV2)
 	}
 	if v[0] != valueVersion {
 		return h, corruptf("clone header: unknown version %d", v[0])
@@ -403,26 +502,59 @@ func decodeHeader(v []byte) (header, error) {
 	h.prunedThrough = binary.BigEndian.Uint64(v[1:9])
 	h.snapPos = binary.BigEndian.Uint64(v[9:17])
 	h.basePos = h.snapPos
-	if len(v) == headerLen {
+	if len(v) >= headerLenV3 {
 		h.basePos = binary.BigEndian.Uint64(v[18:26])
+	}
+	if len(v) == headerLen {
+		h.epoch = binary.BigEndian.Uint32(v[26:30])
 	}
 	switch v[17] {
 	case 0:
 		if h.snapPos != 0 || h.prunedThrough != 0 || h.basePos != 0 {
 			return h, corruptf("clone header: positions set without a snapshot")
 		}
-	case 1:
+	case 1, 2:
 		h.hasSnap = true
+		h.state = v[17] == 2
 		if h.prunedThrough > h.snapPos {
 			return h, corruptf("clone header: pruned through %d beyond snapshot at %d", h.prunedThrough, h.snapPos)
 		}
 		if h.basePos > h.snapPos {
 			return h, corruptf("clone header: snapshot base at %d beyond the chain's end at %d", h.basePos, h.snapPos)
 		}
+		if h.state && (len(v) != headerLen || h.basePos != h.snapPos || h.epoch == 0) {
+			return h, corruptf("clone header: a state needs a %d-byte header, basePos == snapPos and an epoch (%d bytes, base %d, pos %d, epoch %d)",
+				headerLen, len(v), h.basePos, h.snapPos, h.epoch)
+		}
 	default:
 		return h, corruptf("clone header: bad flags %#x", v[17])
 	}
 	return h, nil
+}
+
+// ---- state item values ----
+
+const stateItemHeaderLen = 1 + 4
+
+// encodeStateItem builds version | crc32c(data) | data.
+func encodeStateItem(dst, data []byte) []byte {
+	dst = append(dst, valueVersion)
+	dst = binary.BigEndian.AppendUint32(dst, crc32.Checksum(data, castagnoli))
+	return append(dst, data...)
+}
+
+// decodeStateItem parses a state item value. data aliases v.
+func decodeStateItem(v []byte) (data []byte, err error) {
+	if len(v) < stateItemHeaderLen {
+		return nil, corruptf("state item value: %d bytes, shorter than the %d-byte header", len(v), stateItemHeaderLen)
+	}
+	if v[0] != valueVersion {
+		return nil, corruptf("state item value: unknown version %d", v[0])
+	}
+	if got, want := crc32.Checksum(v[5:], castagnoli), binary.BigEndian.Uint32(v[1:5]); got != want {
+		return nil, corruptf("state item value: checksum %08x, stored %08x", got, want)
+	}
+	return v[stateItemHeaderLen:], nil
 }
 
 // ---- snapshot values ----

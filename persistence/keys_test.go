@@ -6,6 +6,7 @@ import (
 	"errors"
 	"hash/crc32"
 	"math"
+	"strings"
 	"testing"
 )
 
@@ -19,6 +20,7 @@ func TestKeyRoundTripAndOrder(t *testing.T) {
 		{clone: "cart/2", kind: kindOrigin, origin: "cart/1"},
 		{clone: "cart/2", kind: kindSnap}, // format 1 only (upgraded at Open)
 		{clone: "cart/2", kind: kindMeta, meta: "epoch"},
+		{clone: "cart/2", kind: kindState},
 	}
 	var prev []byte
 	for _, want := range keys {
@@ -62,6 +64,45 @@ func TestKeyRoundTripAndOrder(t *testing.T) {
 	}
 	if k := snapChunkKey(clonePrefix("cart/22"), 0, 0); bytes.Compare(k, lo) >= 0 && bytes.Compare(k, hi) < 0 {
 		t.Fatal("clone cart/22's snapshot falls in cart/2's snapshot range")
+	}
+	// State items: after every snapshot chunk, ordered by epoch, then
+	// collection, then item key, inside the clone's state range and its
+	// epoch's, and round-tripping.
+	slo, shi := stateBounds(p)
+	lastChunk := snapChunkKey(clonePrefix("zzzz"), math.MaxUint64, math.MaxUint32)
+	var prevState []byte
+	for _, k := range []parsedKey{
+		{clone: "cart/2", kind: kindStateItem, chunk: 0, coll: "a"},
+		{clone: "cart/2", kind: kindStateItem, chunk: 1, coll: "a", item: ""},
+		{clone: "cart/2", kind: kindStateItem, chunk: 1, coll: "a", item: "\x00"},
+		{clone: "cart/2", kind: kindStateItem, chunk: 1, coll: "a", item: "\xff\xff"},
+		{clone: "cart/2", kind: kindStateItem, chunk: 1, coll: "b", item: ""},
+		{clone: "cart/2", kind: kindStateItem, chunk: 1, coll: "ba", item: ""},
+		{clone: "cart/2", kind: kindStateItem, chunk: 2, coll: "a", item: ""},
+		{clone: "cart/2", kind: kindStateItem, chunk: math.MaxUint32, coll: strings.Repeat("\xff", MaxIDLen), item: "\xff\xff\xff"},
+	} {
+		b := encodeKey(k)
+		if got, err := decodeKey(b); err != nil || got != k {
+			t.Fatalf("state key round trip: %+v %v, want %+v", got, err, k)
+		}
+		if bytes.Compare(b, lastChunk) <= 0 || bytes.Compare(b, slo) < 0 || bytes.Compare(b, shi) >= 0 {
+			t.Fatalf("state key %q outside [%q, %q) or not after the snapshot ranges", b, slo, shi)
+		}
+		if elo, ehi := stateEpochBounds(p, k.chunk, 0); bytes.Compare(b, elo) < 0 || bytes.Compare(b, ehi) >= 0 {
+			t.Fatalf("state key %q outside its epoch's range", b)
+		}
+		if k.chunk < math.MaxUint32 {
+			if elo, ehi := stateEpochBounds(p, k.chunk, k.chunk+1); bytes.Compare(b, elo) < 0 || bytes.Compare(b, ehi) >= 0 {
+				t.Fatalf("state key %q outside [epoch, epoch+1)", b)
+			}
+		}
+		if prevState != nil && bytes.Compare(prevState, b) >= 0 {
+			t.Fatalf("state keys out of order: %q >= %q", prevState, b)
+		}
+		prevState = b
+	}
+	if k := stateItemKey(nil, statePrefix(clonePrefix("cart/22")), 0, stateItemSuffix("a", nil)); bytes.Compare(k, slo) >= 0 && bytes.Compare(k, shi) < 0 {
+		t.Fatal("clone cart/22's state falls in cart/2's state range")
 	}
 	// Positions sort numerically.
 	if bytes.Compare(logKey(clonePrefix("a"), 255), logKey(clonePrefix("a"), 256)) >= 0 {
@@ -228,7 +269,8 @@ func checkCorrupt(t *testing.T, err error) {
 
 func FuzzDecodeKey(f *testing.F) {
 	p := clonePrefix("cart/2")
-	for _, k := range [][]byte{headerKey(p), logKey(p, 42), indexKey(p, "cart/1", 9), originKey(p, "o"), legacySnapKey(p), snapChunkKey(p, 7, 0), metaKey(p, "m"), formatKey, {}} {
+	for _, k := range [][]byte{headerKey(p), logKey(p, 42), indexKey(p, "cart/1", 9), originKey(p, "o"), legacySnapKey(p), snapChunkKey(p, 7, 0), metaKey(p, "m"), formatKey, {},
+		stateHeaderKey(p), stateItemKey(nil, statePrefix(p), 3, stateItemSuffix("carts", []byte("u1"))), stateItemKey(nil, statePrefix(p), 3, stateItemSuffix("c", nil))} {
 		f.Add(k)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -269,6 +311,30 @@ func FuzzDecodeRecord(f *testing.F) {
 	})
 }
 
+func FuzzDecodeStateItem(f *testing.F) {
+	f.Add(encodeStateItem(nil, []byte("state")))
+	f.Add(encodeStateItem(nil, nil))
+	f.Add([]byte{1, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		check := func(b []byte) {
+			data, err := decodeStateItem(b)
+			if err != nil {
+				checkCorrupt(t, err)
+				return
+			}
+			if got := encodeStateItem(nil, data); !bytes.Equal(got, b) {
+				t.Fatalf("non-canonical state item accepted")
+			}
+		}
+		check(b)
+		if len(b) >= 5 { // with a valid checksum, to reach the rest
+			fixed := bytes.Clone(b)
+			binary.BigEndian.PutUint32(fixed[1:5], crc32.Checksum(fixed[5:], castagnoli))
+			check(fixed)
+		}
+	})
+}
+
 func FuzzDecodeSnapshot(f *testing.F) {
 	f.Add(encodeSnapshot(7, []byte("state")))
 	f.Add(encodeSnapshot(0, nil))
@@ -284,14 +350,19 @@ func FuzzDecodeSnapshot(f *testing.F) {
 	})
 }
 
-// TestHeaderFormats: a header round-trips with its chain base; a format-2
-// header (18 bytes, no base) decodes as a chain of its base alone.
+// TestHeaderFormats: a header round-trips with its chain base or state
+// epoch; a format-3 header (26 bytes, no epoch) decodes as a chain, a
+// format-2 header (18 bytes, no base) as a chain of its base alone; a state
+// with a short header, without an epoch or with a base is refused.
 func TestHeaderFormats(t *testing.T) {
 	for _, h := range []header{
 		{},
+		{epoch: 4}, // a state was dropped: its epoch is remembered
 		{prunedThrough: 3, snapPos: 9, basePos: 9, hasSnap: true},
-		{prunedThrough: 3, snapPos: 9, basePos: 4, hasSnap: true},
+		{prunedThrough: 3, snapPos: 9, basePos: 4, hasSnap: true, epoch: 2},
 		{snapPos: math.MaxUint64, basePos: 0, hasSnap: true},
+		{prunedThrough: 3, snapPos: 9, basePos: 9, hasSnap: true, state: true, epoch: 1},
+		{snapPos: math.MaxUint64, basePos: math.MaxUint64, hasSnap: true, state: true, epoch: math.MaxUint32},
 	} {
 		v := encodeHeader(h)
 		if len(v) != headerLen {
@@ -317,6 +388,19 @@ func TestHeaderFormats(t *testing.T) {
 	if got, err := decodeHeader(noSnap); err != nil || got != (header{}) {
 		t.Fatalf("format-2 header without a snapshot: %+v %v", got, err)
 	}
+	v3 := encodeHeader(header{prunedThrough: 3, snapPos: 9, basePos: 4, hasSnap: true})[:headerLenV3]
+	if got, err := decodeHeader(v3); err != nil || got != (header{prunedThrough: 3, snapPos: 9, basePos: 4, hasSnap: true}) {
+		t.Fatalf("format-3 header: %+v %v", got, err)
+	}
+	for name, v := range map[string][]byte{
+		"state in a format-3 header": encodeHeader(header{snapPos: 9, basePos: 9, hasSnap: true, state: true, epoch: 1})[:headerLenV3],
+		"state without an epoch":     encodeHeader(header{snapPos: 9, basePos: 9, hasSnap: true, state: true}),
+		"state with a base":          encodeHeader(header{snapPos: 9, basePos: 4, hasSnap: true, state: true, epoch: 1}),
+	} {
+		if _, err := decodeHeader(v); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("%s: %v, want ErrCorrupt", name, err)
+		}
+	}
 }
 
 func FuzzDecodeHeader(f *testing.F) {
@@ -325,6 +409,8 @@ func FuzzDecodeHeader(f *testing.F) {
 	f.Add(encodeHeader(header{prunedThrough: 3, snapPos: 9, basePos: 5, hasSnap: true}))
 	f.Add(encodeHeader(header{prunedThrough: 3, snapPos: 9, basePos: 9, hasSnap: true})[:headerLenV2]) // format 2
 	f.Add(encodeHeader(header{})[:headerLenV2])                                                        // format 2
+	f.Add(encodeHeader(header{prunedThrough: 3, snapPos: 9, basePos: 5, hasSnap: true})[:headerLenV3]) // format 3
+	f.Add(encodeHeader(header{prunedThrough: 3, snapPos: 9, basePos: 9, hasSnap: true, state: true, epoch: 7}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := decodeHeader(b)
 		if err != nil {
@@ -332,11 +418,18 @@ func FuzzDecodeHeader(f *testing.F) {
 			return
 		}
 		got := encodeHeader(h)
-		if len(b) == headerLenV2 {
+		switch len(b) {
+		case headerLenV2:
 			// Format 2: canonical once the base (= the snapshot) is
 			// appended.
-			if h.basePos != h.snapPos || !bytes.Equal(got[:headerLenV2], b) {
+			if h.basePos != h.snapPos || h.state || h.epoch != 0 || !bytes.Equal(got[:headerLenV2], b) {
 				t.Fatalf("format-2 header decoded as %+v", h)
+			}
+			return
+		case headerLenV3:
+			// Format 3: canonical once the epoch (0) is appended.
+			if h.state || h.epoch != 0 || !bytes.Equal(got[:headerLenV3], b) {
+				t.Fatalf("format-3 header decoded as %+v", h)
 			}
 			return
 		}
