@@ -63,20 +63,13 @@ type Config struct {
 	// state: it bounds the op log a restart replays, whatever the state's
 	// size. Default 10 000.
 	//
-	// A snapshot is a link of a chain (ARCHITECTURE.md, "Snapshots"): a
-	// full one, then deltas holding only the items changed since the
-	// previous link, so that its cost follows the changes, not the state.
-	// A restart loads the chain, then replays the log after it.
+	// A snapshot is written as the clone's stored state, one key per item
+	// (ARCHITECTURE.md, "Persistence layout"): the first one full, then
+	// deltas holding only the items changed since the previous one, each
+	// applied to the stored state at its end, so that its cost follows the
+	// changes, not the state. A restart loads the state, then replays the
+	// log after it.
 	SnapshotEvery int
-	// SnapshotDeltaRatio and SnapshotMaxDeltas decide when the next link
-	// is full again: when the deltas since the last full snapshot would
-	// hold more than SnapshotDeltaRatio times its items, or number more
-	// than SnapshotMaxDeltas. A full snapshot of B items then comes after
-	// at least DeltaRatio x B item changes, so the snapshot work per change
-	// stays bounded (about 1 + 1/DeltaRatio items per item changed) and a
-	// restart loads at most (1 + DeltaRatio) x B items. Defaults 0.5, 64.
-	SnapshotDeltaRatio float64
-	SnapshotMaxDeltas  int
 	// SnapshotSlice bounds the scheduler time one turn spends producing a
 	// snapshot: a snapshot is a stream of chunks (collections.SnapshotStream)
 	// made a slice at a time between requests, never in one long turn.
@@ -157,8 +150,6 @@ func DefaultConfig(dataDir string) Config {
 		RepairInterval:     time.Second,
 		CatchupMaxOps:      4096,
 		SnapshotEvery:      10000,
-		SnapshotDeltaRatio: 0.5,
-		SnapshotMaxDeltas:  64,
 		SnapshotSlice:      500 * time.Microsecond,
 		SnapshotCPUShare:   0.1,
 		SnapshotBurst:      50 * time.Millisecond,
@@ -234,9 +225,6 @@ func (c Config) Validate() error {
 	}
 	if c.CatchupMaxOps < 1 || c.SnapshotEvery < 1 {
 		errs = append(errs, errors.New("CatchupMaxOps and SnapshotEvery must be >= 1"))
-	}
-	if !(c.SnapshotDeltaRatio >= 0) || c.SnapshotMaxDeltas < 0 {
-		errs = append(errs, fmt.Errorf("SnapshotDeltaRatio (%v) and SnapshotMaxDeltas (%d) must be >= 0 (0: every snapshot is full)", c.SnapshotDeltaRatio, c.SnapshotMaxDeltas))
 	}
 	if c.SnapshotSlice <= 0 || c.SnapshotChunkBytes < 1 || c.SnapshotChunkItems < 1 {
 		errs = append(errs, fmt.Errorf("SnapshotSlice %v, SnapshotChunkBytes %d and SnapshotChunkItems %d must be positive", c.SnapshotSlice, c.SnapshotChunkBytes, c.SnapshotChunkItems))

@@ -63,11 +63,14 @@ type schedulerActor struct {
 	// sinceDurable: ops applied since the begin of the last durable
 	// snapshot, what a restart now would replay (bounds the pacing).
 	sinceDurable int
-	snap         *snapshotRun  // the snapshot being produced or written, if any
-	lastSnapshot *SnapshotInfo // the last durable one (this incarnation)
-	chain        snapshotChain // what the stored snapshot chain holds
-	loaded       LoadInfo      // how this incarnation loaded its state
-	lastStatus   time.Time
+	snap         *snapshotRun   // the snapshot being produced or written, if any
+	lastSnapshot *SnapshotInfo  // the last durable one (this incarnation)
+	stored       storedSnapshot // what the stored snapshot is
+	// stateItems and stateBytes: encodeStateItems' buffers, reused.
+	stateItems []persistence.StateItem
+	stateBytes []byte
+	loaded     LoadInfo // how this incarnation loaded its state
+	lastStatus time.Time
 
 	served, misses, failed, badOps uint64
 	abandoned                      uint64 // settled requests dropped unrun
@@ -217,18 +220,33 @@ func (s *schedulerActor) serve() {
 
 // recover loads the snapshot and replays the log after it.
 func (s *schedulerActor) recover() (pos uint64, replayed int, err error) {
-	pos, ok, parts, err := s.clog.SnapshotChain()
+	s.loaded = LoadInfo{}
+	s.stored = storedSnapshot{}
+	t0 := time.Now()
+	st, ok, err := s.clog.OpenState()
 	if err != nil {
 		return 0, 0, err
 	}
-	s.loaded = LoadInfo{}
 	if ok {
-		t0 := time.Now()
-		if err := s.restoreChain(parts); err != nil {
-			return 0, 0, fmt.Errorf("snapshot at %d: %w", pos, err)
+		pos = st.Pos()
+		err := s.restoreState(st)
+		if err = errors.Join(err, st.Close()); err != nil {
+			return 0, 0, fmt.Errorf("state at %d: %w", pos, err)
 		}
-		s.loaded.SnapshotParts, s.loaded.SnapshotItems = len(parts), s.chain.baseItems+s.chain.deltaItems
-		s.loaded.SnapshotMs = ms(time.Since(t0))
+		s.loaded.SnapshotParts, s.loaded.SnapshotMs = 1, ms(time.Since(t0))
+	} else {
+		// A chain, as format 3 wrote them: the next snapshot is a state.
+		var parts []persistence.SnapshotPart
+		pos, ok, parts, err = s.clog.SnapshotChain()
+		if err != nil {
+			return 0, 0, err
+		}
+		if ok {
+			if err := s.restoreChain(parts); err != nil {
+				return 0, 0, fmt.Errorf("snapshot at %d: %w", pos, err)
+			}
+			s.loaded.SnapshotParts, s.loaded.SnapshotMs = len(parts), ms(time.Since(t0))
+		}
 	}
 	t0, lastLog := time.Now(), time.Now()
 	defer func() { s.loaded.ReplayedOps, s.loaded.ReplayMs = replayed, ms(time.Since(t0)) }()

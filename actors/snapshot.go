@@ -2,6 +2,7 @@ package actors
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"time"
 
@@ -14,36 +15,35 @@ import (
 	"github.com/tempestrt/tempest/proto/tempestpb"
 )
 
-// A clone's snapshot is a chain of collections.SnapshotStreams written in
-// chunks: a full one, then deltas (only the items changed since the
-// previous link), one every Config.SnapshotEvery ops; the next link is full
-// again once the deltas would outgrow Config.SnapshotDeltaRatio of the full
-// one's items (or number Config.SnapshotMaxDeltas). A restart restores the
-// chain in order, then replays the log after its last link.
+// A clone's snapshot is its stored state (persistence.State: one key per
+// item), written from collections.SnapshotStreams: the first one full,
+// then deltas (only the items changed since the previous capture), one
+// every Config.SnapshotEvery ops, each applied to the stored state at its
+// end. A restart loads the state, then replays the log after it.
 // BeginSnapshot captures the replica at one point in O(origins); the
 // scheduler then produces the items a slice at a time (Config.SnapshotSlice)
 // between requests: each slice ends with a snapshotWork message sent to
 // itself, behind whatever is already in the mailbox, so requests that came
 // in meanwhile run first, or, once the node's snapshot CPU budget is spent
-// (pacer.go), sent by a timer when the budget allows. Every chunk is queued to the clone's Writer right
-// away, in order with the ops: the Writer places the snapshot at the log
-// position of its SnapshotBegin (it covers exactly the records submitted
-// before it) and makes it the clone's snapshot only at SnapshotEnd, so a
-// crash in the middle leaves the previous snapshot in place and the
-// partial one is discarded. The stored chunks are the header, then the
-// stream's chunks in order: the same bytes a state transfer to another
-// clone would send.
+// (pacer.go), sent by a timer when the budget allows. Every chunk's items
+// are queued to the clone's Writer right away, in order with the ops: the
+// Writer places the state at the log position of its StateBegin (it covers
+// exactly the records submitted before it) and makes it the clone's
+// snapshot only at StateEnd, so a crash in the middle leaves the previous
+// state in place and the partial one is discarded. The stream's chunks are
+// the same a state transfer to another clone would send.
 
 // snapshotRun is the snapshot being produced.
 type snapshotRun struct {
-	stream   *collections.SnapshotStream // its Stats count the chunks, items and bytes
-	hdrBytes int                         // the header's (chunk 0)
-	started  time.Time
-	busy     time.Duration // scheduler time spent on it
-	maxTurn  time.Duration // the longest turn spent on it
-	turns    int
-	paused   bool // the op log was full: tick resumes it
-	ended    bool // SnapshotEnd queued, waiting for snapshotSaved
+	stream     *collections.SnapshotStream // its Stats count the chunks, items and bytes
+	hdrBytes   int                         // the header's (chunk 0)
+	stateItems int                         // the items of the replica at the capture
+	started    time.Time
+	busy       time.Duration // scheduler time spent on it
+	maxTurn    time.Duration // the longest turn spent on it
+	turns      int
+	paused     bool // the op log was full: tick resumes it
+	ended      bool // SnapshotEnd queued, waiting for snapshotSaved
 	// waiting: the pacer asked for a pause, and a timer will send the
 	// next snapshotWork (stopTimer cancels it); waited sums the pauses.
 	waiting   bool
@@ -72,21 +72,16 @@ func (s *schedulerActor) stopSnapshot() {
 	}
 }
 
-// snapshotChain is what the clone's stored chain holds: whether there is
-// one, the items of its full snapshot and of its deltas.
-type snapshotChain struct {
-	ok         bool
-	baseItems  int
-	deltas     int
-	deltaItems int
+// storedSnapshot is what the clone's stored snapshot is: a state (a delta
+// can follow it), and the deltas written since its last full state.
+type storedSnapshot struct {
+	state  bool
+	deltas int
 }
 
-// wantDelta: the next link can be a delta (see Config.SnapshotDeltaRatio).
-func (s *schedulerActor) wantDelta() bool {
-	cfg, c := s.c.n.cfg, s.chain
-	return c.ok && c.deltas < cfg.SnapshotMaxDeltas &&
-		float64(c.deltaItems+s.store.ChangedItems()) <= cfg.SnapshotDeltaRatio*float64(c.baseItems)
-}
+// wantDelta: the next snapshot can be a delta (a state is stored; the
+// store itself makes it full if it has no capture to follow).
+func (s *schedulerActor) wantDelta() bool { return s.stored.state }
 
 // SnapshotInfo is what a clone's status says of its last durable snapshot.
 type SnapshotInfo struct {
@@ -94,13 +89,13 @@ type SnapshotInfo struct {
 	Bytes  int64  `json:"bytes"`
 	Items  int    `json:"items"`
 	Chunks int    `json:"chunks"` // header included
-	// Delta: a delta (only the items changed since the previous link).
-	// ChainDeltas, ChainItems: the stored chain it completed, the deltas
-	// after its full snapshot and the items of all its links (what a
-	// restart loads before it replays the log).
-	Delta       bool `json:"delta"`
-	ChainDeltas int  `json:"chain_deltas"`
-	ChainItems  int  `json:"chain_items"`
+	// Delta: a delta (only the items changed since the previous one).
+	// Deltas: the deltas written since the last full one. StateItems:
+	// the items of the replica it captured, which the stored state holds
+	// (what a restart loads before it replays the log).
+	Delta      bool `json:"delta"`
+	Deltas     int  `json:"deltas_since_full"`
+	StateItems int  `json:"state_items"`
 	// DurationMs: from capture until durable. BusyMs: scheduler time spent
 	// producing it, over Turns turns; MaxTurnUs: the longest of them;
 	// PacedMs: the time it waited for the node's snapshot CPU budget
@@ -133,12 +128,12 @@ func (s *schedulerActor) beginSnapshot(ctx actor.Context) {
 		s.log.Error("encode snapshot header", zap.Error(err))
 		return
 	}
-	if st.Delta() {
-		mustQueue(s.w.SnapshotDeltaBegin(hdr, s.persistCallback(ctx)))
-	} else {
-		mustQueue(s.w.SnapshotBegin(hdr, s.persistCallback(ctx)))
+	mustQueue(s.w.StateBegin(hdr, st.Delta(), s.persistCallback(ctx)))
+	n := 0
+	for _, c := range st.Header().GetCollectionItems() {
+		n += int(c)
 	}
-	s.snap = &snapshotRun{stream: st, hdrBytes: len(hdr), started: time.Now()}
+	s.snap = &snapshotRun{stream: st, hdrBytes: len(hdr), stateItems: n, started: time.Now()}
 	s.sinceSnapshot = 0
 	ctx.Send(ctx.Self(), &snapshotWork{})
 }
@@ -220,21 +215,23 @@ func (s *schedulerActor) snapshotSlice(ctx actor.Context) {
 			s.snap = nil
 			return
 		}
-		data, err := proto.Marshal(chunk)
+		items, err := s.encodeStateItems(chunk)
 		if err != nil {
 			s.log.Error("encode snapshot chunk", zap.Error(err))
 			r.stream.Close()
 			s.snap = nil
 			return
 		}
-		mustQueue(s.w.SnapshotChunk(data, cb))
+		if len(items) > 0 {
+			mustQueue(s.w.StateItems(items, cb))
+		}
 		if last {
 			d = time.Since(t0)
 			s.c.n.snapPacer.spend(time.Now(), d) // counted; the next snapshot waits for it
 			r.stream.Close()
 			r.ended = true
 			self, system := ctx.Self(), ctx.ActorSystem()
-			mustQueue(s.w.SnapshotEnd(func(pos uint64, err error) {
+			mustQueue(s.w.StateEnd(func(pos uint64, err error) {
 				if err != nil {
 					cb(pos, err)
 					return
@@ -248,6 +245,28 @@ func (s *schedulerActor) snapshotSlice(ctx actor.Context) {
 			return
 		}
 	}
+}
+
+// encodeStateItems encodes a chunk's items for the Writer, which copies
+// them: the slices and bytes are reused for the next chunk.
+func (s *schedulerActor) encodeStateItems(chunk *tempestpb.SnapshotChunk) ([]persistence.StateItem, error) {
+	out, buf := s.stateItems[:0], s.stateBytes[:0]
+	for _, is := range chunk.GetItems() {
+		it := persistence.StateItem{Collection: is.GetCollection(), Key: is.GetItem()}
+		if !is.GetAbsent() {
+			n := len(buf)
+			var err error
+			if buf, err = (proto.MarshalOptions{}).MarshalAppend(buf, is); err != nil {
+				return nil, err
+			}
+			// An earlier item's Value keeps the old array if buf grew:
+			// nothing writes to it again.
+			it.Value = buf[n:len(buf):len(buf)]
+		}
+		out = append(out, it)
+	}
+	s.stateItems, s.stateBytes = out, buf
+	return out, nil
 }
 
 // mustQueue panics (the scheduler reloads from disk) when the Writer
@@ -277,13 +296,13 @@ func (s *schedulerActor) snapshotSaved(ctx actor.Context, pos uint64) {
 	if r := s.snap; r != nil {
 		st := r.stream.Stats()
 		if r.stream.Delta() {
-			s.chain.deltas++
-			s.chain.deltaItems += int(st.Items)
+			s.stored.deltas++
 		} else {
-			s.chain = snapshotChain{ok: true, baseItems: int(st.Items)}
+			s.stored = storedSnapshot{}
 		}
+		s.stored.state = true
 		s.lastSnapshot = &SnapshotInfo{Pos: pos, Bytes: int64(r.hdrBytes) + int64(st.Bytes), Items: int(st.Items), Chunks: 1 + int(st.Chunks),
-			Delta: r.stream.Delta(), ChainDeltas: s.chain.deltas, ChainItems: s.chain.baseItems + s.chain.deltaItems,
+			Delta: r.stream.Delta(), Deltas: s.stored.deltas, StateItems: r.stateItems,
 			DurationMs: ms(time.Since(r.started)), BusyMs: ms(r.busy), Turns: r.turns, MaxTurnUs: r.maxTurn.Microseconds(),
 			PacedMs: ms(r.waited), At: time.Now()}
 		if ce := s.log.Check(zap.DebugLevel, "snapshot saved"); ce != nil {
@@ -331,7 +350,7 @@ func (s *schedulerActor) restoreChain(parts []persistence.SnapshotPart) error {
 		items       int
 		t0, lastLog = time.Now(), time.Now()
 	)
-	s.chain = snapshotChain{}
+	s.stored = storedSnapshot{} // a chain: the next snapshot is a full state
 	for i, part := range parts {
 		var (
 			first     []byte // chunk 0: a header, or a whole snapshot if alone
@@ -392,16 +411,10 @@ func (s *schedulerActor) restoreChain(parts []persistence.SnapshotPart) error {
 			if err := s.store.Restore(snap); err != nil {
 				return err
 			}
-			s.chain = snapshotChain{ok: true, baseItems: len(snap.GetItems())}
+			s.loaded.SnapshotItems = len(snap.GetItems())
 			return nil
 		case n == 1:
 			return fmt.Errorf("snapshot %d of a chain of %d is a header alone: %w", part.Gen, len(parts), persistence.ErrCorrupt)
-		}
-		if i == 0 {
-			s.chain = snapshotChain{ok: true, baseItems: inPart}
-		} else {
-			s.chain.deltas++
-			s.chain.deltaItems += inPart
 		}
 	}
 	if rs == nil {
@@ -410,6 +423,50 @@ func (s *schedulerActor) restoreChain(parts []persistence.SnapshotPart) error {
 	if err := rs.Finish(); err != nil {
 		return err
 	}
+	s.loaded.SnapshotItems = items
 	s.log.Info("snapshot loaded", zap.Int("parts", len(parts)), zap.Int("chunks", chunks), zap.Int("items", items), zap.Duration("took", time.Since(t0)))
+	return nil
+}
+
+// restoreState loads the clone's stored state into the fresh store, item
+// by item in key order, logging its progress while it loads.
+func (s *schedulerActor) restoreState(st *persistence.State) error {
+	hdr := &tempestpb.SnapshotHeader{}
+	if err := proto.Unmarshal(st.Header(), hdr); err != nil {
+		return fmt.Errorf("decode the state header: %w", err)
+	}
+	// The header of the state's last write: a delta's says which capture
+	// it followed, but the stored state is whole.
+	hdr.Delta, hdr.FollowsApplied = false, 0
+	rs, err := s.store.BeginRestore(hdr)
+	if err != nil {
+		return err
+	}
+	rs.Trusted() // read back from our own checksummed storage
+	rs.SizeHint(hdr.GetCollectionItems())
+	total := uint64(0)
+	for _, n := range hdr.GetCollectionItems() {
+		total += n
+	}
+	t0, lastLog := time.Now(), time.Now()
+	items := 0
+	for it, err := range st.Items() {
+		if err != nil {
+			return err
+		}
+		if err := rs.AddItemEncoded(it.Value); err != nil {
+			return fmt.Errorf("item %q of %s: %w", it.Key, it.Collection, err)
+		}
+		if items++; items%4096 == 0 && time.Since(lastLog) >= 2*time.Second {
+			lastLog = time.Now()
+			s.log.Info("loading state", zap.Int("items", items), zap.Uint64("of_about", total), zap.Duration("elapsed", time.Since(t0)))
+		}
+	}
+	if err := errors.Join(rs.EndItems(), rs.Finish()); err != nil {
+		return err
+	}
+	s.stored = storedSnapshot{state: true}
+	s.loaded.SnapshotItems = items
+	s.log.Info("state loaded", zap.Int("items", items), zap.Duration("took", time.Since(t0)))
 	return nil
 }

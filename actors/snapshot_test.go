@@ -2,26 +2,31 @@ package actors_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tempestrt/tempest/actors"
+	"github.com/tempestrt/tempest/collections"
 	"github.com/tempestrt/tempest/examples/cart"
 	"github.com/tempestrt/tempest/persistence"
+	"github.com/tempestrt/tempest/proto/tempestpb"
 )
 
 // TestCrashMidSnapshotLosesNoAcknowledgedOp: a clone holding thousands of
-// carts writes its snapshots (a full one, then deltas) as streams of small
-// chunks, a slice per scheduler turn, while updates keep coming. The
+// carts writes its snapshots (a full state, then deltas) as streams of
+// small chunks, a slice per scheduler turn, while updates keep coming. The
 // machine crashes (a crash image of the disk) in the middle of a delta,
 // after some of its chunks and before its end. Restarted from the image,
-// the clone must load (the previous chain and the log, not the partial
-// delta) and hold every update acknowledged before the crash.
+// the clone must load (the previous state and the log, nothing of the
+// partial delta) and hold every update acknowledged before the crash.
 func TestCrashMidSnapshotLosesNoAcknowledgedOp(t *testing.T) {
 	fs := vfs.NewCrashableMem()
 	var (
@@ -50,7 +55,6 @@ func TestCrashMidSnapshotLosesNoAcknowledgedOp(t *testing.T) {
 	}}
 	chunked := func(c *actors.Config) {
 		c.SnapshotEvery = 300
-		c.SnapshotDeltaRatio = 100 // after the first full snapshot, deltas only: once armed, the chain keeps its deltas
 		c.SnapshotChunkItems = 16
 		c.SnapshotChunkBytes = 2048
 		c.SnapshotSlice = 20 * time.Microsecond
@@ -100,7 +104,7 @@ func TestCrashMidSnapshotLosesNoAcknowledgedOp(t *testing.T) {
 				mu.Unlock()
 			}
 			if i%50 == 0 && !armed.Load() {
-				if ls := n.Status().Clones[0].LastSnapshot; ls != nil && ls.ChainDeltas >= 2 {
+				if ls := n.Status().Clones[0].LastSnapshot; ls != nil && ls.Deltas >= 2 {
 					armed.Store(true)
 				}
 			}
@@ -113,7 +117,7 @@ func TestCrashMidSnapshotLosesNoAcknowledgedOp(t *testing.T) {
 	}
 	image := crashed.Load()
 
-	// The image holds a complete chunked snapshot and a partial one.
+	// The image holds a state, last written by a delta.
 	{
 		o := persistence.DefaultOptions("db")
 		o.FS = image
@@ -121,24 +125,26 @@ func TestCrashMidSnapshotLosesNoAcknowledgedOp(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pos, ok, parts, err := db.Clone("cart/1").SnapshotChain()
+		st, ok, err := db.Clone("cart/1").OpenState()
 		if err != nil || !ok {
-			t.Fatalf("crash image: snapshot %v %v", ok, err)
+			t.Fatalf("crash image: state %v %v", ok, err)
 		}
-		counts := make([]int, len(parts))
-		for i, p := range parts {
-			for _, err := range p.Chunks {
-				if err != nil {
-					t.Fatalf("crash image: reading part %d of the snapshot at %d: %v", i, pos, err)
-				}
-				counts[i]++
+		items := 0
+		for _, err := range st.Items() {
+			if err != nil {
+				t.Fatalf("crash image: reading the state at %d: %v", st.Pos(), err)
 			}
+			items++
 		}
-		t.Logf("crash image: a snapshot chain at %d, chunks per part %v", pos, counts)
-		if counts[0] < 3 || len(parts) < 3 || parts[0].Delta || !parts[len(parts)-1].Delta {
-			t.Fatalf("the stored chain has %d parts of %v chunks: want a chunked full snapshot and deltas", len(parts), counts)
+		hdr := &tempestpb.SnapshotHeader{}
+		if err := proto.Unmarshal(st.Header(), hdr); err != nil {
+			t.Fatal(err)
 		}
-		if err := db.Close(); err != nil {
+		t.Logf("crash image: a state at %d of %d items, last written by a delta: %v", st.Pos(), items, hdr.GetDelta())
+		if items < 500 || !hdr.GetDelta() {
+			t.Fatalf("the stored state has %d items, last written by a delta: %v: want carts (500 a batch), and deltas", items, hdr.GetDelta())
+		}
+		if err := errors.Join(st.Close(), db.Close()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -165,13 +171,13 @@ func TestCrashMidSnapshotLosesNoAcknowledgedOp(t *testing.T) {
 	}
 }
 
-// TestRestartLoadsTheChainAndReplaysLittle: a clone of thousands of carts
-// keeps taking single adds; its snapshots become a chain (a full one, then
-// deltas of the few hundred carts changed since the previous one). A
-// restart loads the chain and replays only the log after its last link
-// (fewer ops than SnapshotEvery, whatever the state's size), and every
-// acknowledged add is there. Status says how the clone loaded.
-func TestRestartLoadsTheChainAndReplaysLittle(t *testing.T) {
+// TestRestartLoadsTheStateAndReplaysLittle: a clone of thousands of carts
+// keeps taking single adds; its snapshots are a full state, then deltas of
+// the few hundred carts changed since the previous one. A restart loads
+// the state and replays only the log after its last delta (fewer ops than
+// SnapshotEvery, whatever the state's size), and every acknowledged add is
+// there. Status says how the clone loaded.
+func TestRestartLoadsTheStateAndReplaysLittle(t *testing.T) {
 	fs := vfs.NewMem()
 	const every = 300
 	small := func(c *actors.Config) {
@@ -188,23 +194,29 @@ func TestRestartLoadsTheChainAndReplaysLittle(t *testing.T) {
 		mustCall[cart.View](t, n, "cart", "add", cart.AddRequest{User: user, Item: "late", Qty: 1})
 		adds[user]++
 	}
+	// The deltas that count come after the bulk load: those of the load
+	// hold its batches.
+	loaded := 0
+	if ls := n.Status().Clones[0].LastSnapshot; ls != nil {
+		loaded = ls.Deltas
+	}
 	i := 0
 	for ; ; i++ {
 		if i > 20*every {
-			t.Fatalf("no chain of three deltas after %d adds: last snapshot %+v", i, n.Status().Clones[0].LastSnapshot)
+			t.Fatalf("no three deltas after %d adds: last snapshot %+v", i, n.Status().Clones[0].LastSnapshot)
 		}
-		if ls := n.Status().Clones[0].LastSnapshot; ls != nil && ls.ChainDeltas >= 3 && !n.Status().Clones[0].SnapshotInProgress {
+		if ls := n.Status().Clones[0].LastSnapshot; ls != nil && ls.Deltas >= loaded+3 && !n.Status().Clones[0].SnapshotInProgress {
 			// A snapshot begins at the first tick after `every` ops: a
 			// delta holds those and the few that came before the tick,
 			// not the state.
-			if !ls.Delta || ls.Items > 2*every || ls.ChainItems < carts {
-				t.Fatalf("last snapshot %+v: want a delta of about the %d carts changed since the previous one, in a chain of all %d carts", ls, every, carts)
+			if !ls.Delta || ls.Items > 2*every || ls.StateItems < carts {
+				t.Fatalf("last snapshot %+v: want a delta of about the %d carts changed since the previous one, to a state of all %d carts", ls, every, carts)
 			}
 			break
 		}
 		add(i)
 	}
-	for range every / 2 { // a log after the chain to replay
+	for range every / 2 { // a log after the state to replay
 		add(i)
 		i++
 	}
@@ -214,8 +226,8 @@ func TestRestartLoadsTheChainAndReplaysLittle(t *testing.T) {
 
 	n2 := crashNode(t, fs, 1, nil, small)
 	ld := n2.Status().Clones[0].Loaded
-	if ld == nil || ld.SnapshotParts < 4 || ld.SnapshotItems < carts || ld.ReplayedOps == 0 || ld.ReplayedOps > 2*every {
-		t.Fatalf("loaded %+v: want a chain of a full snapshot and >= 3 deltas (>= %d items), then a log of less than %d ops", ld, carts, 2*every)
+	if ld == nil || ld.SnapshotParts != 1 || ld.SnapshotItems < carts || ld.ReplayedOps == 0 || ld.ReplayedOps > 2*every {
+		t.Fatalf("loaded %+v: want a state (>= %d items), then a log of less than %d ops", ld, carts, 2*every)
 	}
 	for u := 0; u < carts; u += 37 {
 		user := fmt.Sprintf("u%d", u)
@@ -305,5 +317,144 @@ func TestIdleClonesTidy(t *testing.T) {
 				cs.Items, hot, cs.SnapshotInProgress)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRestartFromAChain: a clone whose stored snapshot is a chain of
+// chunks (a full snapshot and a delta, as format 3 wrote them) loads it and
+// the log after it, and its next snapshot is a full state that replaces
+// the chain; a restart then loads the state. Nothing acknowledged is lost
+// on the way.
+func TestRestartFromAChain(t *testing.T) {
+	fs := vfs.NewMem()
+	// The chain, written by the store a cart clone would have.
+	{
+		o := persistence.DefaultOptions("db")
+		o.FS = fs
+		db, err := persistence.Open(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := collections.NewStore(collections.Config{Service: "cart", Replica: "cart/1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		carts := collections.NewMap[string, map[string]int64](st, "carts")
+		st.SetOrigins([]string{"cart/1"})
+		w := db.Clone("cart/1").NewWriter(1 << 20)
+		var errs []error
+		cb := func(_ uint64, err error) {
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+		put := func(lo, hi int, item string) {
+			ops, err := st.Update(func() error {
+				for i := lo; i < hi; i++ {
+					carts.Put(fmt.Sprintf("u%d", i), map[string]int64{item: 1})
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var recs []persistence.Record
+			for _, op := range ops {
+				b, err := proto.Marshal(op)
+				if err != nil {
+					t.Fatal(err)
+				}
+				recs = append(recs, persistence.Record{Origin: op.GetOrigin(), Seq: op.GetSeq(), Data: b})
+			}
+			if err := w.Append(recs, cb); err != nil {
+				t.Fatal(err)
+			}
+		}
+		snapshot := func(delta bool) {
+			s, err := st.BeginSnapshot(collections.SnapshotStreamOptions{Delta: delta, ChunkItems: 16})
+			if err != nil || s.Delta() != delta {
+				t.Fatalf("snapshot stream: delta %v, want %v: %v", s.Delta(), delta, err)
+			}
+			hdr, _ := proto.Marshal(s.Header())
+			begin := w.SnapshotBegin
+			if delta {
+				begin = w.SnapshotDeltaBegin
+			}
+			if err := begin(hdr, cb); err != nil {
+				t.Fatal(err)
+			}
+			for {
+				chunk, last, err := s.Next(0, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := proto.Marshal(chunk)
+				if err := w.SnapshotChunk(b, cb); err != nil {
+					t.Fatal(err)
+				}
+				if last {
+					break
+				}
+			}
+			if err := w.SnapshotEnd(cb); err != nil {
+				t.Fatal(err)
+			}
+		}
+		put(0, 500, "base")
+		snapshot(false)
+		put(0, 100, "late")
+		snapshot(true)
+		put(100, 150, "late") // the log after the chain
+		w.Wait()
+		if err := errors.Join(append(errs, db.Close())...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(n *actors.Node) {
+		t.Helper()
+		for u := 0; u < 500; u += 7 {
+			v := mustCall[cart.View](t, n, "cart", "get", cart.GetRequest{User: fmt.Sprintf("u%d", u)})
+			want := map[string]int64{"base": 1}
+			if u < 150 {
+				want = map[string]int64{"late": 1}
+			}
+			if !maps.Equal(v.Items, want) {
+				t.Fatalf("u%d's cart is %v, want %v", u, v.Items, want)
+			}
+		}
+	}
+	small := func(c *actors.Config) { c.SnapshotEvery = 50 }
+	n := crashNode(t, fs, 1, nil, small)
+	if ld := n.Status().Clones[0].Loaded; ld == nil || ld.SnapshotParts != 2 || ld.SnapshotItems != 600 || ld.ReplayedOps != 50 {
+		t.Fatalf("loaded %+v: want a chain of 2 parts (500 + 100 items), then 50 ops", ld)
+	}
+	check(n)
+	extra := int64(0)
+	add := func() {
+		mustCall[cart.View](t, n, "cart", "add", cart.AddRequest{User: "extra", Item: "x", Qty: 1})
+		extra++
+	}
+	for i := 0; n.Status().Clones[0].LastSnapshot == nil; i++ {
+		if i > 1000 {
+			t.Fatal("no snapshot after 1000 adds")
+		}
+		add()
+	}
+	if ls := n.Status().Clones[0].LastSnapshot; ls.Delta || ls.StateItems < 500 {
+		t.Fatalf("first snapshot after a chain: %+v, want a full state", ls)
+	}
+	for range 5 {
+		add() // the log after the state
+	}
+	if err := n.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	n = crashNode(t, fs, 1, nil, small)
+	if ld := n.Status().Clones[0].Loaded; ld == nil || ld.SnapshotParts != 1 || ld.SnapshotItems < 500 || ld.ReplayedOps < 5 {
+		t.Fatalf("loaded %+v: want the state, then the log", ld)
+	}
+	check(n)
+	if v := mustCall[cart.View](t, n, "cart", "get", cart.GetRequest{User: "extra"}); v.Items["x"] != extra {
+		t.Fatalf("extra's cart %v, want x: %d", v.Items, extra)
 	}
 }

@@ -91,6 +91,50 @@ func (b *StreamRestorer) addEncoded(data []byte) (int, error) {
 	return n, b.endChunk(index, last, count)
 }
 
+// AddItemEncoded adds one item state in its wire form (an ItemState's
+// bytes) to a part read item by item rather than in chunks: a clone's
+// stored state (persistence.State), one key per item. Such a part gets its
+// items with AddItemEncoded alone, then EndItems; chunk numbering and the
+// last chunk's count do not apply. It accepts and refuses what Add would
+// of a chunk holding the item, and decodes a trusted restore's quiet items
+// as AddEncoded does. raw is not retained.
+func (b *StreamRestorer) AddItemEncoded(raw []byte) error {
+	if b.err != nil {
+		return b.err
+	}
+	switch {
+	case b.done:
+		b.err = badSnapshot("restore already finished")
+	case b.last:
+		b.err = badSnapshot("item after the part's end")
+	case b.next != 0:
+		b.err = badSnapshot("an item alone in a part read in chunks")
+	default:
+		b.itemwise = true
+		b.err = b.addRawItem(raw)
+	}
+	return b.err
+}
+
+// EndItems ends a part read item by item (AddItemEncoded; it may have no
+// item): Finish or NextDelta may follow.
+func (b *StreamRestorer) EndItems() error {
+	if b.err != nil {
+		return b.err
+	}
+	switch {
+	case b.done:
+		b.err = badSnapshot("restore already finished")
+	case b.last:
+		b.err = badSnapshot("part ended twice")
+	case b.next != 0:
+		b.err = badSnapshot("EndItems in a part read in chunks")
+	default:
+		b.itemwise, b.last = true, true
+	}
+	return b.err
+}
+
 // addDecoded is AddEncoded by way of a decoded message.
 func (b *StreamRestorer) addDecoded(data []byte) (int, error) {
 	chunk := &tempestpb.SnapshotChunk{}

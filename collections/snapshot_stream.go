@@ -562,8 +562,11 @@ type StreamRestorer struct {
 	r      *restoring
 	next   uint64 // index of the next chunk
 	last   bool   // the last chunk was added
-	err    error  // sticky: the first failure
-	done   bool   // Finish was called
+	// itemwise: the part is read item by item (AddItemEncoded), not in
+	// chunks.
+	itemwise bool
+	err      error // sticky: the first failure
+	done     bool  // Finish was called
 }
 
 // BeginRestore starts restoring a snapshot stream (a header, then its
@@ -646,7 +649,7 @@ func (b *StreamRestorer) nextDelta(header *tempestpb.SnapshotHeader) error {
 		return err
 	}
 	b.r.nextPart(next)
-	b.header, b.next, b.last = header, 0, false
+	b.header, b.next, b.last, b.itemwise = header, 0, false, false
 	return nil
 }
 
@@ -698,6 +701,8 @@ func (b *StreamRestorer) checkChunk(index uint64) error {
 		return badSnapshot("restore already finished")
 	case b.last:
 		return badSnapshot("chunk %d after the last chunk", index)
+	case b.itemwise:
+		return badSnapshot("chunk %d in a part read item by item", index)
 	case index != b.next:
 		return badSnapshot("chunk %d, want chunk %d", index, b.next)
 	}

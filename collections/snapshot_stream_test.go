@@ -1,6 +1,7 @@
 package collections_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"iter"
@@ -667,4 +668,115 @@ func TestReusedChunksRestoreTheReplica(t *testing.T) {
 	if err := sameReplica(ref.s, got.s); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestItemwiseRestoreMatchesChunks: a stream's items added one by one
+// (AddItemEncoded, as a clone's stored state is read: one key per item,
+// in key order, not the stream's), then a delta's likewise, restore the
+// replica that the chunks restore, trusted or not; a part is read in
+// chunks or item by item, never both.
+func TestItemwiseRestoreMatchesChunks(t *testing.T) {
+	f := bigFixture(t, 3000)
+	f.s.Tidy(1 << 20)
+	header, chunks := streamOf(t, f, 2000, 50)
+	f.update(t, func() {
+		for i := range 40 {
+			f.m.Put(strconv.Itoa(i*13), -i)
+		}
+		f.m.Delete("7")
+	})
+	d := deltaOf(t, f.s, 16)
+	for _, trusted := range []bool{false, true} {
+		ref := newFixture(t, "a", nil, noAuto)
+		rs, err := ref.s.BeginRestore(header)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := newFixture(t, "a", nil, noAuto)
+		ri, err := got.s.BeginRestore(header)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if trusted {
+			rs.Trusted()
+			ri.Trusted()
+		}
+		itemwise := func(cs []*tempestpb.SnapshotChunk) {
+			var raws [][]byte
+			for _, c := range cs {
+				if err := rs.Add(c); err != nil {
+					t.Fatal(err)
+				}
+				for _, is := range c.GetItems() {
+					b, err := proto.Marshal(is)
+					if err != nil {
+						t.Fatal(err)
+					}
+					raws = append(raws, b)
+				}
+			}
+			slices.SortFunc(raws, bytes.Compare) // not the stream's order
+			for _, b := range raws {
+				if err := ri.AddItemEncoded(b); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := ri.EndItems(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		itemwise(chunks)
+		if err := rs.NextDelta(d.header); err != nil {
+			t.Fatal(err)
+		}
+		if err := ri.NextDelta(d.header); err != nil {
+			t.Fatal(err)
+		}
+		itemwise(d.chunks)
+		if err := errors.Join(rs.Finish(), ri.Finish()); err != nil {
+			t.Fatal(err)
+		}
+		if err := sameReplica(ref.s, got.s); err != nil {
+			t.Fatalf("trusted=%v: %v", trusted, err)
+		}
+	}
+
+	// Misuse.
+	raw, _ := proto.Marshal(chunks[0].GetItems()[0])
+	fx := newFixture(t, "a", nil, noAuto)
+	rs, _ := fx.s.BeginRestore(header)
+	if err := rs.AddItemEncoded(raw); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rs.AddEncoded(mustMarshal(t, chunks[0])); !errors.Is(err, collections.ErrSnapshot) {
+		t.Fatalf("a chunk after an item: %v, want ErrSnapshot", err)
+	}
+	fx = newFixture(t, "a", nil, noAuto)
+	rs, _ = fx.s.BeginRestore(header)
+	if err := rs.Add(chunks[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.AddItemEncoded(raw); !errors.Is(err, collections.ErrSnapshot) {
+		t.Fatalf("an item after a chunk: %v, want ErrSnapshot", err)
+	}
+	fx = newFixture(t, "a", nil, noAuto)
+	rs, _ = fx.s.BeginRestore(header)
+	if err := rs.EndItems(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.EndItems(); !errors.Is(err, collections.ErrSnapshot) {
+		t.Fatalf("a part ended twice: %v, want ErrSnapshot", err)
+	}
+	if err := fx.s.Restore(f.s.Snapshot()); err != nil { // EndItems changed nothing: still fresh
+		t.Fatal(err)
+	}
+}
+
+func mustMarshal(t tb, m proto.Message) []byte {
+	t.Helper()
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

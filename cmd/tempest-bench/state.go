@@ -86,7 +86,7 @@ type stateRun struct {
 	RestartS   float64 `json:"restart_s"`
 	RestoredOK bool    `json:"restored_ok"`
 	// RestartLoad: how the slowest cart clone loaded after the restart
-	// (/v1/status loaded: snapshot chain parts and items, ops replayed
+	// (/v1/status loaded: snapshot parts and items, ops replayed
 	// from the log after it, and the time of each).
 	RestartLoad map[string]any `json:"restart_load,omitempty"`
 	// Error: what stopped this size's measurement, if anything (the other
@@ -510,7 +510,7 @@ func printState(w io.Writer, res stateResult) {
 		}
 		restart := fmt.Sprintf("%.2fs", r.RestartS)
 		if l := r.RestartLoad; l != nil {
-			restart += fmt.Sprintf(" (chain %v parts %v items %.1fs, log %v ops %.1fs)", l["snapshot_parts"], l["snapshot_items"],
+			restart += fmt.Sprintf(" (snapshot %v items %.1fs, log %v ops %.1fs)", l["snapshot_items"],
 				num(l["snapshot_ms"])/1000, l["replayed_ops"], num(l["replay_ms"])/1000)
 		}
 		missed := r.Load.Sent - r.Load.OnTime2xx
