@@ -107,14 +107,25 @@ func (c *collection) current(key []byte) (value, bool) {
 		return it.cur, true
 	}
 	if c.cold != nil {
-		if slot, ok := c.cold.find(key); ok {
+		slot, ok := c.cold.find(key)
+		if !ok && c.fault(key) {
+			slot, ok = c.cold.find(key)
+		}
+		if ok {
 			return value{exists: true, data: c.cold.data(c.cold.rec(slot))}, true
 		}
 	}
 	return value{}, false
 }
 
-// len is the number of items held, hot and cold.
+// count is the number of items that exist (Map.Len, Set.Len), loaded or
+// not (a lazy restore's).
+func (c *collection) count() int {
+	live, _ := c.unloaded()
+	return c.live + int(live)
+}
+
+// len is the number of items held in memory, hot and cold.
 func (c *collection) len() int {
 	n := len(c.items)
 	if c.cold != nil {
@@ -130,7 +141,11 @@ func (c *collection) get(key []byte) *item {
 		return it
 	}
 	if c.cold != nil {
-		if slot, ok := c.cold.find(key); ok {
+		slot, ok := c.cold.find(key)
+		if !ok && c.fault(key) {
+			slot, ok = c.cold.find(key)
+		}
+		if ok {
 			return c.promote(slot)
 		}
 	}
@@ -236,11 +251,19 @@ func (c *collection) maybeDrop(it *item) {
 	c.digest -= it.hashed
 	it.hashed, it.gone = 0, true
 	delete(c.items, it.key)
+	c.forgetStored(it.key)
 	c.sorted = nil
 }
 
 // digestNow brings the collection digest up to date and returns it.
 func (c *collection) digestNow() uint64 {
+	_, unloaded := c.unloaded()
+	return c.digestMem() + unloaded
+}
+
+// digestMem brings the digest of the items in memory up to date and
+// returns it.
+func (c *collection) digestMem() uint64 {
 	for _, it := range c.dirtyList {
 		if it.gone || !it.dirty {
 			continue
@@ -259,6 +282,7 @@ func (c *collection) digestNow() uint64 {
 // callers must not modify it, and it stays valid (as a snapshot) after
 // items are added or removed.
 func (c *collection) keys() []string {
+	c.s.ensureLoaded()
 	if c.sorted == nil {
 		c.sorted = make([]string, 0, c.len())
 		for k := range c.items {

@@ -86,7 +86,7 @@ func (m *Map[K, V]) Contains(k K) bool {
 }
 
 // Len returns the number of keys.
-func (m *Map[K, V]) Len() int { return m.c.live }
+func (m *Map[K, V]) Len() int { return m.c.count() }
 
 // Stable reports whether the item at k has no tentative ops: its value
 // (or absence) is final up to ops not yet issued.

@@ -68,7 +68,7 @@ func (st *Set[T]) Contains(v T) bool {
 }
 
 // Len returns the number of elements present.
-func (st *Set[T]) Len() int { return st.c.live }
+func (st *Set[T]) Len() int { return st.c.count() }
 
 // Stable reports whether v's item has no tentative ops.
 func (st *Set[T]) Stable(v T) bool {

@@ -2,6 +2,7 @@ package collections
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"slices"
 
@@ -57,9 +58,34 @@ func (s *Store) header() *tempestpb.SnapshotHeader {
 		Applied:       s.applied,
 	}
 	h.CollectionItems = make(map[string]uint64, len(s.colls))
+	h.Lazy = true
+	h.CollectionLive = make(map[string]uint64, len(s.colls))
+	h.CollectionDigests = make(map[string]uint64, len(s.colls))
 	for name, c := range s.colls {
-		h.CollectionItems[name] = uint64(c.len())
+		live, _ := c.unloaded()
+		h.CollectionItems[name] = uint64(c.len() + int(live))
+		h.CollectionLive[name] = uint64(c.count())
+		h.CollectionDigests[name] = c.digestNow()
+		if c.cold == nil {
+			if it := c.items[""]; it != nil && it.state() != nil {
+				h.Eager = append(h.Eager, &tempestpb.ItemRef{Collection: name})
+			}
+		}
 	}
+	// Items with pending ops: the heap holds each once. Sorted, so that
+	// the header does not depend on the heap's order.
+	first := len(h.Eager)
+	for _, it := range s.heap {
+		if it.c.cold != nil {
+			h.Eager = append(h.Eager, &tempestpb.ItemRef{Collection: it.c.name, Item: []byte(it.key)})
+		}
+	}
+	slices.SortFunc(h.Eager[first:], func(a, b *tempestpb.ItemRef) int {
+		if c := cmp.Compare(a.Collection, b.Collection); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.Item, b.Item)
+	})
 	for _, name := range sortedKeys(s.origins) {
 		o := s.origins[name]
 		beyond := make([]uint64, 0, len(o.beyond))

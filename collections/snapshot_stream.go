@@ -210,6 +210,7 @@ func (s *Store) BeginSnapshot(opts SnapshotStreamOptions) (*SnapshotStream, erro
 		}
 		st.stop = func() { members = nil }
 	} else {
+		s.ensureLoaded() // a full stream iterates every item
 		colls := make([]*collection, 0, len(s.colls))
 		for _, name := range s.Collections() {
 			colls = append(colls, s.colls[name])

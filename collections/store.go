@@ -74,6 +74,7 @@ type Store struct {
 	madePanic error         // a user op's ErrReadOnly panic, re-raised by mutate
 	applying  int           // > 0 while a user op's function runs
 
+	lazy        *lazyState      // a lazy restore's items not all loaded yet (lazy.go)
 	stream      *SnapshotStream // the open snapshot stream, if any
 	streamEpoch uint32          // epoch of the latest stream begun (32 bits: an item holds it)
 
@@ -161,7 +162,8 @@ func (s *Store) Replica() string { return s.cfg.Replica }
 func (s *Store) Items() int {
 	n := 0
 	for _, c := range s.colls {
-		n += c.len()
+		live, _ := c.unloaded()
+		n += c.len() + int(live)
 	}
 	return n
 }
@@ -723,6 +725,7 @@ func (s *Store) ItemDigests(collection string) map[string]uint64 {
 	if c == nil {
 		return nil
 	}
+	s.ensureLoaded()
 	out := map[string]uint64{}
 	for k, it := range c.items {
 		if h := hashItem(c.name, c.kind, k, &it.cur); h != 0 {

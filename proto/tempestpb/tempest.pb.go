@@ -966,8 +966,19 @@ type SnapshotHeader struct {
 	// collection_items: each collection's items at the capture point (a
 	// hint: a restore sizes its tables once instead of growing them).
 	CollectionItems map[string]uint64 `protobuf:"bytes,13,rep,name=collection_items,json=collectionItems,proto3" json:"collection_items,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// What a restart that loads the state lazily needs
+	// (collections.Store.BeginLazyRestore), set when lazy is: each
+	// collection's live items (those that exist) and digest at the capture
+	// point, and the items it loads at once, eager: those with pending ops,
+	// and the one item of each list and counter. Every other item of the
+	// state is a quiet map entry or set element, loaded on first use or in
+	// the background.
+	Lazy              bool              `protobuf:"varint,14,opt,name=lazy,proto3" json:"lazy,omitempty"`
+	CollectionLive    map[string]uint64 `protobuf:"bytes,15,rep,name=collection_live,json=collectionLive,proto3" json:"collection_live,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	CollectionDigests map[string]uint64 `protobuf:"bytes,16,rep,name=collection_digests,json=collectionDigests,proto3" json:"collection_digests,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Eager             []*ItemRef        `protobuf:"bytes,17,rep,name=eager,proto3" json:"eager,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *SnapshotHeader) Reset() {
@@ -1084,6 +1095,87 @@ func (x *SnapshotHeader) GetCollectionItems() map[string]uint64 {
 	return nil
 }
 
+func (x *SnapshotHeader) GetLazy() bool {
+	if x != nil {
+		return x.Lazy
+	}
+	return false
+}
+
+func (x *SnapshotHeader) GetCollectionLive() map[string]uint64 {
+	if x != nil {
+		return x.CollectionLive
+	}
+	return nil
+}
+
+func (x *SnapshotHeader) GetCollectionDigests() map[string]uint64 {
+	if x != nil {
+		return x.CollectionDigests
+	}
+	return nil
+}
+
+func (x *SnapshotHeader) GetEager() []*ItemRef {
+	if x != nil {
+		return x.Eager
+	}
+	return nil
+}
+
+// ItemRef names one item of a replica.
+type ItemRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Collection    string                 `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
+	Item          []byte                 `protobuf:"bytes,2,opt,name=item,proto3" json:"item,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ItemRef) Reset() {
+	*x = ItemRef{}
+	mi := &file_tempest_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ItemRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ItemRef) ProtoMessage() {}
+
+func (x *ItemRef) ProtoReflect() protoreflect.Message {
+	mi := &file_tempest_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ItemRef.ProtoReflect.Descriptor instead.
+func (*ItemRef) Descriptor() ([]byte, []int) {
+	return file_tempest_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ItemRef) GetCollection() string {
+	if x != nil {
+		return x.Collection
+	}
+	return ""
+}
+
+func (x *ItemRef) GetItem() []byte {
+	if x != nil {
+		return x.Item
+	}
+	return nil
+}
+
 // SnapshotChunk is one slice of a snapshot stream's items, in no particular
 // order. Chunks are numbered 0, 1, 2, ... and restored in that order; the
 // final one has last set and item_count, the number of items in the whole
@@ -1100,7 +1192,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_tempest_proto_msgTypes[11]
+	mi := &file_tempest_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1112,7 +1204,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_tempest_proto_msgTypes[11]
+	mi := &file_tempest_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1125,7 +1217,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_tempest_proto_rawDescGZIP(), []int{11}
+	return file_tempest_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SnapshotChunk) GetIndex() uint64 {
@@ -1235,7 +1327,7 @@ const file_tempest_proto_rawDesc = "" +
 	"\rclock_wall_ms\x18\b \x01(\x04R\vclockWallMs\x12#\n" +
 	"\rclock_logical\x18\t \x01(\rR\fclockLogical\x12\x18\n" +
 	"\aapplied\x18\n" +
-	" \x01(\x04R\aapplied\"\xa5\x04\n" +
+	" \x01(\x04R\aapplied\"\xa8\a\n" +
 	"\x0eSnapshotHeader\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x18\n" +
 	"\areplica\x18\x02 \x01(\tR\areplica\x121\n" +
@@ -1249,10 +1341,25 @@ const file_tempest_proto_rawDesc = "" +
 	" \x01(\x04R\aapplied\x12\x14\n" +
 	"\x05delta\x18\v \x01(\bR\x05delta\x12'\n" +
 	"\x0ffollows_applied\x18\f \x01(\x04R\x0efollowsApplied\x12Z\n" +
-	"\x10collection_items\x18\r \x03(\v2/.tempest.v1.SnapshotHeader.CollectionItemsEntryR\x0fcollectionItems\x1aB\n" +
+	"\x10collection_items\x18\r \x03(\v2/.tempest.v1.SnapshotHeader.CollectionItemsEntryR\x0fcollectionItems\x12\x12\n" +
+	"\x04lazy\x18\x0e \x01(\bR\x04lazy\x12W\n" +
+	"\x0fcollection_live\x18\x0f \x03(\v2..tempest.v1.SnapshotHeader.CollectionLiveEntryR\x0ecollectionLive\x12`\n" +
+	"\x12collection_digests\x18\x10 \x03(\v21.tempest.v1.SnapshotHeader.CollectionDigestsEntryR\x11collectionDigests\x12)\n" +
+	"\x05eager\x18\x11 \x03(\v2\x13.tempest.v1.ItemRefR\x05eager\x1aB\n" +
 	"\x14CollectionItemsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01J\x04\b\x03\x10\x04\"\x85\x01\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1aA\n" +
+	"\x13CollectionLiveEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1aD\n" +
+	"\x16CollectionDigestsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01J\x04\b\x03\x10\x04\"=\n" +
+	"\aItemRef\x12\x1e\n" +
+	"\n" +
+	"collection\x18\x01 \x01(\tR\n" +
+	"collection\x12\x12\n" +
+	"\x04item\x18\x02 \x01(\fR\x04item\"\x85\x01\n" +
 	"\rSnapshotChunk\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12+\n" +
 	"\x05items\x18\x02 \x03(\v2\x15.tempest.v1.ItemStateR\x05items\x12\x12\n" +
@@ -1288,7 +1395,7 @@ func file_tempest_proto_rawDescGZIP() []byte {
 }
 
 var file_tempest_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tempest_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_tempest_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_tempest_proto_goTypes = []any{
 	(OpKind)(0),            // 0: tempest.v1.OpKind
 	(*Op)(nil),             // 1: tempest.v1.Op
@@ -1302,13 +1409,16 @@ var file_tempest_proto_goTypes = []any{
 	(*OriginState)(nil),    // 9: tempest.v1.OriginState
 	(*StoreSnapshot)(nil),  // 10: tempest.v1.StoreSnapshot
 	(*SnapshotHeader)(nil), // 11: tempest.v1.SnapshotHeader
-	(*SnapshotChunk)(nil),  // 12: tempest.v1.SnapshotChunk
-	nil,                    // 13: tempest.v1.CatchupRequest.HaveEntry
-	nil,                    // 14: tempest.v1.SnapshotHeader.CollectionItemsEntry
+	(*ItemRef)(nil),        // 12: tempest.v1.ItemRef
+	(*SnapshotChunk)(nil),  // 13: tempest.v1.SnapshotChunk
+	nil,                    // 14: tempest.v1.CatchupRequest.HaveEntry
+	nil,                    // 15: tempest.v1.SnapshotHeader.CollectionItemsEntry
+	nil,                    // 16: tempest.v1.SnapshotHeader.CollectionLiveEntry
+	nil,                    // 17: tempest.v1.SnapshotHeader.CollectionDigestsEntry
 }
 var file_tempest_proto_depIdxs = []int32{
 	0,  // 0: tempest.v1.Op.kind:type_name -> tempest.v1.OpKind
-	13, // 1: tempest.v1.CatchupRequest.have:type_name -> tempest.v1.CatchupRequest.HaveEntry
+	14, // 1: tempest.v1.CatchupRequest.have:type_name -> tempest.v1.CatchupRequest.HaveEntry
 	1,  // 2: tempest.v1.CatchupReply.ops:type_name -> tempest.v1.Op
 	2,  // 3: tempest.v1.CatchupReply.horizons:type_name -> tempest.v1.Heartbeat
 	6,  // 4: tempest.v1.GroupMessage.ops:type_name -> tempest.v1.OpBatch
@@ -1321,13 +1431,16 @@ var file_tempest_proto_depIdxs = []int32{
 	8,  // 11: tempest.v1.StoreSnapshot.items:type_name -> tempest.v1.ItemState
 	9,  // 12: tempest.v1.StoreSnapshot.origins:type_name -> tempest.v1.OriginState
 	9,  // 13: tempest.v1.SnapshotHeader.origins:type_name -> tempest.v1.OriginState
-	14, // 14: tempest.v1.SnapshotHeader.collection_items:type_name -> tempest.v1.SnapshotHeader.CollectionItemsEntry
-	8,  // 15: tempest.v1.SnapshotChunk.items:type_name -> tempest.v1.ItemState
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	15, // 14: tempest.v1.SnapshotHeader.collection_items:type_name -> tempest.v1.SnapshotHeader.CollectionItemsEntry
+	16, // 15: tempest.v1.SnapshotHeader.collection_live:type_name -> tempest.v1.SnapshotHeader.CollectionLiveEntry
+	17, // 16: tempest.v1.SnapshotHeader.collection_digests:type_name -> tempest.v1.SnapshotHeader.CollectionDigestsEntry
+	12, // 17: tempest.v1.SnapshotHeader.eager:type_name -> tempest.v1.ItemRef
+	8,  // 18: tempest.v1.SnapshotChunk.items:type_name -> tempest.v1.ItemState
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_tempest_proto_init() }
@@ -1347,7 +1460,7 @@ func file_tempest_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tempest_proto_rawDesc), len(file_tempest_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
