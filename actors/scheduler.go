@@ -66,6 +66,7 @@ type schedulerActor struct {
 	snap         *snapshotRun   // the snapshot being produced or written, if any
 	lastSnapshot *SnapshotInfo  // the last durable one (this incarnation)
 	stored       storedSnapshot // what the stored snapshot is
+	load         *lazyRun       // the background load of a lazily opened state
 	// stateItems and stateBytes: encodeStateItems' buffers, reused.
 	stateItems []persistence.StateItem
 	stateBytes []byte
@@ -121,6 +122,8 @@ func (s *schedulerActor) Receive(ctx actor.Context) {
 		s.snapshotWorkMsg(ctx, m)
 	case *snapshotSaved:
 		s.snapshotSaved(ctx, m.pos)
+	case *loadWork:
+		s.loadSlice(ctx, m)
 	case *clockPassed:
 		s.serve()
 	case *statusRequest:
@@ -175,6 +178,9 @@ func (s *schedulerActor) start(ctx actor.Context) {
 	}
 	s.stopTick = every(ctx.ActorSystem(), ctx.Self(), c.n.cfg.HeartbeatInterval, &tick{})
 	s.startedAt = t0
+	if s.load != nil {
+		ctx.Send(ctx.Self(), &loadWork{})
+	}
 	s.publish(time.Now())
 	c.outstanding.Store(0)
 	if c.spawned.Load() { // a restarted scheduler (else the clone actor sends it: see spawned)
@@ -229,9 +235,8 @@ func (s *schedulerActor) recover() (pos uint64, replayed int, err error) {
 	}
 	if ok {
 		pos = st.Pos()
-		err := s.restoreState(st)
-		if err = errors.Join(err, st.Close()); err != nil {
-			return 0, 0, fmt.Errorf("state at %d: %w", pos, err)
+		if err := s.openState(st); err != nil {
+			return 0, 0, errors.Join(fmt.Errorf("state at %d: %w", pos, err), st.Close())
 		}
 		s.loaded.SnapshotParts, s.loaded.SnapshotMs = 1, ms(time.Since(t0))
 	} else {
@@ -276,6 +281,7 @@ func (s *schedulerActor) stop() {
 	s.c.setReady(false)
 	s.serving = false
 	s.stopSnapshot()
+	s.stopLoad()
 	if s.stopTick != nil {
 		s.stopTick()
 		s.stopTick = nil
@@ -598,6 +604,11 @@ func (s *schedulerActor) publish(now time.Time) {
 		cs.ApplyLatencyUs = s.applyEWMA.Microseconds()
 		cs.LastSnapshot = s.lastSnapshot
 		cs.SnapshotInProgress = s.snap != nil
+		if r := s.load; r != nil {
+			st := r.load.Stats()
+			s.loaded.Faults, s.loaded.Faulted, s.loaded.BackgroundItems = st.Faults, st.Faulted, st.Loaded
+			s.loaded.BackgroundBusyMs = ms(r.busy)
+		}
 		loaded := s.loaded
 		cs.Loaded = &loaded
 		cs.UpdatedAt = now

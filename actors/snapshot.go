@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"iter"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -117,6 +118,9 @@ type snapshotWork struct{ run *snapshotRun }
 
 // beginSnapshot captures the replica and queues the snapshot's header.
 func (s *schedulerActor) beginSnapshot(ctx actor.Context) {
+	if s.store.Loading() && !(s.wantDelta() && s.store.DeltaReady()) {
+		return // a full snapshot needs every item: after the load (the next tick asks again)
+	}
 	st, err := s.store.BeginSnapshot(collections.SnapshotStreamOptions{Delta: s.wantDelta(), Reuse: true}) // each chunk is marshalled before the next
 	if err != nil {
 		s.log.Error("begin snapshot", zap.Error(err))
@@ -428,9 +432,11 @@ func (s *schedulerActor) restoreChain(parts []persistence.SnapshotPart) error {
 	return nil
 }
 
-// restoreState loads the clone's stored state into the fresh store, item
-// by item in key order, logging its progress while it loads.
-func (s *schedulerActor) restoreState(st *persistence.State) error {
+// openState restores the clone's stored state into the fresh store:
+// lazily if its header allows (the header and its eager items now, the
+// rest on use and by the background load, which keeps st open until it is
+// done), else item by item at once (and st is closed).
+func (s *schedulerActor) openState(st *persistence.State) error {
 	hdr := &tempestpb.SnapshotHeader{}
 	if err := proto.Unmarshal(st.Header(), hdr); err != nil {
 		return fmt.Errorf("decode the state header: %w", err)
@@ -438,6 +444,28 @@ func (s *schedulerActor) restoreState(st *persistence.State) error {
 	// The header of the state's last write: a delta's says which capture
 	// it followed, but the stored state is whole.
 	hdr.Delta, hdr.FollowsApplied = false, 0
+	if !hdr.GetLazy() {
+		return errors.Join(s.restoreState(st, hdr), st.Close())
+	}
+	t0 := time.Now()
+	load, err := s.store.BeginLazyRestore(hdr, storedState{st})
+	if err != nil {
+		return err
+	}
+	s.load = &lazyRun{load: load, state: st, started: t0}
+	s.stored = storedSnapshot{state: true}
+	s.loaded.Lazy, s.loaded.EagerItems = true, load.Stats().Eager
+	for _, n := range hdr.GetCollectionItems() {
+		s.loaded.SnapshotItems += int(n)
+	}
+	s.log.Info("state opened lazily", zap.Int("eager_items", s.loaded.EagerItems), zap.Int("state_items", s.loaded.SnapshotItems),
+		zap.Duration("took", time.Since(t0)))
+	return nil
+}
+
+// restoreState loads the clone's stored state into the fresh store, item
+// by item in key order, logging its progress while it loads.
+func (s *schedulerActor) restoreState(st *persistence.State, hdr *tempestpb.SnapshotHeader) error {
 	rs, err := s.store.BeginRestore(hdr)
 	if err != nil {
 		return err
@@ -469,4 +497,116 @@ func (s *schedulerActor) restoreState(st *persistence.State) error {
 	s.loaded.SnapshotItems = items
 	s.log.Info("state loaded", zap.Int("items", items), zap.Duration("took", time.Since(t0)))
 	return nil
+}
+
+// storedState is a persistence.State as collections reads it.
+type storedState struct{ st *persistence.State }
+
+func (s storedState) Item(collection string, key []byte) ([]byte, bool, error) {
+	return s.st.Get(collection, key)
+}
+
+func (s storedState) Items() iter.Seq2[collections.StoredItem, error] {
+	return func(yield func(collections.StoredItem, error) bool) {
+		for it, err := range s.st.Items() {
+			if !yield(collections.StoredItem{Collection: it.Collection, Key: it.Key, Value: it.Value}, err) {
+				return
+			}
+		}
+	}
+}
+
+// lazyRun is the background load of a lazily opened state: slices of at
+// most Config.SnapshotSlice between requests, paced by the node's snapshot
+// CPU budget (pacer.go) like snapshot slices, each a loadWork message the
+// scheduler sends itself (or a timer sends, when the budget says wait).
+type lazyRun struct {
+	load      *collections.LazyLoad
+	state     *persistence.State
+	started   time.Time
+	busy      time.Duration
+	waiting   bool
+	stopTimer func() bool
+}
+
+// loadWork asks for the next slice of the background load; run is set
+// when the pacer's timer sent it.
+type loadWork struct{ run *lazyRun }
+
+// loadItemsPerStep is how many items one LazyLoad.Step call examines: the
+// slice checks its time after each.
+const loadItemsPerStep = 256
+
+// loadSlice loads the next slice of the state's items, then paces the next.
+func (s *schedulerActor) loadSlice(ctx actor.Context, m *loadWork) {
+	r := s.load
+	if r == nil || (m.run != nil && m.run != r) {
+		return // done, or a timer of an earlier incarnation's load
+	}
+	if m.run != nil {
+		r.waiting = false
+	} else if r.waiting {
+		return
+	}
+	pacer := s.c.n.snapPacer
+	if wait := pacer.wait(time.Now()); wait > 0 {
+		s.loadWait(ctx, r, wait)
+		return
+	}
+	t0 := time.Now()
+	for time.Since(t0) < s.c.n.cfg.SnapshotSlice {
+		done, err := r.load.Step(loadItemsPerStep)
+		if err != nil {
+			panic(fmt.Errorf("loading the stored state, reloading: %w", err))
+		}
+		if done {
+			r.busy += time.Since(t0)
+			s.finishLoad()
+			return
+		}
+	}
+	d := time.Since(t0)
+	r.busy += d
+	if wait := pacer.spend(time.Now(), d); wait > 0 {
+		s.loadWait(ctx, r, wait)
+		return
+	}
+	ctx.Send(ctx.Self(), &loadWork{})
+}
+
+func (s *schedulerActor) loadWait(ctx actor.Context, r *lazyRun, wait time.Duration) {
+	r.waiting = true
+	r.stopTimer = after(ctx.ActorSystem(), ctx.Self(), wait, &loadWork{run: r})
+}
+
+// finishLoad ends the background load: every item is in memory.
+func (s *schedulerActor) finishLoad() {
+	r := s.load
+	st := r.load.Stats()
+	s.loaded.Faults, s.loaded.Faulted, s.loaded.BackgroundItems = st.Faults, st.Faulted, st.Loaded
+	s.loaded.BackgroundBusyMs, s.loaded.BackgroundMs, s.loaded.LoadDone = ms(r.busy), ms(time.Since(r.started)), true
+	if err := r.state.Close(); err != nil {
+		s.log.Warn("closing the stored state's view", zap.Error(err))
+	}
+	s.load = nil
+	log := s.log.Info
+	if st.Mismatch {
+		log = s.log.Error // the store holds what the state held; its header disagreed
+	}
+	log("state loaded in the background", zap.Int("items", st.Loaded), zap.Int("faulted", st.Faulted), zap.Int("faults", st.Faults),
+		zap.Bool("header_mismatch", st.Mismatch), zap.Duration("busy", r.busy), zap.Duration("took", time.Since(r.started)))
+}
+
+// stopLoad gives the background load up (the scheduler is stopping).
+func (s *schedulerActor) stopLoad() {
+	r := s.load
+	if r == nil {
+		return
+	}
+	if r.stopTimer != nil {
+		r.stopTimer()
+	}
+	r.load.Close()
+	_ = r.state.Close()
+	s.load = nil
 }

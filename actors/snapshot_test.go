@@ -458,3 +458,84 @@ func TestRestartFromAChain(t *testing.T) {
 		t.Fatalf("extra's cart %v, want x: %d", v.Items, extra)
 	}
 }
+
+// TestLazyRestartServesBeforeTheLoad: a clone restarted on a state of
+// thousands of carts opens it lazily: it serves at once, reads and adds of
+// carts not loaded yet fault them in and answer right, Len-like counts
+// (status items) count the whole state, and the rest loads in the
+// background, paced (a tiny CPU share here, so that the test sees it
+// unfinished), until every cart is in memory. A second restart finds every
+// add.
+func TestLazyRestartServesBeforeTheLoad(t *testing.T) {
+	fs := vfs.NewMem()
+	const carts = 3000
+	slow := func(c *actors.Config) {
+		c.SnapshotEvery = 1000
+		c.SnapshotCPUShare = 0.01 // 10 ms of CPU a second for snapshots and the load
+		c.SnapshotBurst = time.Millisecond
+		c.SnapshotSlice = 200 * time.Microsecond
+	}
+	n := crashNode(t, fs, 1, nil, func(c *actors.Config) { c.SnapshotEvery = 500 })
+	loadCarts(t, n, carts)
+	for i := 0; ; i++ { // a full state, then deltas, durable
+		if ls := n.Status().Clones[0].LastSnapshot; ls != nil && ls.StateItems >= carts && !n.Status().Clones[0].SnapshotInProgress {
+			break
+		}
+		if i > 2000 {
+			t.Fatalf("no state of the %d carts: %+v", carts, n.Status().Clones[0].LastSnapshot)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := n.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	n = crashNode(t, fs, 1, nil, slow)
+	st := n.Status().Clones[0]
+	ld := st.Loaded
+	if ld == nil || !ld.Lazy || ld.LoadDone || ld.SnapshotItems < carts || ld.EagerItems > carts/10 {
+		t.Fatalf("loaded %+v: want the state opened lazily, its load not done", ld)
+	}
+	if st.Items < carts || st.ColdItems >= carts {
+		t.Fatalf("status items %d (cold %d): want all %d carts counted, not all in memory", st.Items, st.ColdItems, carts)
+	}
+	adds := map[string]int64{}
+	for u := 0; u < carts; u += 61 {
+		user := fmt.Sprintf("u%d", u)
+		if v := mustCall[cart.View](t, n, "cart", "get", cart.GetRequest{User: user}); v.Items["base"] != 1 {
+			t.Fatalf("before the load: %s's cart is %v", user, v.Items)
+		}
+		if u%2 == 0 {
+			user = fmt.Sprintf("u%d", u+1)
+			mustCall[cart.View](t, n, "cart", "add", cart.AddRequest{User: user, Item: "late", Qty: 1})
+			adds[user]++
+		}
+	}
+	mustCall[cart.View](t, n, "cart", "add", cart.AddRequest{User: "brand-new", Item: "x", Qty: 2})
+	if ld := n.Status().Clones[0].Loaded; ld.Faulted == 0 || ld.LoadDone {
+		t.Fatalf("loaded %+v: want carts faulted in, the load still going", ld)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for ld := n.Status().Clones[0].Loaded; !ld.LoadDone; ld = n.Status().Clones[0].Loaded {
+		if time.Now().After(deadline) {
+			t.Fatalf("load not done after 60 s: %+v", ld)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	st = n.Status().Clones[0]
+	if st.Items != carts+1 || st.Loaded.BackgroundItems+st.Loaded.Faulted+st.Loaded.EagerItems < carts {
+		t.Fatalf("after the load: %d items, loaded %+v: want %d", st.Items, st.Loaded, carts+1)
+	}
+	if err := n.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	n = crashNode(t, fs, 1, nil)
+	for user, want := range adds {
+		if v := mustCall[cart.View](t, n, "cart", "get", cart.GetRequest{User: user}); v.Items["late"] != want || v.Items["base"] != 1 {
+			t.Fatalf("after a second restart %s's cart is %v, want late %d", user, v.Items, want)
+		}
+	}
+	if v := mustCall[cart.View](t, n, "cart", "get", cart.GetRequest{User: "brand-new"}); v.Items["x"] != 2 {
+		t.Fatalf("brand-new's cart is %v", v.Items)
+	}
+}

@@ -71,6 +71,20 @@ type LoadInfo struct {
 	ReplayedOps   int     `json:"replayed_ops"`
 	ReplayMs      float64 `json:"replay_ms"`
 	TookMs        float64 `json:"took_ms"` // until loaded (serving may wait for the clock, up to 1 s more)
+	// Lazy: the state was opened lazily (its header and EagerItems, the
+	// items with pending ops, lists and counters; SnapshotItems is then the
+	// state's size, not what was loaded): the rest is faulted in on use
+	// (Faults lookups found Faulted items) and loaded in paced slices in
+	// the background (BackgroundItems, BackgroundBusyMs of scheduler time,
+	// done after BackgroundMs when LoadDone).
+	Lazy             bool    `json:"lazy"`
+	EagerItems       int     `json:"eager_items,omitempty"`
+	Faults           int     `json:"faults,omitempty"`
+	Faulted          int     `json:"faulted,omitempty"`
+	BackgroundItems  int     `json:"background_items,omitempty"`
+	BackgroundBusyMs float64 `json:"background_busy_ms,omitempty"`
+	BackgroundMs     float64 `json:"background_ms,omitempty"`
+	LoadDone         bool    `json:"load_done"`
 }
 
 // Status is a node's view of itself, served at GET /v1/status.

@@ -266,6 +266,10 @@ func (s *Store) BeginSnapshot(opts SnapshotStreamOptions) (*SnapshotStream, erro
 // at most. 0 when the store has no capture a delta could follow.
 func (s *Store) ChangedItems() int { return len(s.changed) }
 
+// DeltaReady reports whether a delta snapshot begun now would be one: the
+// store has a capture to follow (else BeginSnapshot makes a full one).
+func (s *Store) DeltaReady() bool { return s.deltaBase }
+
 // renumber restarts the 32-bit epoch and window counters before one of
 // them would wrap (after 4e9 snapshots: years), so that no mark left on an
 // item 4e9 streams ago is ever taken for a current one. No stream is open:
