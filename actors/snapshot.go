@@ -452,7 +452,7 @@ func (s *schedulerActor) openState(st *persistence.State) error {
 	if err != nil {
 		return err
 	}
-	s.load = &lazyRun{load: load, state: st, started: t0}
+	s.load = &lazyRun{load: load, state: st, started: t0, lastLog: t0}
 	s.stored = storedSnapshot{state: true}
 	s.loaded.Lazy, s.loaded.EagerItems = true, load.Stats().Eager
 	for _, n := range hdr.GetCollectionItems() {
@@ -524,6 +524,7 @@ type lazyRun struct {
 	load      *collections.LazyLoad
 	state     *persistence.State
 	started   time.Time
+	lastLog   time.Time // of the load's progress
 	busy      time.Duration
 	waiting   bool
 	stopTimer func() bool
@@ -567,6 +568,12 @@ func (s *schedulerActor) loadSlice(ctx actor.Context, m *loadWork) {
 	}
 	d := time.Since(t0)
 	r.busy += d
+	if now := time.Now(); now.Sub(r.lastLog) >= 2*time.Second {
+		r.lastLog = now
+		st := r.load.Stats()
+		s.log.Info("loading state in the background", zap.Int("items", st.Loaded), zap.Int("faulted", st.Faulted),
+			zap.Int("of_about", s.loaded.SnapshotItems), zap.Duration("busy", r.busy), zap.Duration("elapsed", now.Sub(r.started)))
+	}
 	if wait := pacer.spend(time.Now(), d); wait > 0 {
 		s.loadWait(ctx, r, wait)
 		return
