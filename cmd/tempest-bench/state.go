@@ -81,6 +81,11 @@ type stateRun struct {
 	// Snapshot: the last snapshot of a cart clone as /v1/status reports it
 	// (absent when the node does not report one).
 	Snapshot map[string]any `json:"last_snapshot,omitempty"`
+	// PebbleDuringLoad: what the storage engine did during the open-loop
+	// run (/v1/status pebble: flushes, compactions, bytes flushed and
+	// compacted, write stalls, as differences; read amplification and
+	// compaction debt at its end).
+	PebbleDuringLoad map[string]float64 `json:"pebble_during_load,omitempty"`
 	// RestartS: from starting the killed node's process again until every
 	// clone is ready; RestoredOK: sampled carts were all there.
 	RestartS   float64 `json:"restart_s"`
@@ -207,10 +212,12 @@ func measureState(ctx context.Context, f stateFlags, n int, stderr io.Writer) (s
 	budget := time.Duration(f.budgetMs) * time.Millisecond
 	l := newLoader(tgt, budget, f.queries, n, defaultMaxConns, f.seed, stderr)
 	defer l.close()
+	pebbleBefore := pebbleStatus(tgt.addr)
 	load, err := l.run(ctx, f.rate, f.duration, fmt.Sprintf("%d items: %.0f/s", n, f.rate))
 	if err != nil {
 		return r, "", err
 	}
+	r.PebbleDuringLoad = pebbleDelta(pebbleBefore, pebbleStatus(tgt.addr))
 	if f.maxOthersCPU > 0 && load.OthersCPUUtil != nil && *load.OthersCPUUtil > f.maxOthersCPU {
 		fmt.Fprintf(stderr, "state bench: other processes used %.2f CPUs during the %d-item run: its figures are disturbed\n", *load.OthersCPUUtil, n)
 	}
@@ -387,6 +394,35 @@ func sampleCarts(addr string, n, k int) (bool, error) {
 	return true, nil
 }
 
+// pebbleStatus returns the pebble object of /v1/status (nil if absent).
+func pebbleStatus(addr string) map[string]any {
+	var st struct {
+		Pebble map[string]any `json:"pebble"`
+	}
+	if getJSON(addr, "/v1/status", &st) != nil {
+		return nil
+	}
+	return st.Pebble
+}
+
+// pebbleDelta is what pebble did between two of its status objects: the
+// counters' differences, and the gauges' values at the end.
+func pebbleDelta(before, after map[string]any) map[string]float64 {
+	if before == nil || after == nil {
+		return nil
+	}
+	out := map[string]float64{}
+	for _, k := range []string{"flushes", "compactions", "flushed_bytes", "compacted_bytes", "write_stalls", "write_stall_duration_ns", "point_reads"} {
+		a, _ := after[k].(float64)
+		b, _ := before[k].(float64)
+		out[k] = a - b
+	}
+	for _, k := range []string{"read_amp", "compaction_debt_bytes", "l0_files", "disk_bytes"} {
+		out[k], _ = after[k].(float64)
+	}
+	return out
+}
+
 // lastSnapshot returns the last_snapshot object of the first cart clone in
 // /v1/status, or nil when the node does not report one.
 func lastSnapshot(addr string) map[string]any {
@@ -510,7 +546,11 @@ func printState(w io.Writer, res stateResult) {
 		}
 		restart := fmt.Sprintf("%.2fs", r.RestartS)
 		if l := r.RestartLoad; l != nil {
-			restart += fmt.Sprintf(" (snapshot %v items %.1fs, log %v ops %.1fs)", l["snapshot_items"],
+			lazy := ""
+			if b, _ := l["lazy"].(bool); b {
+				lazy = fmt.Sprintf(" opened lazily, %v eager", l["eager_items"])
+			}
+			restart += fmt.Sprintf(" (snapshot %v items%s %.1fs, log %v ops %.1fs)", l["snapshot_items"], lazy,
 				num(l["snapshot_ms"])/1000, l["replayed_ops"], num(l["replay_ms"])/1000)
 		}
 		missed := r.Load.Sent - r.Load.OnTime2xx
@@ -526,6 +566,10 @@ func printState(w io.Writer, res stateResult) {
 	}
 	_ = tw.Flush()
 	for _, r := range res.Runs {
+		if p := r.PebbleDuringLoad; p != nil {
+			fmt.Fprintf(w, "%d items: pebble during the load: %.0f flushes (%.0f MB), %.0f compactions (%.0f MB written), %.0f write stalls, read amp %.0f at the end\n",
+				r.Items, p["flushes"], p["flushed_bytes"]/1e6, p["compactions"], p["compacted_bytes"]/1e6, p["write_stalls"], p["read_amp"])
+		}
 		if r.Error != "" {
 			fmt.Fprintf(w, "%d items: %s\n", r.Items, r.Error)
 		}
