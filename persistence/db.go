@@ -59,8 +59,10 @@ type DB struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	// cache is owned by the committer goroutine.
-	cache map[string]*cloneCache
+	// cache is owned by the committer goroutine, and so is applying: the
+	// clones with a delta state being applied (state.go).
+	cache    map[string]*cloneCache
+	applying map[string]bool
 
 	// testHookCommit, if set, runs in the committer before each group is
 	// built. Tests use it to hold the committer.
@@ -107,6 +109,7 @@ func Open(o Options) (*DB, error) {
 		wake:          make(chan struct{}, 1),
 		committerDone: make(chan struct{}),
 		cache:         make(map[string]*cloneCache),
+		applying:      make(map[string]bool),
 	}
 	db.idle.L = &db.mu
 	if o.Sync == SyncInterval {

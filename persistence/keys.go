@@ -449,7 +449,10 @@ func decodePos(v []byte) (uint64, error) {
 // (what a crash left of an unfinished snapshot) before it writes, and only
 // an end moves snapPos (see group.snapshotChunk). With no delta, basePos ==
 // snapPos. A state is the item keys of epoch `epoch` and the state header,
-// covering snapPos (basePos == snapPos). epoch is also kept in chain mode
+// covering snapPos; when basePos < snapPos, the epoch holds the state at
+// basePos and the delta staged under generation snapPos in the snapshot
+// range (state.go) is still being applied to it: the state is the two
+// together. epoch is also kept in chain mode
 // (or with no snapshot): the last epoch a state used, so that the next one
 // takes a number never seen before.
 type header struct {
@@ -522,14 +525,73 @@ func decodeHeader(v []byte) (header, error) {
 		if h.basePos > h.snapPos {
 			return h, corruptf("clone header: snapshot base at %d beyond the chain's end at %d", h.basePos, h.snapPos)
 		}
-		if h.state && (len(v) != headerLen || h.basePos != h.snapPos || h.epoch == 0) {
-			return h, corruptf("clone header: a state needs a %d-byte header, basePos == snapPos and an epoch (%d bytes, base %d, pos %d, epoch %d)",
-				headerLen, len(v), h.basePos, h.snapPos, h.epoch)
+		if h.state && (len(v) != headerLen || h.epoch == 0) {
+			return h, corruptf("clone header: a state needs a %d-byte header and an epoch (%d bytes, epoch %d)", headerLen, len(v), h.epoch)
 		}
 	default:
 		return h, corruptf("clone header: bad flags %#x", v[17])
 	}
 	return h, nil
+}
+
+// ---- staged delta values ----
+
+// encodeStaged builds the data of a staged delta chunk: for each item,
+// uvarint len(suffix) | suffix | uvarint (0: absent, else len(val)+1) | val.
+// The chunk's value is encodeSnapshot(gen, data).
+func encodeStaged(items []encStateItem) []byte {
+	n := 0
+	for _, it := range items {
+		n += 2*binary.MaxVarintLen32 + len(it.suffix) + len(it.val)
+	}
+	b := make([]byte, 0, n)
+	for _, it := range items {
+		b = binary.AppendUvarint(b, uint64(len(it.suffix)))
+		b = append(b, it.suffix...)
+		if it.val == nil {
+			b = append(b, 0)
+			continue
+		}
+		b = binary.AppendUvarint(b, uint64(len(it.val))+1)
+		b = append(b, it.val...)
+	}
+	return b
+}
+
+// decodeStaged parses encodeStaged's data; the items alias data. Each
+// suffix must be a valid one (u16 len(collection) | collection | key) and
+// each value a valid state item value.
+func decodeStaged(data []byte) ([]encStateItem, error) {
+	var out []encStateItem
+	for len(data) > 0 {
+		n, k := binary.Uvarint(data)
+		if k <= 0 || n > uint64(len(data)-k) {
+			return nil, corruptf("staged delta: bad key length")
+		}
+		suffix := data[k : k+int(n) : k+int(n)]
+		data = data[k+int(n):]
+		if len(suffix) < 2 {
+			return nil, corruptf("staged delta: key of %d bytes", len(suffix))
+		}
+		if m := int(binary.BigEndian.Uint16(suffix)); m == 0 || m > MaxIDLen || len(suffix) < 2+m {
+			return nil, corruptf("staged delta: bad collection length %d", m)
+		}
+		n, k = binary.Uvarint(data)
+		if k <= 0 || (n > 0 && n-1 > uint64(len(data)-k)) {
+			return nil, corruptf("staged delta: bad value length")
+		}
+		it := encStateItem{suffix: suffix}
+		data = data[k:]
+		if n > 0 {
+			it.val = data[: n-1 : n-1]
+			data = data[n-1:]
+			if _, err := decodeStateItem(it.val); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, it)
+	}
+	return out, nil
 }
 
 // ---- state item values ----

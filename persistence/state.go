@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"maps"
 	"math"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -20,13 +22,23 @@ import (
 // the database. Writing it:
 //
 //   - a delta (StateBegin with delta) holds the items changed since the
-//     stored state, each as its new state or as absent. The committer keeps
-//     its items in memory until StateEnd, whose batch applies them to the
-//     stored epoch (absent ones deleted first, so an item that went away and
-//     came back in one delta ends present) with the new header: a crash
-//     before the end leaves the previous state whole, and nothing of the
-//     delta was written. A delta is bounded by the ops applied since the
-//     previous capture (one item per op at most), not by the state.
+//     stored state, each as its new state or as absent. Its items are
+//     staged as they come, chunk by chunk, under its generation in the
+//     snapshot range (0x02, unused by a state otherwise); StateEnd's batch
+//     makes the state "the epoch plus the staged delta" (header basePos <
+//     snapPos). The committer then applies the staged items to the epoch,
+//     Options.StateApplyPerGroup per group commit (absent ones first, so an
+//     item that went away and came back in one delta ends present), and
+//     the batch of the last ones deletes the staging and sets basePos =
+//     snapPos. Until then every reader overlays the staged delta on the
+//     epoch (State), so a partial application is never seen; after a crash
+//     the committer resumes it from the staging (loadClone). A crash before
+//     the end leaves the previous state whole (the next begin deletes what
+//     was staged). Applying a 10,000-item delta in its end's one batch held
+//     every clone's writes for ~18 ms (BenchmarkStateDeltaEnd: skiplist
+//     inserts); in steps no group carries more than a few hundred. A delta
+//     is bounded by the ops applied since the previous capture (one item
+//     per op at most), not by the state.
 //   - a full one (StateBegin without delta) writes its items as they come
 //     under a new epoch (the header's + 1; the begin deletes what a crash
 //     left under it and after), and its end makes that epoch the clone's
@@ -59,12 +71,24 @@ type stateInProgress struct {
 	skip  bool   // nothing logged since the stored state: it stays, nothing of this one is written
 	epoch uint32 // full: the new epoch; delta: the stored epoch it applies to
 	hdr   []byte // the state header value, written by the end
-	// a delta's items, applied by the end: deletions, then the rest.
+	// a delta's items, staged as they came (chunk next is the next one),
+	// applied after the end: deletions, then the rest.
 	dels, sets []encStateItem
+	next       uint32
 	// overwritten: since the begin, another snapshot replaced the stored
 	// one (what a delta builds on) or deleted this one's epoch.
 	overwritten bool
 }
+
+// pendingApply is an ended delta being applied to the stored epoch: its
+// items (deletions, then the rest), of which the first done are applied.
+type pendingApply struct {
+	gen        uint64
+	dels, sets []encStateItem
+	done       int
+}
+
+func (a *pendingApply) len() int { return len(a.dels) + len(a.sets) }
 
 func (sp *stateInProgress) stale(clone string) error {
 	if !sp.overwritten {
@@ -157,6 +181,18 @@ func (gs *group) stateStep(c *CloneLog, o *op) (result, error) {
 		}
 		setSnapshotPos(o.val, gen)
 		sp := &stateInProgress{gen: gen, delta: o.delta, epoch: cc.hdr.epoch, hdr: o.val}
+		if o.delta {
+			// On top of the whole stored state: finish applying the
+			// previous delta (normally done long since).
+			if err := gs.applyPending(cc, math.MaxInt); err != nil {
+				return result{}, err
+			}
+		}
+		// What a crash left staged (nothing is pending now, or it is a
+		// full state, which leaves the pending delta alone).
+		if err := gs.clearStaging(cc); err != nil {
+			return result{}, err
+		}
 		if !o.delta {
 			if cc.hdr.epoch == math.MaxUint32 {
 				return result{err: fmt.Errorf("%w: clone %s: state epochs exhausted", ErrCorrupt, c.id)}, nil
@@ -182,6 +218,14 @@ func (gs *group) stateStep(c *CloneLog, o *op) (result, error) {
 			return result{err: err}, nil
 		}
 		if sp.delta {
+			if len(o.items) == 0 {
+				return result{pos: sp.gen}, nil
+			}
+			v := encodeSnapshot(sp.gen, encodeStaged(o.items))
+			if err := gs.b.Set(snapChunkKey(c.prefix, sp.gen, sp.next), v, nil); err != nil {
+				return result{}, err
+			}
+			sp.next++
 			for _, it := range o.items {
 				if it.val == nil {
 					sp.dels = append(sp.dels, it)
@@ -208,11 +252,17 @@ func (gs *group) stateStep(c *CloneLog, o *op) (result, error) {
 		if err := sp.stale(c.id); err != nil {
 			return result{err: err}, nil
 		}
+		base := sp.gen
 		if sp.delta {
-			if err := gs.putStateItems(c.prefix, sp.epoch, sp.dels, sp.sets); err != nil {
-				return result{}, err
+			if sp.next > 0 {
+				// Staged: the state is now the epoch plus the staging,
+				// applied a few hundred items a group from here on.
+				base = cc.hdr.snapPos
+				cc.apply = &pendingApply{gen: sp.gen, dels: sp.dels, sets: sp.sets}
+				gs.db.applying[c.id] = true
 			}
 		} else {
+			cc.apply = nil // its epoch goes now
 			// The new epoch replaces every older one and any chain.
 			lo, hi := stateEpochBounds(c.prefix, 0, sp.epoch)
 			if err := gs.b.DeleteRange(lo, hi, nil); err != nil {
@@ -230,9 +280,129 @@ func (gs *group) stateStep(c *CloneLog, o *op) (result, error) {
 			return result{}, err
 		}
 		cc.hdr.hasSnap, cc.hdr.state, cc.hdr.epoch = true, true, sp.epoch
-		cc.hdr.snapPos, cc.hdr.basePos, cc.hdrDirty = sp.gen, sp.gen, true
+		cc.hdr.snapPos, cc.hdr.basePos, cc.hdrDirty = sp.gen, base, true
 		return result{pos: sp.gen}, nil
 	}
+}
+
+// clearStaging deletes what the snapshot range holds for cc besides the
+// pending delta's staging, if any.
+func (gs *group) clearStaging(cc *cloneCache) error {
+	lo, hi := snapBounds(cc.prefix)
+	if a := cc.apply; a != nil {
+		if err := gs.b.DeleteRange(lo, snapChunkKey(cc.prefix, a.gen, 0), nil); err != nil {
+			return err
+		}
+		if a.gen == math.MaxUint64 {
+			return nil
+		}
+		lo = snapChunkKey(cc.prefix, a.gen+1, 0)
+	}
+	return gs.b.DeleteRange(lo, hi, nil)
+}
+
+// applyPending applies up to n more items of cc's pending delta to its
+// epoch, and once all are, deletes the staging and makes the header say
+// so, all in this group's batch.
+func (gs *group) applyPending(cc *cloneCache, n int) error {
+	a := cc.apply
+	if a == nil {
+		return nil
+	}
+	gs.touched[cc.id] = cc // a failed group drops the cache; loadClone resumes
+	end := a.len()
+	if n < end-a.done { // (a.done+n may overflow: n is MaxInt for "all")
+		end = a.done + n
+	}
+	dels, sets := a.dels[min(a.done, len(a.dels)):min(end, len(a.dels))], a.sets[max(a.done-len(a.dels), 0):max(end-len(a.dels), 0)]
+	if err := gs.putStateItems(cc.prefix, cc.hdr.epoch, dels, sets); err != nil {
+		return err
+	}
+	a.done = end
+	if a.done < a.len() {
+		return nil
+	}
+	lo := snapChunkKey(cc.prefix, a.gen, 0)
+	_, hi := snapBounds(cc.prefix)
+	if a.gen < math.MaxUint64 {
+		hi = snapChunkKey(cc.prefix, a.gen+1, 0)
+	}
+	if err := gs.b.DeleteRange(lo, hi, nil); err != nil {
+		return err
+	}
+	cc.apply = nil
+	cc.hdr.basePos, cc.hdrDirty = cc.hdr.snapPos, true
+	return nil
+}
+
+// applySteps advances every pending delta by Options.StateApplyPerGroup
+// items in this group.
+func (gs *group) applySteps() error {
+	for id := range gs.db.applying {
+		cc := gs.db.cache[id]
+		if cc == nil || cc.apply == nil {
+			delete(gs.db.applying, id) // dropped or done: loadClone re-registers it
+			continue
+		}
+		n := gs.db.opts.StateApplyPerGroup
+		if n == 0 {
+			n = DefaultStateApplyPerGroup
+		}
+		if err := gs.applyPending(cc, n); err != nil {
+			return err
+		}
+		if cc.apply == nil {
+			delete(gs.db.applying, id)
+		}
+	}
+	return nil
+}
+
+// loadStaged reads the staged delta of generation gen (what loadClone
+// resumes and State overlays): its items, deletions then the rest.
+func loadStaged(r pebble.Reader, prefix []byte, gen uint64) (dels, sets []encStateItem, err error) {
+	_, hi := snapBounds(prefix)
+	if gen < math.MaxUint64 {
+		hi = snapChunkKey(prefix, gen+1, 0)
+	}
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: snapChunkKey(prefix, gen, 0), UpperBound: hi})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer it.Close()
+	n := 0
+	for valid := it.First(); valid; valid = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return nil, nil, err
+		}
+		at, data, err := decodeSnapshot(v)
+		if err == nil && at != gen {
+			err = corruptf("staged delta %d holds a chunk of %d", gen, at)
+		}
+		var items []encStateItem
+		if err == nil {
+			items, err = decodeStaged(bytes.Clone(data))
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, x := range items {
+			if x.val == nil {
+				dels = append(dels, x)
+			} else {
+				sets = append(sets, x)
+			}
+		}
+		n++
+	}
+	if err := it.Error(); err != nil {
+		return nil, nil, err
+	}
+	if n == 0 {
+		return nil, nil, corruptf("the header names a staged delta at %d, which has no chunk", gen)
+	}
+	return dels, sets, nil
 }
 
 // putStateItems deletes dels and then sets sets under epoch.
@@ -261,12 +431,14 @@ func (gs *group) putStateItems(prefix []byte, epoch uint32, dels, sets []encStat
 }
 
 // replaceStateByChain is called when a chain becomes the clone's snapshot
-// (a full chain end, SaveSnapshot): the stored state goes in the same batch,
-// and a state in progress can no longer end.
+// (a full chain end, SaveSnapshot): the stored state goes in the same batch
+// (a pending delta's staging with the chain range), and a state in progress
+// can no longer end.
 func (gs *group) replaceStateByChain(cc *cloneCache) error {
 	if cc.state != nil {
 		cc.state.overwritten = true
 	}
+	cc.apply = nil
 	if !cc.hdr.state {
 		return nil
 	}
@@ -293,6 +465,10 @@ type State struct {
 	header []byte
 	epoch  uint32
 	closed bool
+	// overlay: a delta staged and not fully applied to the epoch yet, by
+	// key suffix (a nil value: absent), and its suffixes in order.
+	overlay     map[string][]byte
+	overlayKeys []string
 }
 
 // OpenState returns a read view of the clone's stored state, and false if
@@ -334,7 +510,22 @@ func (c *CloneLog) openState(view *pebble.Snapshot) (*State, bool, error) {
 	if pos != hdr.snapPos {
 		return nil, false, corruptf("clone %s: the header names a state at %d, its state header says %d", c.id, hdr.snapPos, pos)
 	}
-	return &State{c: c, view: view, pos: pos, header: bytes.Clone(data), epoch: hdr.epoch}, true, nil
+	st := &State{c: c, view: view, pos: pos, header: bytes.Clone(data), epoch: hdr.epoch}
+	if hdr.basePos < hdr.snapPos {
+		dels, sets, err := loadStaged(view, c.prefix, hdr.snapPos)
+		if err != nil {
+			return nil, false, fmt.Errorf("clone %s: %w", c.id, err)
+		}
+		st.overlay = make(map[string][]byte, len(dels)+len(sets))
+		for _, x := range dels {
+			st.overlay[string(x.suffix)] = nil
+		}
+		for _, x := range sets {
+			st.overlay[string(x.suffix)] = x.val
+		}
+		st.overlayKeys = slices.Sorted(maps.Keys(st.overlay))
+	}
+	return st, true, nil
 }
 
 // Pos is the log position the state covers: replay the log after it.
@@ -352,7 +543,18 @@ func (s *State) Get(collection string, key []byte) ([]byte, bool, error) {
 	if !validID(collection) {
 		return nil, false, fmt.Errorf("%w: collection %q", ErrInvalidID, collection)
 	}
-	k := stateItemKey(nil, statePrefix(s.c.prefix), s.epoch, stateItemSuffix(collection, key))
+	suffix := stateItemSuffix(collection, key)
+	if v, staged := s.overlay[string(suffix)]; staged {
+		if v == nil {
+			return nil, false, nil
+		}
+		data, err := decodeStateItem(v)
+		if err != nil {
+			return nil, false, fmt.Errorf("clone %s: staged item %q of %s: %w", s.c.id, key, collection, err)
+		}
+		return bytes.Clone(data), true, nil
+	}
+	k := stateItemKey(nil, statePrefix(s.c.prefix), s.epoch, suffix)
 	v, closer, err := s.c.db.get(s.view, k)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil
@@ -390,38 +592,63 @@ func (s *State) Items() iter.Seq2[StateItem, error] {
 		defer it.Close()
 		skip := len(lo)
 		var coll string
+		// emit yields one item given its key suffix and value (the staged
+		// delta's or the epoch's).
+		emit := func(suffix, v []byte) bool {
+			m := int(suffix[0])<<8 | int(suffix[1])
+			if m == 0 || m > MaxIDLen || len(suffix) < 2+m {
+				return yield(StateItem{}, corruptf("clone %s: state key suffix %q: bad collection length %d", s.c.id, suffix, m))
+			}
+			if name := suffix[2 : 2+m]; string(name) != coll {
+				coll = string(name)
+			}
+			data, err := decodeStateItem(v)
+			if err != nil {
+				yield(StateItem{}, fmt.Errorf("clone %s: state key suffix %q: %w", s.c.id, suffix, err))
+				return false
+			}
+			return yield(StateItem{Collection: coll, Key: suffix[2+m:], Value: data}, nil)
+		}
+		// The staged delta's items, merged in key order: a staged key
+		// replaces (or, absent, hides) the epoch's.
+		staged := s.overlayKeys
+		flush := func(upTo []byte) bool { // the staged items before upTo (nil: all)
+			for len(staged) > 0 && (upTo == nil || staged[0] < string(upTo)) {
+				k := staged[0]
+				staged = staged[1:]
+				if v := s.overlay[k]; v != nil && !emit([]byte(k), v) {
+					return false
+				}
+			}
+			return true
+		}
 		for valid := it.First(); valid; valid = it.Next() {
 			k := it.Key()
-			rest := k[skip:]
-			if len(rest) < 2 {
+			suffix := k[skip:]
+			if len(suffix) < 2 {
 				yield(StateItem{}, corruptf("clone %s: state key %q: short", s.c.id, k))
 				return
 			}
-			m := int(rest[0])<<8 | int(rest[1])
-			if m == 0 || m > MaxIDLen || len(rest) < 2+m {
-				yield(StateItem{}, corruptf("clone %s: state key %q: bad collection length %d", s.c.id, k, m))
+			if !flush(suffix) {
 				return
 			}
-			if name := rest[2 : 2+m]; string(name) != coll {
-				coll = string(name)
+			if _, ok := s.overlay[string(suffix)]; ok {
+				continue // the staged delta's (emitted, or absent)
 			}
 			v, err := it.ValueAndErr()
 			if err != nil {
 				yield(StateItem{}, err)
 				return
 			}
-			data, err := decodeStateItem(v)
-			if err != nil {
-				yield(StateItem{}, fmt.Errorf("clone %s: state key %q: %w", s.c.id, k, err))
-				return
-			}
-			if !yield(StateItem{Collection: coll, Key: rest[2+m:], Value: data}, nil) {
+			if !emit(suffix, v) {
 				return
 			}
 		}
 		if err := it.Error(); err != nil {
 			yield(StateItem{}, err)
+			return
 		}
+		flush(nil)
 	}
 }
 

@@ -7,7 +7,9 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -466,4 +468,199 @@ func TestUpgradeFormat3(t *testing.T) {
 	seq := uint64(2)
 	p := writeState(t, c.NewWriter(10), false, "s", stateItems("m", "k", "v"), 1, true, &seq)
 	checkState(t, c, p, "s", map[string]string{"m/k": "v"})
+}
+
+// stateHeader reads the clone's header from the database.
+func stateHeader(t *testing.T, db *DB, c *CloneLog) header {
+	t.Helper()
+	h, err := db.readHeader(db.pdb, c.prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// waitApplied waits until the clone's delta state is applied: the header
+// says so and nothing is staged.
+func waitApplied(t *testing.T, db *DB, c *CloneLog) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		h := stateHeader(t, db, c)
+		if h.basePos == h.snapPos && snapKeys(t, db, c) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("delta not applied after 10 s: header %+v, %d staged keys", h, snapKeys(t, db, c))
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// bigDelta returns a delta of n items over a state of keys k000..k099:
+// changes, new items, removals, and an item gone and back.
+func bigDelta(n int, want map[string]string) []StateItem {
+	var d []StateItem
+	for i := range n {
+		k := fmt.Sprintf("k%03d", i)
+		switch i % 5 {
+		case 0:
+			d = append(d, stateItems("m", k, "")...)
+			delete(want, "m/"+k)
+		default:
+			v := fmt.Sprintf("d%d", i)
+			d = append(d, stateItems("m", k, v)...)
+			want["m/"+k] = v
+		}
+	}
+	d = append(d, stateItems("m", "k001", "", "k001", "back")...)
+	want["m/k001"] = "back"
+	return d
+}
+
+// TestStateDeltaIsAppliedInSteps: an ended delta state is applied to the
+// stored epoch a few items per group commit, in the groups that follow
+// (idle ones too); a reader at any point in between reads the whole new
+// state (the staged delta overlaid), and at the end nothing is staged.
+func TestStateDeltaIsAppliedInSteps(t *testing.T) {
+	o := memOptions()
+	o.StateApplyPerGroup = 3
+	db := openT(t, o)
+	c := db.Clone("c")
+	w := c.NewWriter(1000)
+	seq := uint64(1)
+	mustAppend(t, c, rec("o", 1))
+	var base []StateItem
+	want := map[string]string{}
+	for i := range 100 {
+		k := fmt.Sprintf("k%03d", i)
+		base = append(base, stateItems("m", k, "v")...)
+		want["m/"+k] = "v"
+	}
+	writeState(t, w, false, "full", base, 50, true, &seq)
+	waitApplied(t, db, c)
+	p := writeState(t, w, true, "delta", bigDelta(300, want), 64, true, &seq)
+	partial := false
+	for i := 0; ; i++ {
+		h := stateHeader(t, db, c)
+		checkState(t, c, p, "delta", want) // mid-apply or not, the same state
+		if h.basePos < h.snapPos {
+			partial = true
+		} else if snapKeys(t, db, c) == 0 {
+			break
+		}
+		if i > 10000 {
+			t.Fatalf("not applied: header %+v", h)
+		}
+	}
+	if !partial {
+		t.Log("the apply finished before the first read (the test read no partial state)")
+	}
+	waitApplied(t, db, c)
+	checkState(t, c, p, "delta", want)
+	if n := stateKeys(t, db, c); n != len(want) {
+		t.Fatalf("%d state keys, want %d", n, len(want))
+	}
+}
+
+// TestCrashMidStateApply: a crash after a delta state's end, its items
+// staged and not all applied, loses nothing: the reopened state is the
+// whole new state, and the first write of the clone resumes the apply.
+func TestCrashMidStateApply(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	o := crashOptions(fs, SyncAlways)
+	o.StateApplyPerGroup = 1
+	db := openT(t, o)
+	c := db.Clone("c")
+	w := c.NewWriter(1000)
+	seq := uint64(1)
+	mustAppend(t, c, rec("o", 1))
+	var base []StateItem
+	want := map[string]string{}
+	for i := range 100 {
+		k := fmt.Sprintf("k%03d", i)
+		base = append(base, stateItems("m", k, "v")...)
+		want["m/"+k] = "v"
+	}
+	writeState(t, w, false, "full", base, 50, true, &seq)
+	waitApplied(t, db, c)
+	// Hold the committer after the delta's end, so that the crash image
+	// has it staged and hardly applied.
+	d := bigDelta(400, want)
+	var got completions
+	if err := w.StateBegin([]byte("delta"), true, got.cb("begin")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(d); i += 64 {
+		if err := w.StateItems(d[i:min(i+64, len(d))], got.cb("items")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	image := make(chan *vfs.MemFS, 1)
+	if err := w.StateEnd(func(pos uint64, err error) {
+		got.cb("end")(pos, err)
+		image <- fs.CrashClone(vfs.CrashCloneCfg{})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	w.Wait()
+	p := got.got[0].pos
+	crashed := <-image
+
+	db2 := openT(t, crashOptions(crashed, SyncAlways))
+	c2 := db2.Clone("c")
+	if h := stateHeader(t, db2, c2); h.snapPos != p || h.basePos >= h.snapPos {
+		t.Fatalf("after the crash: header %+v, want the delta's state at %d, staged and not applied", h, p)
+	}
+	checkState(t, c2, p, "delta", want)
+	seq++
+	mustAppend(t, c2, rec("o", seq)) // the clone's first write: the apply resumes
+	waitApplied(t, db2, c2)
+	checkState(t, c2, p, "delta", want)
+	if n := stateKeys(t, db2, c2); n != len(want) {
+		t.Fatalf("%d state keys, want %d", n, len(want))
+	}
+}
+
+// TestDeltaBegunWhileApplying: a delta begun while the previous one is
+// still being applied (part of it applied) finishes that apply first, in
+// its begin's group, and builds on the whole state.
+func TestDeltaBegunWhileApplying(t *testing.T) {
+	o := memOptions()
+	o.StateApplyPerGroup = 1
+	db := openT(t, o)
+	c := db.Clone("c")
+	w := c.NewWriter(1000)
+	seq := uint64(1)
+	mustAppend(t, c, rec("o", 1))
+	want := map[string]string{}
+	writeState(t, w, false, "full", stateItems("m", "x", "1"), 50, true, &seq)
+	// The committer stops before its first group after some (not all) of
+	// the first delta is applied, one item a group; the second delta
+	// comes then.
+	parked, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	hook := func() {
+		if a := db.cache["c"].apply; a != nil && a.done > 0 {
+			once.Do(func() { close(parked); <-release })
+		}
+	}
+	db.testHookCommit.Store(&hook)
+	writeState(t, w, true, "d1", bigDelta(300, want), 64, true, &seq)
+	<-parked
+	var p uint64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p = writeState(t, w, true, "d2", stateItems("m", "k002", "two", "k003", ""), 64, true, &seq)
+	}()
+	waitQueued(db, 1)
+	close(release)
+	<-done
+	want["m/k002"] = "two"
+	delete(want, "m/k003")
+	want["m/x"] = "1"
+	checkState(t, c, p, "d2", want)
+	waitApplied(t, db, c)
+	checkState(t, c, p, "d2", want)
 }
