@@ -61,9 +61,9 @@ type CloneStatus struct {
 	UpdatedAt     time.Time      `json:"updated_at"`
 }
 
-// LoadInfo is how a clone loaded its state when it (re)started: the stored
-// snapshot chain (its parts, a full snapshot and deltas, and their items),
-// then the op log after it.
+// LoadInfo is how a clone loaded its state when it (re)started: its stored
+// state (one part; or, as format 3 stored it, a chain of parts, a full
+// snapshot and deltas) and its items, then the op log after it.
 type LoadInfo struct {
 	SnapshotParts int     `json:"snapshot_parts"`
 	SnapshotItems int     `json:"snapshot_items"`

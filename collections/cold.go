@@ -55,13 +55,15 @@ type coldTable struct {
 }
 
 // coldRec is one cold item: where its key and value are in the arena, and
-// the item fields that outlive its ops.
+// the item fields that outlive its ops. Not its hash (item.hashed): 8 bytes
+// of each of a large replica's records, while hashing an item's key and
+// value again (hashItem) costs a promotion, a restore or ItemDigests well
+// under 100 ns.
 type coldRec struct {
 	chunk         uint32 // arena chunk id; 0: a free slot
 	off           uint32 // the key's offset in the chunk; the data follows it
 	keyLen        uint32
 	dataLen       uint32
-	hashed        uint64 // the item's hash (item.hashed)
 	foldedWall    uint64 // item.foldedWall
 	foldedLogical uint32 // item.foldedLogical
 	captured      uint32 // item.captured: the open snapshot stream already holds it

@@ -41,7 +41,7 @@ func TestColdTableMatchesAMap(t *testing.T) {
 			}
 		} else {
 			v := value()
-			slots[k] = tb.put([]byte(k), v, coldRec{hashed: uint64(len(v))})
+			slots[k] = tb.put([]byte(k), v, coldRec{foldedWall: uint64(len(v))})
 			model[k] = v
 		}
 		if rng.IntN(10) == 0 {
@@ -62,7 +62,7 @@ func TestColdTableMatchesAMap(t *testing.T) {
 			t.Fatalf("find(%q) = %d %v, want %d", k, slot, ok, slots[k])
 		}
 		r := tb.rec(slot)
-		if got := tb.data(r); !bytes.Equal(got, v) || r.hashed != uint64(len(v)) {
+		if got := tb.data(r); !bytes.Equal(got, v) || r.foldedWall != uint64(len(v)) {
 			t.Fatalf("%q: %d bytes, want %d", k, len(got), len(v))
 		}
 	}

@@ -170,12 +170,12 @@ func (c *collection) promote(slot uint32) *item {
 		c:             c,
 		key:           string(c.cold.key(r)),
 		cur:           value{exists: true, data: c.cold.data(r)},
-		hashed:        r.hashed,
 		foldedWall:    r.foldedWall,
 		foldedLogical: r.foldedLogical,
 		captured:      r.captured,
 		live:          true,
 	}
+	it.hashed = hashItem(c.name, c.kind, it.key, &it.cur) // what demote left in c.digest: it was clean
 	c.cold.del(slot)
 	c.items[it.key] = it
 	if st := c.s.stream; st != nil {
@@ -213,7 +213,6 @@ func (c *collection) demote(it *item) {
 		}
 	}
 	c.cold.put([]byte(it.key), it.cur.data, coldRec{
-		hashed:        it.hashed,
 		foldedWall:    it.foldedWall,
 		foldedLogical: it.foldedLogical,
 		captured:      it.captured,

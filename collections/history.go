@@ -420,7 +420,7 @@ func (s *Store) applyUser(c *collection, v *value, op *tempestpb.Op) {
 // zero value, else a 64-bit hash of (collection, key, value). Digests are
 // sums of contributions, so they do not depend on the order in which
 // items were created, and are equal on replicas holding equal values.
-func hashItem(coll string, k kind, key string, v *value) uint64 {
+func hashItem[K ~string | ~[]byte](coll string, k kind, key K, v *value) uint64 {
 	if v.zero() {
 		return 0
 	}
@@ -459,7 +459,7 @@ func fnvUint(h uint64, n uint64) uint64 {
 }
 
 // fnvLen hashes len(s) then s, so adjacent fields cannot run into each other.
-func fnvLen(h uint64, s string) uint64 {
+func fnvLen[S ~string | ~[]byte](h uint64, s S) uint64 {
 	h = fnvUint(h, uint64(len(s)))
 	for i := 0; i < len(s); i++ {
 		h = fnvByte(h, s[i])

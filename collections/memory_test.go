@@ -31,7 +31,7 @@ func liveObjects() uint64 { return afterGC().HeapObjects }
 // its ops are folded, measured as live heap (deterministic: allocation
 // sizes do not depend on timing). The items are cart-like: a key of ~11
 // bytes and a small JSON object of ~12 bytes, ~43 bytes encoded in a
-// snapshot. Folded, the items are cold (see coldTable): a 40-byte record,
+// snapshot. Folded, the items are cold (see coldTable): a 32-byte record,
 // the key and value bytes in the arena, an index entry; about 100 bytes.
 // The bound, 3x the encoded size, catches items left as Go objects (an
 // item struct alone is 128 bytes) or a cold item growing.

@@ -422,7 +422,7 @@ func (r *restoring) keep(c *collection, key []byte, base value, ops []*tempestpb
 		// Quiet: straight to the cold table, no Go object per item; the
 		// one lookup also finds a duplicate (in a delta, forget removed
 		// what was there).
-		if !t.putOnce(key, base.data, coldRec{hashed: hashItem(c.name, c.kind, string(key), &base)}) {
+		if !t.putOnce(key, base.data, coldRec{}) { // hashed by install
 			return listedTwice()
 		}
 		return nil
@@ -544,7 +544,8 @@ func (s *Store) install(snap *tempestpb.SnapshotHeader, r *restoring) {
 		c.cold = t // the collection's table was empty: the store is fresh
 		c.live += t.len()
 		t.each(func(_ uint32, r *coldRec) bool {
-			c.digest += r.hashed
+			v := value{exists: true, data: t.data(r)}
+			c.digest += hashItem(c.name, c.kind, t.key(r), &v)
 			return true
 		})
 		c.sorted = nil

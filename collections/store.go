@@ -734,7 +734,8 @@ func (s *Store) ItemDigests(collection string) map[string]uint64 {
 	}
 	if c.cold != nil {
 		c.cold.each(func(_ uint32, r *coldRec) bool {
-			out[string(c.cold.key(r))] = r.hashed // current: cold items are not dirty
+			v := value{exists: true, data: c.cold.data(r)}
+			out[string(c.cold.key(r))] = hashItem(c.name, c.kind, c.cold.key(r), &v)
 			return true
 		})
 	}
