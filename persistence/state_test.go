@@ -518,14 +518,11 @@ func bigDelta(n int, want map[string]string) []StateItem {
 	return d
 }
 
-// TestStateDeltaIsAppliedInSteps: an ended delta state is applied to the
-// stored epoch a few items per group commit, in the groups that follow
-// (idle ones too); a reader at any point in between reads the whole new
-// state (the staged delta overlaid), and at the end nothing is staged.
-func TestStateDeltaIsAppliedInSteps(t *testing.T) {
-	o := memOptions()
-	o.StateApplyPerGroup = 3
-	db := openT(t, o)
+// hundredItems gives clone "c" of db a record and a full state of items
+// k000..k099 of collection m, all "v", and returns the clone, its writer,
+// the last seq of origin "o" and the state.
+func hundredItems(t *testing.T, db *DB) (*CloneLog, *Writer, uint64, map[string]string) {
+	t.Helper()
 	c := db.Clone("c")
 	w := c.NewWriter(1000)
 	seq := uint64(1)
@@ -539,6 +536,18 @@ func TestStateDeltaIsAppliedInSteps(t *testing.T) {
 	}
 	writeState(t, w, false, "full", base, 50, true, &seq)
 	waitApplied(t, db, c)
+	return c, w, seq, want
+}
+
+// TestStateDeltaIsAppliedInSteps: an ended delta state is applied to the
+// stored epoch a few items per group commit, in the groups that follow
+// (idle ones too); a reader at any point in between reads the whole new
+// state (the staged delta overlaid), and at the end nothing is staged.
+func TestStateDeltaIsAppliedInSteps(t *testing.T) {
+	o := memOptions()
+	o.StateApplyPerGroup = 3
+	db := openT(t, o)
+	c, w, seq, want := hundredItems(t, db)
 	p := writeState(t, w, true, "delta", bigDelta(300, want), 64, true, &seq)
 	partial := false
 	for i := 0; ; i++ {
@@ -571,21 +580,9 @@ func TestCrashMidStateApply(t *testing.T) {
 	o := crashOptions(fs, SyncAlways)
 	o.StateApplyPerGroup = 1
 	db := openT(t, o)
-	c := db.Clone("c")
-	w := c.NewWriter(1000)
-	seq := uint64(1)
-	mustAppend(t, c, rec("o", 1))
-	var base []StateItem
-	want := map[string]string{}
-	for i := range 100 {
-		k := fmt.Sprintf("k%03d", i)
-		base = append(base, stateItems("m", k, "v")...)
-		want["m/"+k] = "v"
-	}
-	writeState(t, w, false, "full", base, 50, true, &seq)
-	waitApplied(t, db, c)
-	// Hold the committer after the delta's end, so that the crash image
-	// has it staged and hardly applied.
+	_, w, seq, want := hundredItems(t, db)
+	// The crash image is taken as the delta's end is reported, one item
+	// a group applied at most since: staged and hardly applied.
 	d := bigDelta(400, want)
 	var got completions
 	if err := w.StateBegin([]byte("delta"), true, got.cb("begin")); err != nil {
