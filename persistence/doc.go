@@ -9,12 +9,15 @@
 // one clone ("cart/2"). A clone's log is a sequence of records at positions
 // 1, 2, 3, ... assigned by the store. Append is idempotent on (origin, seq),
 // so at-least-once delivery from peers and retries after a crash are safe.
-// SaveSnapshot stores a snapshot covering the log up to a position (a Writer
-// writes one in chunks, in full or as a delta on the stored one); Prune then
-// removes the covered records. A restarting clone calls LoadSnapshot (or
-// SnapshotChunks, SnapshotChain) and Replay(pos, ...), then catches up from
-// peers, who serve it with Range (records of one origin by seq) after
-// comparing MaxSeq.
+// A Writer stores the clone's state covering the log up to a position, one
+// key per item (StateBegin, StateItems, StateEnd: in full, or as a delta on
+// the stored one; see state.go); Prune then removes the covered records. A
+// restarting clone opens it (OpenState: an item at a time, or in one scan)
+// and calls Replay(pos, ...), then catches up from peers, who serve it with
+// Range (records of one origin by seq) after comparing MaxSeq. Snapshots as
+// opaque chunks (SaveSnapshot, Writer.SnapshotBegin, read with
+// LoadSnapshot, SnapshotChunks, SnapshotChain) are what format 3 stored:
+// they still load, and a state replaces them.
 //
 // # Group commit
 //
