@@ -99,19 +99,11 @@ func (b *StreamRestorer) addEncoded(data []byte) (int, error) {
 // of a chunk holding the item, and decodes a trusted restore's quiet items
 // as AddEncoded does. raw is not retained.
 func (b *StreamRestorer) AddItemEncoded(raw []byte) error {
-	if b.err != nil {
-		return b.err
-	}
-	switch {
-	case b.done:
-		b.err = badSnapshot("restore already finished")
-	case b.last:
-		b.err = badSnapshot("item after the part's end")
-	case b.next != 0:
-		b.err = badSnapshot("an item alone in a part read in chunks")
-	default:
-		b.itemwise = true
-		b.err = b.addRawItem(raw)
+	if b.err == nil {
+		if b.err = b.itemwiseStep("an item"); b.err == nil {
+			b.itemwise = true
+			b.err = b.addRawItem(raw)
+		}
 	}
 	return b.err
 }
@@ -119,20 +111,26 @@ func (b *StreamRestorer) AddItemEncoded(raw []byte) error {
 // EndItems ends a part read item by item (AddItemEncoded; it may have no
 // item): Finish or NextDelta may follow.
 func (b *StreamRestorer) EndItems() error {
-	if b.err != nil {
-		return b.err
-	}
-	switch {
-	case b.done:
-		b.err = badSnapshot("restore already finished")
-	case b.last:
-		b.err = badSnapshot("part ended twice")
-	case b.next != 0:
-		b.err = badSnapshot("EndItems in a part read in chunks")
-	default:
-		b.itemwise, b.last = true, true
+	if b.err == nil {
+		if b.err = b.itemwiseStep("the end of items"); b.err == nil {
+			b.itemwise, b.last = true, true
+		}
 	}
 	return b.err
+}
+
+// itemwiseStep checks that what (an item, the end of the items) may come
+// next in a part read item by item.
+func (b *StreamRestorer) itemwiseStep(what string) error {
+	switch {
+	case b.done:
+		return badSnapshot("restore already finished")
+	case b.last:
+		return badSnapshot("%s after the part's end", what)
+	case b.next != 0:
+		return badSnapshot("%s in a part read in chunks", what)
+	}
+	return nil
 }
 
 // addDecoded is AddEncoded by way of a decoded message.

@@ -460,7 +460,7 @@ func (gs *group) clone(c *CloneLog) (*cloneCache, error) {
 		if h := cc.hdr; h.hasSnap && h.state && h.basePos < h.snapPos {
 			// A delta state ended and not fully applied: resume it.
 			a := &pendingApply{gen: h.snapPos}
-			if a.dels, a.sets, err = loadStaged(gs.db.pdb, c.prefix, h.snapPos); err != nil {
+			if a.items, err = loadStaged(gs.db.pdb, c.prefix, h.snapPos); err != nil {
 				return nil, fmt.Errorf("clone %s: %w", c.id, err)
 			}
 			cc.apply = a

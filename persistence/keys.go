@@ -396,14 +396,8 @@ func encodeRecord(origin string, seq uint64, data []byte) []byte {
 // decodeRecord parses a log value. The returned Data aliases v.
 func decodeRecord(v []byte) (Record, error) {
 	var r Record
-	if len(v) < recordHeaderLen {
-		return r, corruptf("record value: %d bytes, shorter than the %d-byte header", len(v), recordHeaderLen)
-	}
-	if v[0] != valueVersion {
-		return r, corruptf("record value: unknown version %d", v[0])
-	}
-	if got, want := crc32.Checksum(v[5:], castagnoli), binary.BigEndian.Uint32(v[1:5]); got != want {
-		return r, corruptf("record value: checksum %08x, stored %08x", got, want)
+	if err := checkValue("record value", v, recordHeaderLen); err != nil {
+		return r, err
 	}
 	n := int(binary.BigEndian.Uint16(v[5:7]))
 	if n == 0 || n > MaxIDLen || len(v) < recordHeaderLen+n {
@@ -534,6 +528,24 @@ func decodeHeader(v []byte) (header, error) {
 	return h, nil
 }
 
+// ---- checksummed values ----
+
+// checkValue checks what every structured value starts with: at least
+// hdrLen bytes, the version byte, and a CRC-32C of everything after the
+// first 5 bytes. what names the value in the error.
+func checkValue(what string, v []byte, hdrLen int) error {
+	if len(v) < hdrLen {
+		return corruptf("%s: %d bytes, shorter than the %d-byte header", what, len(v), hdrLen)
+	}
+	if v[0] != valueVersion {
+		return corruptf("%s: unknown version %d", what, v[0])
+	}
+	if got, want := crc32.Checksum(v[5:], castagnoli), binary.BigEndian.Uint32(v[1:5]); got != want {
+		return corruptf("%s: checksum %08x, stored %08x", what, got, want)
+	}
+	return nil
+}
+
 // ---- staged delta values ----
 
 // encodeStaged builds the data of a staged delta chunk: for each item,
@@ -607,14 +619,8 @@ func encodeStateItem(dst, data []byte) []byte {
 
 // decodeStateItem parses a state item value. data aliases v.
 func decodeStateItem(v []byte) (data []byte, err error) {
-	if len(v) < stateItemHeaderLen {
-		return nil, corruptf("state item value: %d bytes, shorter than the %d-byte header", len(v), stateItemHeaderLen)
-	}
-	if v[0] != valueVersion {
-		return nil, corruptf("state item value: unknown version %d", v[0])
-	}
-	if got, want := crc32.Checksum(v[5:], castagnoli), binary.BigEndian.Uint32(v[1:5]); got != want {
-		return nil, corruptf("state item value: checksum %08x, stored %08x", got, want)
+	if err := checkValue("state item value", v, stateItemHeaderLen); err != nil {
+		return nil, err
 	}
 	return v[stateItemHeaderLen:], nil
 }
@@ -635,14 +641,8 @@ func encodeSnapshot(pos uint64, data []byte) []byte {
 
 // decodeSnapshot parses a snapshot value. data aliases v.
 func decodeSnapshot(v []byte) (pos uint64, data []byte, err error) {
-	if len(v) < snapHeaderLen {
-		return 0, nil, corruptf("snapshot value: %d bytes, shorter than the %d-byte header", len(v), snapHeaderLen)
-	}
-	if v[0] != valueVersion {
-		return 0, nil, corruptf("snapshot value: unknown version %d", v[0])
-	}
-	if got, want := crc32.Checksum(v[5:], castagnoli), binary.BigEndian.Uint32(v[1:5]); got != want {
-		return 0, nil, corruptf("snapshot value: checksum %08x, stored %08x", got, want)
+	if err := checkValue("snapshot value", v, snapHeaderLen); err != nil {
+		return 0, nil, err
 	}
 	return binary.BigEndian.Uint64(v[5:13]), v[snapHeaderLen:], nil
 }

@@ -72,23 +72,40 @@ type stateInProgress struct {
 	epoch uint32 // full: the new epoch; delta: the stored epoch it applies to
 	hdr   []byte // the state header value, written by the end
 	// a delta's items, staged as they came (chunk next is the next one),
-	// applied after the end: deletions, then the rest.
-	dels, sets []encStateItem
-	next       uint32
+	// applied after the end (deletionsFirst).
+	staged []encStateItem
+	next   uint32
 	// overwritten: since the begin, another snapshot replaced the stored
 	// one (what a delta builds on) or deleted this one's epoch.
 	overwritten bool
 }
 
 // pendingApply is an ended delta being applied to the stored epoch: its
-// items (deletions, then the rest), of which the first done are applied.
+// items in the order they are applied (deletionsFirst), of which the first
+// done are.
 type pendingApply struct {
-	gen        uint64
-	dels, sets []encStateItem
-	done       int
+	gen   uint64
+	items []encStateItem
+	done  int
 }
 
-func (a *pendingApply) len() int { return len(a.dels) + len(a.sets) }
+// deletionsFirst orders a delta's items for applying them in that order:
+// the absent ones first, so that an item that went away and came back in
+// one delta ends present.
+func deletionsFirst(items []encStateItem) []encStateItem {
+	out := make([]encStateItem, 0, len(items))
+	for _, it := range items {
+		if it.val == nil {
+			out = append(out, it)
+		}
+	}
+	for _, it := range items {
+		if it.val != nil {
+			out = append(out, it)
+		}
+	}
+	return out
+}
 
 func (sp *stateInProgress) stale(clone string) error {
 	if !sp.overwritten {
@@ -226,16 +243,10 @@ func (gs *group) stateStep(c *CloneLog, o *op) (result, error) {
 				return result{}, err
 			}
 			sp.next++
-			for _, it := range o.items {
-				if it.val == nil {
-					sp.dels = append(sp.dels, it)
-				} else {
-					sp.sets = append(sp.sets, it)
-				}
-			}
+			sp.staged = append(sp.staged, o.items...)
 			return result{pos: sp.gen}, nil
 		}
-		if err := gs.putStateItems(c.prefix, sp.epoch, nil, o.items); err != nil {
+		if err := gs.putStateItems(c.prefix, sp.epoch, o.items); err != nil {
 			return result{}, err
 		}
 		return result{pos: sp.gen}, nil
@@ -258,7 +269,7 @@ func (gs *group) stateStep(c *CloneLog, o *op) (result, error) {
 				// Staged: the state is now the epoch plus the staging,
 				// applied a few hundred items a group from here on.
 				base = cc.hdr.snapPos
-				cc.apply = &pendingApply{gen: sp.gen, dels: sp.dels, sets: sp.sets}
+				cc.apply = &pendingApply{gen: sp.gen, items: deletionsFirst(sp.staged)}
 				gs.db.applying[c.id] = true
 			}
 		} else {
@@ -310,16 +321,15 @@ func (gs *group) applyPending(cc *cloneCache, n int) error {
 		return nil
 	}
 	gs.touched[cc.id] = cc // a failed group drops the cache; loadClone resumes
-	end := a.len()
+	end := len(a.items)
 	if n < end-a.done { // (a.done+n may overflow: n is MaxInt for "all")
 		end = a.done + n
 	}
-	dels, sets := a.dels[min(a.done, len(a.dels)):min(end, len(a.dels))], a.sets[max(a.done-len(a.dels), 0):max(end-len(a.dels), 0)]
-	if err := gs.putStateItems(cc.prefix, cc.hdr.epoch, dels, sets); err != nil {
+	if err := gs.putStateItems(cc.prefix, cc.hdr.epoch, a.items[a.done:end]); err != nil {
 		return err
 	}
 	a.done = end
-	if a.done < a.len() {
+	if a.done < len(a.items) {
 		return nil
 	}
 	lo := snapChunkKey(cc.prefix, a.gen, 0)
@@ -359,22 +369,23 @@ func (gs *group) applySteps() error {
 }
 
 // loadStaged reads the staged delta of generation gen (what loadClone
-// resumes and State overlays): its items, deletions then the rest.
-func loadStaged(r pebble.Reader, prefix []byte, gen uint64) (dels, sets []encStateItem, err error) {
+// resumes and State overlays): its items, deletionsFirst.
+func loadStaged(r pebble.Reader, prefix []byte, gen uint64) ([]encStateItem, error) {
 	_, hi := snapBounds(prefix)
 	if gen < math.MaxUint64 {
 		hi = snapChunkKey(prefix, gen+1, 0)
 	}
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: snapChunkKey(prefix, gen, 0), UpperBound: hi})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	defer it.Close()
+	var all []encStateItem
 	n := 0
 	for valid := it.First(); valid; valid = it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		at, data, err := decodeSnapshot(v)
 		if err == nil && at != gen {
@@ -385,37 +396,25 @@ func loadStaged(r pebble.Reader, prefix []byte, gen uint64) (dels, sets []encSta
 			items, err = decodeStaged(bytes.Clone(data))
 		}
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		for _, x := range items {
-			if x.val == nil {
-				dels = append(dels, x)
-			} else {
-				sets = append(sets, x)
-			}
-		}
+		all = append(all, items...)
 		n++
 	}
 	if err := it.Error(); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if n == 0 {
-		return nil, nil, corruptf("the header names a staged delta at %d, which has no chunk", gen)
+		return nil, corruptf("the header names a staged delta at %d, which has no chunk", gen)
 	}
-	return dels, sets, nil
+	return deletionsFirst(all), nil
 }
 
-// putStateItems deletes dels and then sets sets under epoch.
-func (gs *group) putStateItems(prefix []byte, epoch uint32, dels, sets []encStateItem) error {
+// putStateItems writes items under epoch, in order: a nil value deletes.
+func (gs *group) putStateItems(prefix []byte, epoch uint32, items []encStateItem) error {
 	pfx := statePrefix(prefix)
 	var key []byte
-	for _, it := range dels {
-		key = stateItemKey(key[:0], pfx, epoch, it.suffix)
-		if err := gs.b.Delete(key, nil); err != nil {
-			return err
-		}
-	}
-	for _, it := range sets {
+	for _, it := range items {
 		key = stateItemKey(key[:0], pfx, epoch, it.suffix)
 		var err error
 		if it.val == nil {
@@ -512,15 +511,12 @@ func (c *CloneLog) openState(view *pebble.Snapshot) (*State, bool, error) {
 	}
 	st := &State{c: c, view: view, pos: pos, header: bytes.Clone(data), epoch: hdr.epoch}
 	if hdr.basePos < hdr.snapPos {
-		dels, sets, err := loadStaged(view, c.prefix, hdr.snapPos)
+		items, err := loadStaged(view, c.prefix, hdr.snapPos)
 		if err != nil {
 			return nil, false, fmt.Errorf("clone %s: %w", c.id, err)
 		}
-		st.overlay = make(map[string][]byte, len(dels)+len(sets))
-		for _, x := range dels {
-			st.overlay[string(x.suffix)] = nil
-		}
-		for _, x := range sets {
+		st.overlay = make(map[string][]byte, len(items))
+		for _, x := range items { // deletionsFirst: a later state wins
 			st.overlay[string(x.suffix)] = x.val
 		}
 		st.overlayKeys = slices.Sorted(maps.Keys(st.overlay))
