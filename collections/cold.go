@@ -2,6 +2,7 @@ package collections
 
 import (
 	"bytes"
+	"encoding/binary"
 	"hash/maphash"
 )
 
@@ -54,20 +55,31 @@ type coldTable struct {
 	sweep      uint32 // next slot the sweep visits
 }
 
-// coldRec is one cold item: where its key and value are in the arena, and
-// the item fields that outlive its ops. Not its hash (item.hashed): 8 bytes
-// of each of a large replica's records, while hashing an item's key and
-// value again (hashItem) costs a promotion, a restore or ItemDigests well
-// under 100 ns.
+// coldRec is one cold item: where its entry is in the arena, and its
+// snapshot capture mark. 20 bytes, of each item of a large replica, so it
+// keeps nothing it can do without:
+//   - not its hash (item.hashed): hashing the key and value again
+//     (hashItem) costs a promotion, a restore or ItemDigests well under
+//     100 ns;
+//   - not the timestamp of the op folded last (item.foldedWall and
+//     foldedLogical) as two fixed fields (12 bytes and 4 of padding): the
+//     entry holds it, as two varints after the data (about 7 bytes), and
+//     only if it is not zero (coldFolded), since only a promotion reads it.
+//
+// An entry is key | data | [uvarint(fold wall) uvarint(fold logical)].
 type coldRec struct {
-	chunk         uint32 // arena chunk id; 0: a free slot
-	off           uint32 // the key's offset in the chunk; the data follows it
-	keyLen        uint32
-	dataLen       uint32
-	foldedWall    uint64 // item.foldedWall
-	foldedLogical uint32 // item.foldedLogical
-	captured      uint32 // item.captured: the open snapshot stream already holds it
+	chunk    uint32 // arena chunk id; 0: a free slot
+	off      uint32 // the key's offset in the chunk; the data follows it
+	keyLen   uint32 // with coldFolded: the fold timestamp follows the data
+	dataLen  uint32
+	captured uint32 // item.captured: the open snapshot stream already holds it
 }
+
+// coldFolded is the flag in coldRec.keyLen saying the entry holds a fold
+// timestamp; keys are shorter than this.
+const coldFolded = 1 << 31
+
+func (r *coldRec) klen() uint32 { return r.keyLen &^ coldFolded }
 
 const (
 	coldPageBits = 12
@@ -97,13 +109,32 @@ func (t *coldTable) rec(slot uint32) *coldRec {
 // key and data return a record's bytes, shared with the arena: read-only.
 func (t *coldTable) key(r *coldRec) []byte {
 	c := t.chunks[r.chunk-1]
-	return c[r.off : r.off+r.keyLen : r.off+r.keyLen]
+	end := r.off + r.klen()
+	return c[r.off:end:end]
 }
 
 func (t *coldTable) data(r *coldRec) []byte {
 	c := t.chunks[r.chunk-1]
-	start := r.off + r.keyLen
+	start := r.off + r.klen()
 	return c[start : start+r.dataLen : start+r.dataLen]
+}
+
+// entry returns a record's whole entry (read-only) and its fold
+// timestamp (zero if it has none).
+func (t *coldTable) entry(r *coldRec) ([]byte, Timestamp) {
+	c := t.chunks[r.chunk-1]
+	end := r.off + r.klen() + r.dataLen
+	var ts Timestamp
+	if r.keyLen&coldFolded != 0 {
+		wall, a := binary.Uvarint(c[end:])
+		logical, b := binary.Uvarint(c[int(end)+a:])
+		if a <= 0 || b <= 0 {
+			panic("collections: cold table: a corrupt fold timestamp") // written by store: a bug
+		}
+		ts = Timestamp{WallMs: wall, Logical: uint32(logical)}
+		end += uint32(a + b)
+	}
+	return c[r.off:end:end], ts
 }
 
 func (t *coldTable) hash(key []byte) uint64 { return maphash.Bytes(t.seed, key) }
@@ -134,10 +165,10 @@ func (t *coldTable) probe(key []byte, h uint64) (slot uint32, ok bool) {
 	}
 }
 
-// put adds an item that is not in the table, with r's fields other than
-// where its bytes are, and returns its slot.
-func (t *coldTable) put(key, data []byte, r coldRec) uint32 {
-	return t.putHashed(key, data, r, t.hash(key))
+// put adds an item that is not in the table, with its fold timestamp and
+// r's fields other than where its bytes are, and returns its slot.
+func (t *coldTable) put(key, data []byte, fold Timestamp, r coldRec) uint32 {
+	return t.putHashed(key, data, fold, r, t.hash(key))
 }
 
 // putOnce adds the item unless the table holds its key, and reports
@@ -148,13 +179,22 @@ func (t *coldTable) putOnce(key, data []byte, r coldRec) bool {
 	if _, ok := t.probe(key, h); ok {
 		return false
 	}
-	t.putHashed(key, data, r, h)
+	t.putHashed(key, data, Timestamp{}, r, h)
 	return true
 }
 
-func (t *coldTable) putHashed(key, data []byte, r coldRec, h uint64) uint32 {
-	r.chunk, r.off = t.store(key, data)
+func (t *coldTable) putHashed(key, data []byte, fold Timestamp, r coldRec, h uint64) uint32 {
+	if len(key) >= coldFolded {
+		panic("collections: cold table: a key of 2 GiB") // a protobuf message cannot hold one
+	}
+	var buf [2 * binary.MaxVarintLen64]byte
+	var foldBytes []byte
 	r.keyLen, r.dataLen = uint32(len(key)), uint32(len(data))
+	if !fold.IsZero() {
+		foldBytes = binary.AppendUvarint(binary.AppendUvarint(buf[:0], fold.WallMs), uint64(fold.Logical))
+		r.keyLen |= coldFolded
+	}
+	r.chunk, r.off = t.store(key, data, foldBytes)
 	var slot uint32
 	if n := len(t.free); n > 0 {
 		slot = t.free[n-1]
@@ -176,15 +216,17 @@ func (t *coldTable) putHashed(key, data []byte, r coldRec, h uint64) uint32 {
 func (t *coldTable) del(slot uint32) {
 	r := t.rec(slot)
 	t.idx.remove(t.hash(t.key(r)), slot)
-	t.release(r.chunk, int(r.keyLen+r.dataLen))
+	e, _ := t.entry(r)
+	t.release(r.chunk, len(e))
 	*r = coldRec{}
 	t.free = append(t.free, slot)
 	t.n--
 }
 
-// store appends key and data to the arena and returns where they went.
-func (t *coldTable) store(key, data []byte) (chunk, off uint32) {
-	n := len(key) + len(data)
+// store appends an entry (key, data and fold, the last two possibly
+// empty) to the arena and returns where it went.
+func (t *coldTable) store(key, data, fold []byte) (chunk, off uint32) {
+	n := len(key) + len(data) + len(fold)
 	id := t.active
 	if n > arenaChunk/4 {
 		id = t.newChunk(n)
@@ -196,7 +238,8 @@ func (t *coldTable) store(key, data []byte) (chunk, off uint32) {
 	c := t.chunks[id-1]
 	off = uint32(len(c))
 	c = append(c, key...)
-	t.chunks[id-1] = append(c, data...)
+	c = append(c, data...)
+	t.chunks[id-1] = append(c, fold...)
 	t.chunkLive[id-1] += n
 	t.live += n
 	return id, off
@@ -286,10 +329,10 @@ func (t *coldTable) compactStep(budget int) int {
 		if r.chunk == 0 || !t.evacuating[r.chunk] {
 			continue
 		}
-		key, data := t.key(r), t.data(r)
-		old, n := r.chunk, int(r.keyLen+r.dataLen)
-		r.chunk, r.off = t.store(key, data)
-		t.release(old, n)
+		e, _ := t.entry(r)
+		old := r.chunk
+		r.chunk, r.off = t.store(e, nil, nil)
+		t.release(old, len(e))
 	}
 	if t.sweep == t.top {
 		// Every record of an evacuated chunk moved: the chunks are empty

@@ -16,6 +16,7 @@ func TestColdTableMatchesAMap(t *testing.T) {
 	tb := newColdTable()
 	model := map[string][]byte{}
 	slots := map[string]uint32{}
+	folds := map[string]Timestamp{}
 	var held []struct{ got, want []byte }
 	value := func() []byte {
 		n := rng.IntN(64)
@@ -41,8 +42,14 @@ func TestColdTableMatchesAMap(t *testing.T) {
 			}
 		} else {
 			v := value()
-			slots[k] = tb.put([]byte(k), v, coldRec{foldedWall: uint64(len(v))})
+			// Every other item has a fold timestamp, of any size.
+			var fold Timestamp
+			if rng.IntN(2) == 0 {
+				fold = Timestamp{WallMs: rng.Uint64() >> rng.IntN(64), Logical: rng.Uint32() >> rng.IntN(32)}
+			}
+			slots[k] = tb.put([]byte(k), v, fold, coldRec{captured: uint32(len(v))})
 			model[k] = v
+			folds[k] = fold
 		}
 		if rng.IntN(10) == 0 {
 			tb.compactStep(100)
@@ -62,8 +69,14 @@ func TestColdTableMatchesAMap(t *testing.T) {
 			t.Fatalf("find(%q) = %d %v, want %d", k, slot, ok, slots[k])
 		}
 		r := tb.rec(slot)
-		if got := tb.data(r); !bytes.Equal(got, v) || r.foldedWall != uint64(len(v)) {
+		if got := tb.data(r); !bytes.Equal(got, v) || r.captured != uint32(len(v)) {
 			t.Fatalf("%q: %d bytes, want %d", k, len(got), len(v))
+		}
+		if got := tb.key(r); string(got) != k {
+			t.Fatalf("key %q, want %q", got, k)
+		}
+		if _, fold := tb.entry(r); fold != folds[k] {
+			t.Fatalf("%q: fold timestamp %v, want %v", k, fold, folds[k])
 		}
 	}
 	if _, ok := tb.find([]byte("absent")); ok {
@@ -106,7 +119,7 @@ func TestColdTableEvacuates(t *testing.T) {
 	v := bytes.Repeat([]byte("v"), 100)
 	var slots []uint32
 	for i := range 200_000 {
-		slots = append(slots, tb.put(fmt.Appendf(nil, "key-%d", i), v, coldRec{}))
+		slots = append(slots, tb.put(fmt.Appendf(nil, "key-%d", i), v, Timestamp{}, coldRec{}))
 	}
 	before := tb.size
 	for i, slot := range slots {
@@ -203,7 +216,7 @@ func TestColdTableKeysOfOneTag(t *testing.T) {
 	const h = 0xdead_beef_0000_0000
 	var slots []uint32
 	for _, k := range keys {
-		slot := tb.putHashed(k, append([]byte("v-"), k...), coldRec{}, h)
+		slot := tb.putHashed(k, append([]byte("v-"), k...), Timestamp{}, coldRec{}, h)
 		slots = append(slots, slot)
 	}
 	probe := func(k []byte) (uint32, bool) { return tb.probe(k, h) }

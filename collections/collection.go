@@ -166,12 +166,13 @@ func (c *collection) get(key []byte) *item {
 // the stream's iteration over the cold table will not find it any more.
 func (c *collection) promote(slot uint32) *item {
 	r := c.cold.rec(slot)
+	_, fold := c.cold.entry(r)
 	it := &item{
 		c:             c,
 		key:           string(c.cold.key(r)),
 		cur:           value{exists: true, data: c.cold.data(r)},
-		foldedWall:    r.foldedWall,
-		foldedLogical: r.foldedLogical,
+		foldedWall:    fold.WallMs,
+		foldedLogical: fold.Logical,
 		captured:      r.captured,
 		live:          true,
 	}
@@ -212,11 +213,7 @@ func (c *collection) demote(it *item) {
 			c.cleaned = 0
 		}
 	}
-	c.cold.put([]byte(it.key), it.cur.data, coldRec{
-		foldedWall:    it.foldedWall,
-		foldedLogical: it.foldedLogical,
-		captured:      it.captured,
-	})
+	c.cold.put([]byte(it.key), it.cur.data, it.foldedTS(), coldRec{captured: it.captured})
 	delete(c.items, it.key)
 	it.gone = true // a stale pointer somewhere would now see an item to skip
 }

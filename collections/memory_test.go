@@ -55,8 +55,8 @@ func TestBytesPerItem(t *testing.T) {
 	}
 	per := float64(liveHeap()-before) / n
 	t.Logf("%.0f bytes per item (%d items)", per, n)
-	if per > 130 {
-		t.Fatalf("%.0f bytes of live heap per item, want at most 130", per)
+	if per > 85 { // 74 measured with Go 1.26: a cold record of 20 bytes
+		t.Fatalf("%.0f bytes of live heap per item, want at most 85", per)
 	}
 	runtime.KeepAlive(f)
 }

@@ -116,7 +116,9 @@ type Stats struct {
 	// place among the item's tentative ops. LateMisplaced counts those of
 	// them that sort before an op already folded into the item's base:
 	// they are applied right after the base instead, and replicas that
-	// folded differently may diverge — the order checker reports it.
+	// folded differently may diverge — the order checker reports it. An item
+	// restored from a snapshot as quiet does not remember the op it folded
+	// last: a late op on it is counted in LateOps alone.
 	LateOps       uint64
 	LateMisplaced uint64
 
