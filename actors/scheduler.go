@@ -608,6 +608,7 @@ func (s *schedulerActor) publish(now time.Time) {
 			st := r.load.Stats()
 			s.loaded.Faults, s.loaded.Faulted, s.loaded.BackgroundItems = st.Faults, st.Faulted, st.Loaded
 			s.loaded.BackgroundBusyMs = ms(r.busy)
+			s.loaded.BackgroundMaxTurnUs, s.loaded.BackgroundMaxTurnCPUUs = r.maxTurn.Microseconds(), r.maxTurnCPU.Microseconds()
 		}
 		loaded := s.loaded
 		cs.Loaded = &loaded

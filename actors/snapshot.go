@@ -40,9 +40,12 @@ type snapshotRun struct {
 	hdrBytes   int                         // the header's (chunk 0)
 	stateItems int                         // the items of the replica at the capture
 	started    time.Time
-	busy       time.Duration // scheduler time spent on it
-	maxTurn    time.Duration // the longest turn spent on it
+	busy       time.Duration // scheduler time spent on it (wall)
+	busyCPU    time.Duration // the CPU time of that (turnClock)
+	maxTurn    time.Duration // the longest turn spent on it (wall)
+	maxTurnCPU time.Duration // the most CPU time of one turn (of those known)
 	turns      int
+	cpuUnknown int  // turns whose CPU time is not known (turnClock)
 	paused     bool // the op log was full: tick resumes it
 	ended      bool // SnapshotEnd queued, waiting for snapshotSaved
 	// waiting: the pacer asked for a pause, and a timer will send the
@@ -100,16 +103,22 @@ type SnapshotInfo struct {
 	// DurationMs: from capture until durable. BusyMs: scheduler time spent
 	// producing it, over Turns turns; MaxTurnUs: the longest of them;
 	// PacedMs: the time it waited for the node's snapshot CPU budget
-	// (Config.SnapshotCPUShare). Turn
-	// times are wall-clock: a turn during which the goroutine or its thread
-	// was preempted counts the preemption too (each turn does at most
-	// SnapshotSlice plus one chunk of work).
-	DurationMs float64   `json:"duration_ms"`
-	BusyMs     float64   `json:"scheduler_busy_ms"`
-	Turns      int       `json:"turns"`
-	MaxTurnUs  int64     `json:"max_turn_us"`
-	PacedMs    float64   `json:"paced_ms"`
-	At         time.Time `json:"at"`
+	// (Config.SnapshotCPUShare). BusyMs and MaxTurnUs are wall time: what
+	// a request queued behind a turn waited, a turn interrupted by other
+	// goroutines, the GC or the kernel included. CPUMs and MaxTurnCPUUs are
+	// the turns' own CPU time (turnClock), the work that SnapshotSlice
+	// bounds (each turn does at most SnapshotSlice plus one chunk);
+	// TurnsCPUUnknown turns ended on another thread than they began, and
+	// count in CPUMs with their wall time and not in MaxTurnCPUUs.
+	DurationMs      float64   `json:"duration_ms"`
+	BusyMs          float64   `json:"scheduler_busy_ms"`
+	CPUMs           float64   `json:"scheduler_cpu_ms"`
+	Turns           int       `json:"turns"`
+	MaxTurnUs       int64     `json:"max_turn_us"`
+	MaxTurnCPUUs    int64     `json:"max_turn_cpu_us"`
+	TurnsCPUUnknown int       `json:"turns_cpu_unknown"`
+	PacedMs         float64   `json:"paced_ms"`
+	At              time.Time `json:"at"`
 }
 
 // snapshotWork tells a scheduler to produce its snapshot's next slice;
@@ -154,9 +163,9 @@ func (s *schedulerActor) snapshotWorkMsg(ctx actor.Context, m *snapshotWork) {
 	s.snapshotSlice(ctx)
 }
 
-// pace decides when the next slice runs after one that took d (0: at
-// once, as the next message in the mailbox), counting d against the
-// node's snapshot budget.
+// pace decides when the next slice runs after one that took d of CPU
+// time (0: at once, as the next message in the mailbox), counting d
+// against the node's snapshot budget.
 func (s *schedulerActor) pace(ctx actor.Context, r *snapshotRun, d time.Duration) {
 	wait := time.Duration(0)
 	if s.snapshotPaced() {
@@ -181,6 +190,15 @@ func (s *schedulerActor) snapshotPaced() bool {
 	return s.sinceDurable < snapshotUnpacedAfter*s.c.n.cfg.SnapshotEvery
 }
 
+// sliceOutcome is how a snapshot slice ended.
+type sliceOutcome int
+
+const (
+	sliceMore   sliceOutcome = iota // its time is up: pace the next one
+	sliceLast                       // the stream ended: SnapshotEnd is queued
+	sliceFailed                     // the snapshot was given up
+)
+
 // snapshotSlice produces chunks for up to Config.SnapshotSlice and queues
 // them; the last one ends the snapshot.
 func (s *schedulerActor) snapshotSlice(ctx actor.Context) {
@@ -199,15 +217,31 @@ func (s *schedulerActor) snapshotSlice(ctx actor.Context) {
 			return
 		}
 	}
+	freshTimeSlice()
+	clock := startTurn()
+	outcome := s.produceSlice(ctx, r, clock.wall0)
+	d, cpu, known := clock.stop()
+	r.busy += d
+	r.busyCPU += cpu
+	r.turns++
+	r.maxTurn = max(r.maxTurn, d)
+	if known {
+		r.maxTurnCPU = max(r.maxTurnCPU, cpu)
+	} else {
+		r.cpuUnknown++
+	}
+	switch outcome {
+	case sliceMore:
+		s.pace(ctx, r, cpu)
+	case sliceLast:
+		s.c.n.snapPacer.spend(time.Now(), cpu) // counted; the next snapshot waits for it
+	}
+}
+
+// produceSlice is snapshotSlice's work, begun at t0.
+func (s *schedulerActor) produceSlice(ctx actor.Context, r *snapshotRun, t0 time.Time) sliceOutcome {
 	cfg := s.c.n.cfg
 	cb := s.persistCallback(ctx)
-	t0 := time.Now()
-	var d time.Duration
-	defer func() {
-		r.busy += d
-		r.turns++
-		r.maxTurn = max(r.maxTurn, d)
-	}()
 	for {
 		chunk, last, err := r.stream.Next(cfg.SnapshotChunkBytes, cfg.SnapshotChunkItems)
 		if err != nil {
@@ -217,21 +251,19 @@ func (s *schedulerActor) snapshotSlice(ctx actor.Context) {
 			s.log.Error("snapshot stream", zap.Error(err))
 			r.stream.Close()
 			s.snap = nil
-			return
+			return sliceFailed
 		}
 		items, err := s.encodeStateItems(chunk)
 		if err != nil {
 			s.log.Error("encode snapshot chunk", zap.Error(err))
 			r.stream.Close()
 			s.snap = nil
-			return
+			return sliceFailed
 		}
 		if len(items) > 0 {
 			mustQueue(s.w.StateItems(items, cb))
 		}
 		if last {
-			d = time.Since(t0)
-			s.c.n.snapPacer.spend(time.Now(), d) // counted; the next snapshot waits for it
 			r.stream.Close()
 			r.ended = true
 			self, system := ctx.Self(), ctx.ActorSystem()
@@ -242,11 +274,10 @@ func (s *schedulerActor) snapshotSlice(ctx actor.Context) {
 				}
 				system.Root.Send(self, &snapshotSaved{pos: pos})
 			}))
-			return
+			return sliceLast
 		}
-		if d = time.Since(t0); d >= cfg.SnapshotSlice {
-			s.pace(ctx, r, d)
-			return
+		if time.Since(t0) >= cfg.SnapshotSlice {
+			return sliceMore
 		}
 	}
 }
@@ -307,7 +338,8 @@ func (s *schedulerActor) snapshotSaved(ctx actor.Context, pos uint64) {
 		s.stored.state = true
 		s.lastSnapshot = &SnapshotInfo{Pos: pos, Bytes: int64(r.hdrBytes) + int64(st.Bytes), Items: int(st.Items), Chunks: 1 + int(st.Chunks),
 			Delta: r.stream.Delta(), Deltas: s.stored.deltas, StateItems: r.stateItems,
-			DurationMs: ms(time.Since(r.started)), BusyMs: ms(r.busy), Turns: r.turns, MaxTurnUs: r.maxTurn.Microseconds(),
+			DurationMs: ms(time.Since(r.started)), BusyMs: ms(r.busy), CPUMs: ms(r.busyCPU), Turns: r.turns,
+			MaxTurnUs: r.maxTurn.Microseconds(), MaxTurnCPUUs: r.maxTurnCPU.Microseconds(), TurnsCPUUnknown: r.cpuUnknown,
 			PacedMs: ms(r.waited), At: time.Now()}
 		if ce := s.log.Check(zap.DebugLevel, "snapshot saved"); ce != nil {
 			l := s.lastSnapshot
@@ -521,13 +553,15 @@ func (s storedState) Items() iter.Seq2[collections.StoredItem, error] {
 // CPU budget (pacer.go) like snapshot slices, each a loadWork message the
 // scheduler sends itself (or a timer sends, when the budget says wait).
 type lazyRun struct {
-	load      *collections.LazyLoad
-	state     *persistence.State
-	started   time.Time
-	lastLog   time.Time // of the load's progress
-	busy      time.Duration
-	waiting   bool
-	stopTimer func() bool
+	load       *collections.LazyLoad
+	state      *persistence.State
+	started    time.Time
+	lastLog    time.Time // of the load's progress
+	busy       time.Duration
+	maxTurn    time.Duration // the longest slice, wall time
+	maxTurnCPU time.Duration // the most CPU time of one slice
+	waiting    bool
+	stopTimer  func() bool
 }
 
 // loadWork asks for the next slice of the background load; run is set
@@ -554,27 +588,32 @@ func (s *schedulerActor) loadSlice(ctx actor.Context, m *loadWork) {
 		s.loadWait(ctx, r, wait)
 		return
 	}
-	t0 := time.Now()
-	for time.Since(t0) < s.c.n.cfg.SnapshotSlice {
-		done, err := r.load.Step(loadItemsPerStep)
-		if err != nil {
+	freshTimeSlice()
+	done := false
+	clock := startTurn()
+	for !done && time.Since(clock.wall0) < s.c.n.cfg.SnapshotSlice {
+		var err error
+		if done, err = r.load.Step(loadItemsPerStep); err != nil {
 			panic(fmt.Errorf("loading the stored state, reloading: %w", err))
 		}
-		if done {
-			r.busy += time.Since(t0)
-			s.finishLoad()
-			return
-		}
 	}
-	d := time.Since(t0)
+	d, cpu, known := clock.stop()
 	r.busy += d
+	r.maxTurn = max(r.maxTurn, d)
+	if known {
+		r.maxTurnCPU = max(r.maxTurnCPU, cpu)
+	}
+	if done {
+		s.finishLoad()
+		return
+	}
 	if now := time.Now(); now.Sub(r.lastLog) >= 2*time.Second {
 		r.lastLog = now
 		st := r.load.Stats()
 		s.log.Info("loading state in the background", zap.Int("items", st.Loaded), zap.Int("faulted", st.Faulted),
 			zap.Int("of_about", s.loaded.SnapshotItems), zap.Duration("busy", r.busy), zap.Duration("elapsed", now.Sub(r.started)))
 	}
-	if wait := pacer.spend(time.Now(), d); wait > 0 {
+	if wait := pacer.spend(time.Now(), cpu); wait > 0 {
 		s.loadWait(ctx, r, wait)
 		return
 	}
@@ -592,6 +631,7 @@ func (s *schedulerActor) finishLoad() {
 	st := r.load.Stats()
 	s.loaded.Faults, s.loaded.Faulted, s.loaded.BackgroundItems = st.Faults, st.Faulted, st.Loaded
 	s.loaded.BackgroundBusyMs, s.loaded.BackgroundMs, s.loaded.LoadDone = ms(r.busy), ms(time.Since(r.started)), true
+	s.loaded.BackgroundMaxTurnUs, s.loaded.BackgroundMaxTurnCPUUs = r.maxTurn.Microseconds(), r.maxTurnCPU.Microseconds()
 	if err := r.state.Close(); err != nil {
 		s.log.Warn("closing the stored state's view", zap.Error(err))
 	}

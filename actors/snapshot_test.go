@@ -77,6 +77,9 @@ func TestCrashMidSnapshotLosesNoAcknowledgedOp(t *testing.T) {
 	if ls.Items < 300 || ls.Chunks < ls.Items/16 || ls.Bytes <= 0 || ls.MaxTurnUs <= 0 || ls.DurationMs <= 0 {
 		t.Fatalf("status of the last snapshot %+v: want its items, chunks (<= 16 items each), bytes and times", ls)
 	}
+	if ls.MaxTurnCPUUs <= 0 || ls.CPUMs <= 0 || ls.CPUMs > ls.BusyMs*1.01+0.1 {
+		t.Fatalf("status of the last snapshot %+v: want its turns' CPU time, at most their wall time", ls)
+	}
 	if st.Pebble == nil || st.Pebble.MemtableBytes == 0 {
 		t.Fatalf("status has no pebble figures: %+v", st.Pebble)
 	}

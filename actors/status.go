@@ -76,15 +76,19 @@ type LoadInfo struct {
 	// state's size, not what was loaded): the rest is faulted in on use
 	// (Faults lookups found Faulted items) and loaded in paced slices in
 	// the background (BackgroundItems, BackgroundBusyMs of scheduler time,
-	// done after BackgroundMs when LoadDone).
-	Lazy             bool    `json:"lazy"`
-	EagerItems       int     `json:"eager_items,omitempty"`
-	Faults           int     `json:"faults,omitempty"`
-	Faulted          int     `json:"faulted,omitempty"`
-	BackgroundItems  int     `json:"background_items,omitempty"`
-	BackgroundBusyMs float64 `json:"background_busy_ms,omitempty"`
-	BackgroundMs     float64 `json:"background_ms,omitempty"`
-	LoadDone         bool    `json:"load_done"`
+	// done after BackgroundMs when LoadDone; its longest slice took
+	// BackgroundMaxTurnUs of wall time and BackgroundMaxTurnCPUUs of CPU
+	// time, as SnapshotInfo's turns).
+	Lazy                   bool    `json:"lazy"`
+	EagerItems             int     `json:"eager_items,omitempty"`
+	Faults                 int     `json:"faults,omitempty"`
+	Faulted                int     `json:"faulted,omitempty"`
+	BackgroundItems        int     `json:"background_items,omitempty"`
+	BackgroundBusyMs       float64 `json:"background_busy_ms,omitempty"`
+	BackgroundMs           float64 `json:"background_ms,omitempty"`
+	BackgroundMaxTurnUs    int64   `json:"background_max_turn_us,omitempty"`
+	BackgroundMaxTurnCPUUs int64   `json:"background_max_turn_cpu_us,omitempty"`
+	LoadDone               bool    `json:"load_done"`
 }
 
 // Status is a node's view of itself, served at GET /v1/status.
