@@ -65,6 +65,7 @@ type schedulerActor struct {
 	sinceDurable int
 	snap         *snapshotRun   // the snapshot being produced or written, if any
 	lastSnapshot *SnapshotInfo  // the last durable one (this incarnation)
+	bgTurns      TurnStats      // its background slices (this incarnation)
 	stored       storedSnapshot // what the stored snapshot is
 	load         *lazyRun       // the background load of a lazily opened state
 	// stateItems and stateBytes: encodeStateItems' buffers, reused.
@@ -604,6 +605,7 @@ func (s *schedulerActor) publish(now time.Time) {
 		cs.ApplyLatencyUs = s.applyEWMA.Microseconds()
 		cs.LastSnapshot = s.lastSnapshot
 		cs.SnapshotInProgress = s.snap != nil
+		cs.BackgroundTurns = s.bgTurns
 		if r := s.load; r != nil {
 			st := r.load.Stats()
 			s.loaded.Faults, s.loaded.Faulted, s.loaded.BackgroundItems = st.Faults, st.Faulted, st.Loaded

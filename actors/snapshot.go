@@ -221,6 +221,7 @@ func (s *schedulerActor) snapshotSlice(ctx actor.Context) {
 	clock := startTurn()
 	outcome := s.produceSlice(ctx, r, clock.wall0)
 	d, cpu, known := clock.stop()
+	s.bgTurns.add(d, cpu, known)
 	r.busy += d
 	r.busyCPU += cpu
 	r.turns++
@@ -598,6 +599,7 @@ func (s *schedulerActor) loadSlice(ctx actor.Context, m *loadWork) {
 		}
 	}
 	d, cpu, known := clock.stop()
+	s.bgTurns.add(d, cpu, known)
 	r.busy += d
 	r.maxTurn = max(r.maxTurn, d)
 	if known {

@@ -80,6 +80,9 @@ func TestCrashMidSnapshotLosesNoAcknowledgedOp(t *testing.T) {
 	if ls.MaxTurnCPUUs <= 0 || ls.CPUMs <= 0 || ls.CPUMs > ls.BusyMs*1.01+0.1 {
 		t.Fatalf("status of the last snapshot %+v: want its turns' CPU time, at most their wall time", ls)
 	}
+	if bt := st.Clones[0].BackgroundTurns; bt.Turns < int64(ls.Turns) || bt.MaxWallUs < ls.MaxTurnUs || bt.MaxCPUUs <= 0 {
+		t.Fatalf("status background_turns %+v: want at least the last snapshot's %d turns, longest %d µs", bt, ls.Turns, ls.MaxTurnUs)
+	}
 	if st.Pebble == nil || st.Pebble.MemtableBytes == 0 {
 		t.Fatalf("status has no pebble figures: %+v", st.Pebble)
 	}

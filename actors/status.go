@@ -54,11 +54,50 @@ type CloneStatus struct {
 	// (re)started; SnapshotInProgress: one is being produced or written.
 	LastSnapshot       *SnapshotInfo `json:"last_snapshot,omitempty"`
 	SnapshotInProgress bool          `json:"snapshot_in_progress"`
+	// BackgroundTurns: every snapshot and lazy-load slice of this
+	// incarnation, by its time.
+	BackgroundTurns TurnStats `json:"background_turns"`
 	// Loaded: how this incarnation of the clone loaded its state at start.
 	Loaded        *LoadInfo      `json:"loaded,omitempty"`
 	Restarts      int            `json:"restarts"` // restarts of the clone and its child actors
 	ActorRestarts map[string]int `json:"actor_restarts,omitempty"`
 	UpdatedAt     time.Time      `json:"updated_at"`
+}
+
+// TurnStats counts a clone's background slices (snapshot production and
+// the lazy load) by their wall and CPU time (turnClock): how often work
+// the scheduler does between requests held them up, and for how long. The
+// counts only grow: a client reads them twice to see a period.
+type TurnStats struct {
+	Turns       int64 `json:"turns"`
+	WallOver1ms int64 `json:"wall_over_1ms"`
+	WallOver5ms int64 `json:"wall_over_5ms"`
+	// CPUOver1ms and MaxCPUUs: of the turns whose CPU time is known;
+	// CPUUnknown: those ended on another thread than they began.
+	CPUOver1ms int64 `json:"cpu_over_1ms"`
+	CPUUnknown int64 `json:"cpu_unknown"`
+	MaxWallUs  int64 `json:"max_wall_us"`
+	MaxCPUUs   int64 `json:"max_cpu_us"`
+}
+
+// add counts one turn.
+func (t *TurnStats) add(wall, cpu time.Duration, known bool) {
+	t.Turns++
+	if wall > time.Millisecond {
+		t.WallOver1ms++
+	}
+	if wall > 5*time.Millisecond {
+		t.WallOver5ms++
+	}
+	t.MaxWallUs = max(t.MaxWallUs, wall.Microseconds())
+	if !known {
+		t.CPUUnknown++
+		return
+	}
+	if cpu > time.Millisecond {
+		t.CPUOver1ms++
+	}
+	t.MaxCPUUs = max(t.MaxCPUUs, cpu.Microseconds())
 }
 
 // LoadInfo is how a clone loaded its state when it (re)started: its stored

@@ -86,6 +86,13 @@ type stateRun struct {
 	// compacted, write stalls, as differences; read amplification and
 	// compaction debt at its end).
 	PebbleDuringLoad map[string]float64 `json:"pebble_during_load,omitempty"`
+	// BackgroundTurnsDuringLoad: the cart clones' snapshot (and lazy-load)
+	// slices during the open-loop run (/v1/status background_turns, summed
+	// over the clones, as differences): turns, those over 1 and 5 ms of
+	// wall time and over 1 ms of CPU time, those of unknown CPU time; and
+	// max_wall_us and max_cpu_us, the longest of any clone since the node
+	// started (the preload included: a maximum cannot be differenced).
+	BackgroundTurnsDuringLoad map[string]int64 `json:"background_turns_during_load,omitempty"`
 	// RestartS: from starting the killed node's process again until every
 	// clone is ready; RestoredOK: sampled carts were all there.
 	RestartS   float64 `json:"restart_s"`
@@ -212,12 +219,13 @@ func measureState(ctx context.Context, f stateFlags, n int, stderr io.Writer) (s
 	budget := time.Duration(f.budgetMs) * time.Millisecond
 	l := newLoader(tgt, budget, f.queries, n, defaultMaxConns, f.seed, stderr)
 	defer l.close()
-	pebbleBefore := pebbleStatus(tgt.addr)
+	pebbleBefore, turnsBefore := pebbleStatus(tgt.addr), backgroundTurns(tgt.addr)
 	load, err := l.run(ctx, f.rate, f.duration, fmt.Sprintf("%d items: %.0f/s", n, f.rate))
 	if err != nil {
 		return r, "", err
 	}
 	r.PebbleDuringLoad = pebbleDelta(pebbleBefore, pebbleStatus(tgt.addr))
+	r.BackgroundTurnsDuringLoad = turnsDelta(turnsBefore, backgroundTurns(tgt.addr))
 	if f.maxOthersCPU > 0 && load.OthersCPUUtil != nil && *load.OthersCPUUtil > f.maxOthersCPU {
 		fmt.Fprintf(stderr, "state bench: other processes used %.2f CPUs during the %d-item run: its figures are disturbed\n", *load.OthersCPUUtil, n)
 	}
@@ -423,6 +431,48 @@ func pebbleDelta(before, after map[string]any) map[string]float64 {
 	return out
 }
 
+// backgroundTurns returns the background_turns objects of the cart
+// clones in /v1/status (nil if it cannot be read).
+func backgroundTurns(addr string) []map[string]int64 {
+	var st struct {
+		Clones []struct {
+			Service string           `json:"service"`
+			Turns   map[string]int64 `json:"background_turns"`
+		} `json:"clones"`
+	}
+	if getJSON(addr, "/v1/status", &st) != nil {
+		return nil
+	}
+	var out []map[string]int64
+	for _, c := range st.Clones {
+		if c.Service == "cart" && c.Turns != nil {
+			out = append(out, c.Turns)
+		}
+	}
+	return out
+}
+
+// turnsDelta sums the clones' background turn counters of after minus
+// before, and takes the largest of their maxima in after (see
+// stateRun.BackgroundTurnsDuringLoad). Nil if either is missing or the
+// clones differ (one restarted).
+func turnsDelta(before, after []map[string]int64) map[string]int64 {
+	if len(before) == 0 || len(before) != len(after) {
+		return nil
+	}
+	out := map[string]int64{}
+	for i := range after {
+		for k, v := range after[i] {
+			if strings.HasPrefix(k, "max_") {
+				out[k] = max(out[k], v)
+			} else {
+				out[k] += v - before[i][k]
+			}
+		}
+	}
+	return out
+}
+
 // lastSnapshot returns the last_snapshot object of the first cart clone in
 // /v1/status, or nil when the node does not report one.
 func lastSnapshot(addr string) map[string]any {
@@ -569,6 +619,10 @@ func printState(w io.Writer, res stateResult) {
 		if p := r.PebbleDuringLoad; p != nil {
 			fmt.Fprintf(w, "%d items: pebble during the load: %.0f flushes (%.0f MB), %.0f compactions (%.0f MB written), %.0f write stalls, read amp %.0f at the end\n",
 				r.Items, p["flushes"], p["flushed_bytes"]/1e6, p["compactions"], p["compacted_bytes"]/1e6, p["write_stalls"], p["read_amp"])
+		}
+		if t := r.BackgroundTurnsDuringLoad; t != nil {
+			fmt.Fprintf(w, "%d items: snapshot/load slices during the load: %d turns, wall time over 1 ms %d (over 5 ms %d), CPU time over 1 ms %d (unknown %d); longest since start: %d µs wall, %d µs CPU\n",
+				r.Items, t["turns"], t["wall_over_1ms"], t["wall_over_5ms"], t["cpu_over_1ms"], t["cpu_unknown"], t["max_wall_us"], t["max_cpu_us"])
 		}
 		if r.Error != "" {
 			fmt.Fprintf(w, "%d items: %s\n", r.Items, r.Error)
