@@ -579,6 +579,7 @@ func (s *schedulerActor) publish(now time.Time) {
 		cs.Applied = s.store.Applied()
 		cs.Items = s.store.Items()
 		cs.ColdItems = s.store.ColdItems()
+		cs.ColdKeyValueBytes = int64(s.store.ColdKeyValueBytes())
 		cs.Digest = fmt.Sprintf("%016x", s.store.Digest())
 		cs.CollectionDigests = map[string]string{}
 		for name, d := range s.store.CollectionDigests() {

@@ -22,8 +22,10 @@ type CloneStatus struct {
 	Items   int    `json:"items"` // items of the replica, over its collections
 	// ColdItems: of Items, those held in the cold tables (quiet items,
 	// outside the garbage collector's view; collections.Store.Tidy).
-	ColdItems int    `json:"cold_items"`
-	Digest    string `json:"digest"`
+	ColdItems int `json:"cold_items"`
+	// ColdKeyValueBytes: the size of their keys and values.
+	ColdKeyValueBytes int64  `json:"cold_key_value_bytes"`
+	Digest            string `json:"digest"`
 	// CollectionDigests: equal on two clones when that collection converged.
 	CollectionDigests map[string]string `json:"collection_digests"`
 	StablePoint       string            `json:"stable_point"`
@@ -247,6 +249,10 @@ type MemoryStats struct {
 	// of them in cold tables.
 	Items     int `json:"items"`
 	ColdItems int `json:"cold_items"`
+	// KeyValueBytesPerColdItem: the cold items' keys and values, their
+	// encoded size, per item: what BytesPerItem is measured against (the
+	// target is at most 3x it).
+	KeyValueBytesPerColdItem float64 `json:"key_value_bytes_per_cold_item"`
 	// BytesPerItem: HeapObjectsBytes / Items, an upper bound of what an
 	// item costs one replica (the heap holds everything else too, garbage
 	// not yet collected included: right after a GC, e.g. after
@@ -285,9 +291,14 @@ func memoryStats(clones []CloneStatus) MemoryStats {
 	if s[3].Value.Kind() == metrics.KindFloat64 {
 		m.GCCPUSeconds = s[3].Value.Float64()
 	}
+	var kv int64
 	for _, c := range clones {
 		m.Items += c.Items
 		m.ColdItems += c.ColdItems
+		kv += c.ColdKeyValueBytes
+	}
+	if m.ColdItems > 0 {
+		m.KeyValueBytesPerColdItem = float64(kv) / float64(m.ColdItems)
 	}
 	if m.Items > 0 {
 		m.BytesPerItem = float64(m.HeapObjectsBytes) / float64(m.Items)

@@ -40,6 +40,7 @@ type coldTable struct {
 	top   uint32      // slots handed out so far
 	free  []uint32    // free slots below top
 	n     int         // live records
+	kv    int         // their key and data bytes (without the fold timestamps)
 
 	chunks     [][]byte // the arena; chunk id i+1 is chunks[i] (nil: dropped)
 	chunkLive  []int    // live bytes per chunk
@@ -209,6 +210,7 @@ func (t *coldTable) putHashed(key, data []byte, fold Timestamp, r coldRec, h uin
 	*t.rec(slot) = r
 	t.idx.insert(h, slot)
 	t.n++
+	t.kv += len(key) + len(data)
 	return slot
 }
 
@@ -218,6 +220,7 @@ func (t *coldTable) del(slot uint32) {
 	t.idx.remove(t.hash(t.key(r)), slot)
 	e, _ := t.entry(r)
 	t.release(r.chunk, len(e))
+	t.kv -= int(r.klen() + r.dataLen)
 	*r = coldRec{}
 	t.free = append(t.free, slot)
 	t.n--

@@ -63,6 +63,13 @@ func TestColdTableMatchesAMap(t *testing.T) {
 	if tb.len() != len(model) {
 		t.Fatalf("len %d, model %d", tb.len(), len(model))
 	}
+	kv := 0
+	for k, v := range model {
+		kv += len(k) + len(v)
+	}
+	if tb.kv != kv {
+		t.Fatalf("key and value bytes %d, model %d", tb.kv, kv)
+	}
 	for k, v := range model {
 		slot, ok := tb.find([]byte(k))
 		if !ok || slot != slots[k] {

@@ -183,6 +183,19 @@ func (s *Store) ColdItems() int {
 	return n
 }
 
+// ColdKeyValueBytes is the size of the keys and values of the items in
+// the cold tables: what they hold encoded, the measure of what an item
+// costs in memory against what it is (TestBytesPerItem).
+func (s *Store) ColdKeyValueBytes() int {
+	n := 0
+	for _, c := range s.colls {
+		if c.cold != nil {
+			n += c.cold.kv
+		}
+	}
+	return n
+}
+
 func (s *Store) origin(name string) *originState {
 	o := s.origins[name]
 	if o == nil {

@@ -62,6 +62,10 @@ type stateRun struct {
 	// and a forced GC (/v1/status memory: heap objects / items of every
 	// replica, right after /debug/pprof/heap?gc=1: the live heap).
 	HeapPerItemReplicaBytes float64 `json:"heap_per_item_replica_bytes"`
+	// KeyValueBytesPerItem: what an item is, its key and value encoded
+	// (status memory.key_value_bytes_per_cold_item, after the preload):
+	// the measure of the per-item figures (the issue's target: at most 3x).
+	KeyValueBytesPerItem float64 `json:"key_value_bytes_per_item"`
 	// HeapEmptyBytes and HeapPreloadBytes: the node's live heap (status
 	// memory.heap_objects_bytes right after a forced GC) just started and
 	// after the preload; HeapMarginalPerItemReplicaBytes is their
@@ -210,6 +214,7 @@ func measureState(ctx context.Context, f stateFlags, n int, stderr io.Writer) (s
 	var mem nodeMemory
 	if getJSON(tgt.addr, "/v1/status", &mem) == nil {
 		r.HeapPerItemReplicaBytes = mem.Memory.BytesPerItem
+		r.KeyValueBytesPerItem = mem.Memory.KeyValuePerItem
 		r.HeapPreloadBytes = mem.Memory.HeapObjectsBytes
 		if mem.Memory.Items > 0 && r.HeapEmptyBytes > 0 {
 			r.HeapMarginalPerItemReplicaBytes = (float64(r.HeapPreloadBytes) - float64(r.HeapEmptyBytes)) / float64(mem.Memory.Items)
@@ -624,6 +629,10 @@ func printState(w io.Writer, res stateResult) {
 			fmt.Fprintf(w, "%d items: snapshot/load slices during the load: %d turns, wall time over 1 ms %d (over 5 ms %d), CPU time over 1 ms %d (unknown %d); longest since start: %d µs wall, %d µs CPU\n",
 				r.Items, t["turns"], t["wall_over_1ms"], t["wall_over_5ms"], t["cpu_over_1ms"], t["cpu_unknown"], t["max_wall_us"], t["max_cpu_us"])
 		}
+		if kv := r.KeyValueBytesPerItem; kv > 0 {
+			fmt.Fprintf(w, "%d items: an item's key and value: %.1f bytes encoded; heap per item-replica %.1fx that (over empty: %.1fx)\n",
+				r.Items, kv, r.HeapPerItemReplicaBytes/kv, r.HeapMarginalPerItemReplicaBytes/kv)
+		}
 		if r.Error != "" {
 			fmt.Fprintf(w, "%d items: %s\n", r.Items, r.Error)
 		}
@@ -685,6 +694,7 @@ type nodeMemory struct {
 		HeapObjectsBytes uint64  `json:"heap_objects_bytes"`
 		Items            int     `json:"items"`
 		BytesPerItem     float64 `json:"bytes_per_item_replica"`
+		KeyValuePerItem  float64 `json:"key_value_bytes_per_cold_item"`
 	} `json:"memory"`
 }
 
