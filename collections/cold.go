@@ -40,7 +40,11 @@ type coldTable struct {
 	top   uint32      // slots handed out so far
 	free  []uint32    // free slots below top
 	n     int         // live records
-	kv    int         // their key and data bytes (without the fold timestamps)
+	// The capture cursor: the records at slots below capUpTo are
+	// captured by the snapshot stream of epoch capEpoch (the stream's
+	// iteration reached them; MaxUint32: it read the whole table).
+	capEpoch, capUpTo uint32
+	kv                int // their key and data bytes (without the fold timestamps)
 
 	chunks     [][]byte // the arena; chunk id i+1 is chunks[i] (nil: dropped)
 	chunkLive  []int    // live bytes per chunk
@@ -56,24 +60,25 @@ type coldTable struct {
 	sweep      uint32 // next slot the sweep visits
 }
 
-// coldRec is one cold item: where its entry is in the arena, and its
-// snapshot capture mark. 20 bytes, of each item of a large replica, so it
-// keeps nothing it can do without:
+// coldRec is one cold item: where its entry is in the arena. 16 bytes, of
+// each item of a large replica, so it keeps nothing it can do without:
 //   - not its hash (item.hashed): hashing the key and value again
 //     (hashItem) costs a promotion, a restore or ItemDigests well under
 //     100 ns;
 //   - not the timestamp of the op folded last (item.foldedWall and
 //     foldedLogical) as two fixed fields (12 bytes and 4 of padding): the
 //     entry holds it, as two varints after the data (about 7 bytes), and
-//     only if it is not zero (coldFolded), since only a promotion reads it.
+//     only if it is not zero (coldFolded), since only a promotion reads it;
+//   - not its snapshot capture mark (item.captured): a full stream reads a
+//     table by slot, so the slots it reached are the captured ones
+//     (coldTable.capUpTo).
 //
 // An entry is key | data | [uvarint(fold wall) uvarint(fold logical)].
 type coldRec struct {
-	chunk    uint32 // arena chunk id; 0: a free slot
-	off      uint32 // the key's offset in the chunk; the data follows it
-	keyLen   uint32 // with coldFolded: the fold timestamp follows the data
-	dataLen  uint32
-	captured uint32 // item.captured: the open snapshot stream already holds it
+	chunk   uint32 // arena chunk id; 0: a free slot
+	off     uint32 // the key's offset in the chunk; the data follows it
+	keyLen  uint32 // with coldFolded: the fold timestamp follows the data
+	dataLen uint32
 }
 
 // coldFolded is the flag in coldRec.keyLen saying the entry holds a fold
@@ -105,6 +110,15 @@ func (t *coldTable) len() int { return t.n }
 
 func (t *coldTable) rec(slot uint32) *coldRec {
 	return &t.pages[slot>>coldPageBits][slot&coldPageMask]
+}
+
+// captured is the item.captured mark of the record at slot: the epoch of
+// the stream whose iteration reached it, or 0.
+func (t *coldTable) captured(slot uint32) uint32 {
+	if slot < t.capUpTo {
+		return t.capEpoch
+	}
+	return 0
 }
 
 // key and data return a record's bytes, shared with the arena: read-only.
@@ -166,30 +180,31 @@ func (t *coldTable) probe(key []byte, h uint64) (slot uint32, ok bool) {
 	}
 }
 
-// put adds an item that is not in the table, with its fold timestamp and
-// r's fields other than where its bytes are, and returns its slot.
-func (t *coldTable) put(key, data []byte, fold Timestamp, r coldRec) uint32 {
-	return t.putHashed(key, data, fold, r, t.hash(key))
+// put adds an item that is not in the table, with its fold timestamp,
+// and returns its slot.
+func (t *coldTable) put(key, data []byte, fold Timestamp) uint32 {
+	return t.putHashed(key, data, fold, t.hash(key))
 }
 
 // putOnce adds the item unless the table holds its key, and reports
 // whether it did: one hash and one probe (a restore's dup check and
 // insert).
-func (t *coldTable) putOnce(key, data []byte, r coldRec) bool {
+func (t *coldTable) putOnce(key, data []byte) bool {
 	h := t.hash(key)
 	if _, ok := t.probe(key, h); ok {
 		return false
 	}
-	t.putHashed(key, data, Timestamp{}, r, h)
+	t.putHashed(key, data, Timestamp{}, h)
 	return true
 }
 
-func (t *coldTable) putHashed(key, data []byte, fold Timestamp, r coldRec, h uint64) uint32 {
+func (t *coldTable) putHashed(key, data []byte, fold Timestamp, h uint64) uint32 {
 	if len(key) >= coldFolded {
 		panic("collections: cold table: a key of 2 GiB") // a protobuf message cannot hold one
 	}
 	var buf [2 * binary.MaxVarintLen64]byte
 	var foldBytes []byte
+	var r coldRec
 	r.keyLen, r.dataLen = uint32(len(key)), uint32(len(data))
 	if !fold.IsZero() {
 		foldBytes = binary.AppendUvarint(binary.AppendUvarint(buf[:0], fold.WallMs), uint64(fold.Logical))

@@ -47,7 +47,7 @@ func TestColdTableMatchesAMap(t *testing.T) {
 			if rng.IntN(2) == 0 {
 				fold = Timestamp{WallMs: rng.Uint64() >> rng.IntN(64), Logical: rng.Uint32() >> rng.IntN(32)}
 			}
-			slots[k] = tb.put([]byte(k), v, fold, coldRec{captured: uint32(len(v))})
+			slots[k] = tb.put([]byte(k), v, fold)
 			model[k] = v
 			folds[k] = fold
 		}
@@ -76,7 +76,7 @@ func TestColdTableMatchesAMap(t *testing.T) {
 			t.Fatalf("find(%q) = %d %v, want %d", k, slot, ok, slots[k])
 		}
 		r := tb.rec(slot)
-		if got := tb.data(r); !bytes.Equal(got, v) || r.captured != uint32(len(v)) {
+		if got := tb.data(r); !bytes.Equal(got, v) {
 			t.Fatalf("%q: %d bytes, want %d", k, len(got), len(v))
 		}
 		if got := tb.key(r); string(got) != k {
@@ -126,7 +126,7 @@ func TestColdTableEvacuates(t *testing.T) {
 	v := bytes.Repeat([]byte("v"), 100)
 	var slots []uint32
 	for i := range 200_000 {
-		slots = append(slots, tb.put(fmt.Appendf(nil, "key-%d", i), v, Timestamp{}, coldRec{}))
+		slots = append(slots, tb.put(fmt.Appendf(nil, "key-%d", i), v, Timestamp{}))
 	}
 	before := tb.size
 	for i, slot := range slots {
@@ -223,7 +223,7 @@ func TestColdTableKeysOfOneTag(t *testing.T) {
 	const h = 0xdead_beef_0000_0000
 	var slots []uint32
 	for _, k := range keys {
-		slot := tb.putHashed(k, append([]byte("v-"), k...), Timestamp{}, coldRec{}, h)
+		slot := tb.putHashed(k, append([]byte("v-"), k...), Timestamp{}, h)
 		slots = append(slots, slot)
 	}
 	probe := func(k []byte) (uint32, bool) { return tb.probe(k, h) }

@@ -173,7 +173,7 @@ func (c *collection) promote(slot uint32) *item {
 		cur:           value{exists: true, data: c.cold.data(r)},
 		foldedWall:    fold.WallMs,
 		foldedLogical: fold.Logical,
-		captured:      r.captured,
+		captured:      c.cold.captured(slot),
 		live:          true,
 	}
 	it.hashed = hashItem(c.name, c.kind, it.key, &it.cur) // what demote left in c.digest: it was clean
@@ -213,7 +213,7 @@ func (c *collection) demote(it *item) {
 			c.cleaned = 0
 		}
 	}
-	c.cold.put([]byte(it.key), it.cur.data, it.foldedTS(), coldRec{captured: it.captured})
+	c.cold.put([]byte(it.key), it.cur.data, it.foldedTS())
 	delete(c.items, it.key)
 	it.gone = true // a stale pointer somewhere would now see an item to skip
 }

@@ -281,7 +281,7 @@ func (l *lazyState) install(s *Store, c *collection, key, raw []byte) error {
 		return nil // an empty item is not stored; nothing to hold
 	}
 	h := hashItem(c.name, c.kind, string(key), &base)
-	c.cold.put(key, base.data, Timestamp{}, coldRec{})
+	c.cold.put(key, base.data, Timestamp{})
 	c.live++
 	c.digest += h
 	l.unloadedLive[c]--

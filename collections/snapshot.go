@@ -422,7 +422,7 @@ func (r *restoring) keep(c *collection, key []byte, base value, ops []*tempestpb
 		// Quiet: straight to the cold table, no Go object per item; the
 		// one lookup also finds a duplicate (in a delta, forget removed
 		// what was there).
-		if !t.putOnce(key, base.data, coldRec{}) { // hashed by install
+		if !t.putOnce(key, base.data) { // hashed by install
 			return listedTwice()
 		}
 		return nil

@@ -60,8 +60,10 @@ import (
 // a stream is open, so no item enters a cold table behind the iteration;
 // promoting an item captures it first (collection.promote), so an item
 // that leaves a cold table before the iteration reaches it is queued as a
-// pre-image; and a record the iteration reached is marked captured, so
-// promoting it later does not queue it again.
+// pre-image; and a record the iteration reached is captured (its slot is
+// below the table's capture cursor, coldTable.capUpTo: the iteration goes
+// by slot, and no record is added while a stream is open), so promoting it
+// later does not queue it again.
 //
 // Costs: BeginSnapshot is O(origins) (the header) plus O(collections).
 // A change to an item not yet captured pays one copy of that item
@@ -140,8 +142,8 @@ type SnapshotStream struct {
 	detached bool
 
 	// next is the iteration over every collection's items, or a delta's
-	// members: a hot item, or a cold item's state (already marked
-	// captured in its record).
+	// members: a hot item, or a cold item's state (already captured:
+	// below its table's capture cursor).
 	next func() (*item, *tempestpb.ItemState, bool)
 	stop func()
 
@@ -224,8 +226,9 @@ func (s *Store) BeginSnapshot(opts SnapshotStreamOptions) (*SnapshotStream, erro
 		// Then the cold tables, by slot: a slot is read when the iteration
 		// reaches it, so an item promoted before that is not found there
 		// (promote captured it), and none is added while a stream is open
-		// (Tidy waits). An item reached is marked captured in its record,
-		// so that promoting it later does not capture it twice.
+		// (Tidy waits). The slots the iteration reached are captured (the
+		// table's capture cursor, coldTable.capUpTo), so that promoting
+		// one later does not capture it twice.
 		epoch := st.epoch
 		st.next, st.stop = iter.Pull2(func(yield func(*item, *tempestpb.ItemState) bool) {
 			for _, c := range colls {
@@ -239,18 +242,17 @@ func (s *Store) BeginSnapshot(opts SnapshotStreamOptions) (*SnapshotStream, erro
 				if c.cold == nil {
 					continue
 				}
-				stopped := false
-				c.cold.each(func(_ uint32, r *coldRec) bool {
-					if r.captured == epoch {
-						return true
-					}
-					r.captured = epoch
+				t, stopped := c.cold, false
+				t.capEpoch, t.capUpTo = epoch, 0
+				t.each(func(slot uint32, r *coldRec) bool {
+					t.capUpTo = slot + 1 // captured from here on
 					stopped = !yield(nil, st.coldState(c, r))
 					return !stopped
 				})
 				if stopped {
 					return
 				}
+				t.capUpTo = math.MaxUint32
 			}
 		})
 	}
@@ -281,10 +283,7 @@ func (s *Store) renumber() {
 			it.captured, it.window = 0, 0
 		}
 		if c.cold != nil {
-			c.cold.each(func(_ uint32, r *coldRec) bool {
-				r.captured = 0
-				return true
-			})
+			c.cold.capEpoch, c.cold.capUpTo = 0, 0
 		}
 	}
 	for _, it := range s.changed {
