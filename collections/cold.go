@@ -169,7 +169,7 @@ func (t *coldTable) probe(key []byte, h uint64) (slot uint32, ok bool) {
 		return 0, false
 	}
 	tag := tagHash(h)
-	for i := x.home(h); ; i = (i + 1) & x.mask() {
+	for i := x.home(h); ; i = x.next(i) {
 		e := x.entries[i]
 		if e == 0 {
 			return 0, false

@@ -169,7 +169,7 @@ func TestColdIndexMatchesAModel(t *testing.T) {
 		}
 		for slot, h := range model {
 			found := false
-			for i := x.home(h); ; i = (i + 1) & x.mask() {
+			for i := x.home(h); ; i = x.next(i) {
 				e := x.entries[i]
 				if e == 0 {
 					break

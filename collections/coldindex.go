@@ -7,35 +7,47 @@ package collections
 //
 // Why not a map[uint64]uint32: the Go map spends 16 bytes and a control
 // byte per slot (its key and value pairs are padded), against 8 / load
-// here (10.7 to 21 bytes); a restore, which inserts a million items in a
-// row, spent half of a restart's CPU in its lookups at 1M items, and
-// runs about 25% faster with this one (BenchmarkSnapshotStream/
-// restore-trusted-encoded). An entry's home is the top bits of its hash,
-// so the table can be rebuilt (grow) from the tags alone, in one
-// sequential pass, without reading a key.
+// here; a restore, which inserts a million items in a row, spent half of a
+// restart's CPU in its lookups at 1M items, and runs about 25% faster with
+// this one (BenchmarkSnapshotStream/restore-trusted-encoded). An entry's
+// home is its tag scaled to the table's length (tag * len >> 32, monotone
+// in the tag), so the table can be rebuilt (grow) from the tags alone, in
+// one sequential pass, without reading a key; and its length need not be
+// a power of two, so it grows by half (coldIndexGrowNum/Den), not double:
+// between 1/2 and 3/4 full, 10.7 to 16 bytes per entry, where doubling
+// left it between 3/8 and 3/4 full, up to 21 (at 1M items, 2^21 entries:
+// 16.8 bytes per item; grown by half, 1.5M entries: 12.1).
 //
-// Invariants: len(entries) is 0 or a power of two, at most 1<<32; n live
-// entries, at most maxLoad of len(entries); every live entry is at its home
-// or after it, with no empty entry in between (linear probing, kept by
-// remove's backward shift: there are no tombstones).
+// Invariants: len(entries) is 0 or at least coldIndexMinSize, at most
+// 1<<32; n live entries, at most LoadNum/LoadDen of len(entries); every
+// live entry is at its home or after it (cyclically), with no empty entry
+// in between (linear probing, kept by remove's backward shift: there are
+// no tombstones).
 type coldIndex struct {
 	entries []uint64 // tag<<32 | slot+1; 0: empty
-	shift   uint     // 64 - log2(len(entries))
 	n       int
 }
 
 // The table grows when an insert would fill more than LoadNum/LoadDen of
-// it (linear probing stays within a cache line or two below 3/4).
+// it (linear probing stays within a cache line or two below 3/4), to
+// GrowNum/GrowDen of its length.
 const (
 	coldIndexLoadNum, coldIndexLoadDen = 3, 4
+	coldIndexGrowNum, coldIndexGrowDen = 3, 2
 	coldIndexMinSize                   = 8
-	coldIndexMaxBits                   = 32 // the tag holds the home's bits
+	coldIndexMaxSize                   = 1 << 32 // homes are scaled 32-bit tags
 )
 
-func (x *coldIndex) mask() int { return len(x.entries) - 1 }
+// next is the entry after i, cyclically.
+func (x *coldIndex) next(i int) int {
+	if i++; i == len(x.entries) {
+		return 0
+	}
+	return i
+}
 
 // home is where an entry of hash h (or tag, its top 32 bits) belongs.
-func (x *coldIndex) home(h uint64) int { return int(h >> x.shift) }
+func (x *coldIndex) home(h uint64) int { return int((h >> 32) * uint64(len(x.entries)) >> 32) }
 
 // tagHash is an entry's (or a hash's) tag: its top 32 bits, in place.
 func tagHash(e uint64) uint64 { return e &^ (1<<32 - 1) }
@@ -49,7 +61,7 @@ func slotOf(e uint64) uint32 { return uint32(e) - 1 }
 // insert adds slot under h (the caller has checked its key is not there).
 func (x *coldIndex) insert(h uint64, slot uint32) {
 	if (x.n+1)*coldIndexLoadDen > len(x.entries)*coldIndexLoadNum {
-		x.resize(max(2*len(x.entries), coldIndexMinSize))
+		x.resize(max(len(x.entries)*coldIndexGrowNum/coldIndexGrowDen, coldIndexMinSize))
 	}
 	x.place(entryOf(h, slot))
 	x.n++
@@ -59,7 +71,7 @@ func (x *coldIndex) insert(h uint64, slot uint32) {
 func (x *coldIndex) place(e uint64) {
 	i := x.home(e)
 	for x.entries[i] != 0 {
-		i = (i + 1) & x.mask()
+		i = x.next(i)
 	}
 	x.entries[i] = e
 }
@@ -74,10 +86,10 @@ func (x *coldIndex) remove(h uint64, slot uint32) {
 		if x.entries[i] == 0 {
 			panic("collections: cold index: removing an entry that is not there")
 		}
-		i = (i + 1) & x.mask()
+		i = x.next(i)
 	}
 	for j := i; ; {
-		j = (j + 1) & x.mask()
+		j = x.next(j)
 		e := x.entries[j]
 		if e == 0 {
 			break
@@ -94,28 +106,23 @@ func (x *coldIndex) remove(h uint64, slot uint32) {
 	x.n--
 }
 
-// reserve sizes the table for n entries, if larger than it is.
+// reserve sizes the table for n entries (3/4 full), if larger than it is.
 func (x *coldIndex) reserve(n int) {
-	size := coldIndexMinSize
-	for n*coldIndexLoadDen > size*coldIndexLoadNum {
-		size *= 2
-	}
+	size := max(coldIndexMinSize, (n*coldIndexLoadDen+coldIndexLoadNum-1)/coldIndexLoadNum)
 	if size > len(x.entries) {
 		x.resize(size)
 	}
 }
 
-// resize rebuilds the table with size entries, from the tags alone.
+// resize rebuilds the table with size entries, from the tags alone: the
+// old entries in order (by home, but for the run that wrapped around at
+// the end), each placed from its new home.
 func (x *coldIndex) resize(size int) {
-	bits := uint(0)
-	for 1<<bits < size {
-		bits++
-	}
-	if bits > coldIndexMaxBits {
+	if size > coldIndexMaxSize {
 		panic("collections: cold index: more than 2^32 entries")
 	}
 	old := x.entries
-	x.entries, x.shift = make([]uint64, 1<<bits), 64-bits
+	x.entries = make([]uint64, size)
 	for _, e := range old {
 		if e != 0 {
 			x.place(e)

@@ -56,8 +56,8 @@ func TestBytesPerItem(t *testing.T) {
 	per := float64(liveHeap()-before) / n
 	kv := float64(f.s.ColdKeyValueBytes()) / float64(f.s.ColdItems())
 	t.Logf("%.0f bytes per item (%d items, %d cold); its key and value: %.1f bytes (%.1fx)", per, n, f.s.ColdItems(), kv, per/kv)
-	if per > 85 { // 70 measured with Go 1.26: a cold record of 16 bytes
-		t.Fatalf("%.0f bytes of live heap per item, want at most 85", per)
+	if per > 80 { // 65 measured with Go 1.26 (16-byte records, the index grown by half)
+		t.Fatalf("%.0f bytes of live heap per item, want at most 80", per)
 	}
 	runtime.KeepAlive(f)
 }
