@@ -44,7 +44,12 @@ type coldTable struct {
 	// captured by the snapshot stream of epoch capEpoch (the stream's
 	// iteration reached them; MaxUint32: it read the whole table).
 	capEpoch, capUpTo uint32
-	kv                int // their key and data bytes (without the fold timestamps)
+	// foldBase: the entries' fold timestamps are stored as their wall
+	// time's difference to it (the first one stored): 3 or 4 bytes for a
+	// table's usual span of days, against 6 for the milliseconds since
+	// 1970.
+	foldBase uint64
+	kv       int // their key and data bytes (without the fold timestamps)
 
 	chunks     [][]byte // the arena; chunk id i+1 is chunks[i] (nil: dropped)
 	chunkLive  []int    // live bytes per chunk
@@ -67,13 +72,14 @@ type coldTable struct {
 //     100 ns;
 //   - not the timestamp of the op folded last (item.foldedWall and
 //     foldedLogical) as two fixed fields (12 bytes and 4 of padding): the
-//     entry holds it, as two varints after the data (about 7 bytes), and
+//     entry holds it, as two varints after the data (4 or 5 bytes), and
 //     only if it is not zero (coldFolded), since only a promotion reads it;
 //   - not its snapshot capture mark (item.captured): a full stream reads a
 //     table by slot, so the slots it reached are the captured ones
 //     (coldTable.capUpTo).
 //
-// An entry is key | data | [uvarint(fold wall) uvarint(fold logical)].
+// An entry is key | data | [varint(fold wall - foldBase) uvarint(fold
+// logical)].
 type coldRec struct {
 	chunk   uint32 // arena chunk id; 0: a free slot
 	off     uint32 // the key's offset in the chunk; the data follows it
@@ -141,12 +147,12 @@ func (t *coldTable) entry(r *coldRec) ([]byte, Timestamp) {
 	end := r.off + r.klen() + r.dataLen
 	var ts Timestamp
 	if r.keyLen&coldFolded != 0 {
-		wall, a := binary.Uvarint(c[end:])
+		delta, a := binary.Varint(c[end:])
 		logical, b := binary.Uvarint(c[int(end)+a:])
 		if a <= 0 || b <= 0 {
 			panic("collections: cold table: a corrupt fold timestamp") // written by store: a bug
 		}
-		ts = Timestamp{WallMs: wall, Logical: uint32(logical)}
+		ts = Timestamp{WallMs: t.foldBase + uint64(delta), Logical: uint32(logical)}
 		end += uint32(a + b)
 	}
 	return c[r.off:end:end], ts
@@ -207,7 +213,10 @@ func (t *coldTable) putHashed(key, data []byte, fold Timestamp, h uint64) uint32
 	var r coldRec
 	r.keyLen, r.dataLen = uint32(len(key)), uint32(len(data))
 	if !fold.IsZero() {
-		foldBytes = binary.AppendUvarint(binary.AppendUvarint(buf[:0], fold.WallMs), uint64(fold.Logical))
+		if t.foldBase == 0 {
+			t.foldBase = fold.WallMs
+		}
+		foldBytes = binary.AppendUvarint(binary.AppendVarint(buf[:0], int64(fold.WallMs-t.foldBase)), uint64(fold.Logical))
 		r.keyLen |= coldFolded
 	}
 	r.chunk, r.off = t.store(key, data, foldBytes)
