@@ -419,6 +419,12 @@ func (db *DB) write(b *pebble.Batch) (handedOff bool, err error) {
 	lat := time.Since(start)
 	db.st.lastLatency.Store(int64(lat))
 	db.st.totalLatency.Add(int64(lat))
+	if lat > SlowCommit {
+		db.st.slowCommits.Add(1)
+	}
+	if int64(lat) > db.st.maxLatency.Load() {
+		db.st.maxLatency.Store(int64(lat)) // the committer is the only writer
+	}
 	db.st.bytes.Add(size)
 	if db.opts.Sync != SyncNone {
 		db.st.syncedCommits.Add(1)

@@ -66,6 +66,11 @@ type stateRun struct {
 	// (status memory.key_value_bytes_per_cold_item, after the preload):
 	// the measure of the per-item figures (the issue's target: at most 3x).
 	KeyValueBytesPerItem float64 `json:"key_value_bytes_per_item"`
+	// ColdFraction: of the item-replicas after the preload, those in cold
+	// tables; the rest are Go objects (tentative ops, or changed since the
+	// clone's latest snapshot began: the next delta's members), which cost
+	// several times more.
+	ColdFraction float64 `json:"cold_fraction"`
 	// HeapEmptyBytes and HeapPreloadBytes: the node's live heap (status
 	// memory.heap_objects_bytes right after a forced GC) just started and
 	// after the preload; HeapMarginalPerItemReplicaBytes is their
@@ -97,6 +102,11 @@ type stateRun struct {
 	// max_wall_us and max_cpu_us, the longest of any clone since the node
 	// started (the preload included: a maximum cannot be differenced).
 	BackgroundTurnsDuringLoad map[string]int64 `json:"background_turns_during_load,omitempty"`
+	// CommitsDuringLoad: the node's group commits during the run, and of
+	// them the slow ones (/v1/status persistence slow_commits: over 50 ms,
+	// fsync included: every update waiting for durability waited as
+	// long); max_commit_latency_ms is the longest since the node started.
+	CommitsDuringLoad map[string]float64 `json:"commits_during_load,omitempty"`
 	// RestartS: from starting the killed node's process again until every
 	// clone is ready; RestoredOK: sampled carts were all there.
 	RestartS   float64 `json:"restart_s"`
@@ -215,6 +225,9 @@ func measureState(ctx context.Context, f stateFlags, n int, stderr io.Writer) (s
 	if getJSON(tgt.addr, "/v1/status", &mem) == nil {
 		r.HeapPerItemReplicaBytes = mem.Memory.BytesPerItem
 		r.KeyValueBytesPerItem = mem.Memory.KeyValuePerItem
+		if mem.Memory.Items > 0 {
+			r.ColdFraction = float64(mem.Memory.ColdItems) / float64(mem.Memory.Items)
+		}
 		r.HeapPreloadBytes = mem.Memory.HeapObjectsBytes
 		if mem.Memory.Items > 0 && r.HeapEmptyBytes > 0 {
 			r.HeapMarginalPerItemReplicaBytes = (float64(r.HeapPreloadBytes) - float64(r.HeapEmptyBytes)) / float64(mem.Memory.Items)
@@ -225,12 +238,20 @@ func measureState(ctx context.Context, f stateFlags, n int, stderr io.Writer) (s
 	l := newLoader(tgt, budget, f.queries, n, defaultMaxConns, f.seed, stderr)
 	defer l.close()
 	pebbleBefore, turnsBefore := pebbleStatus(tgt.addr), backgroundTurns(tgt.addr)
+	commitsBefore := commitStats(tgt.addr)
 	load, err := l.run(ctx, f.rate, f.duration, fmt.Sprintf("%d items: %.0f/s", n, f.rate))
 	if err != nil {
 		return r, "", err
 	}
 	r.PebbleDuringLoad = pebbleDelta(pebbleBefore, pebbleStatus(tgt.addr))
 	r.BackgroundTurnsDuringLoad = turnsDelta(turnsBefore, backgroundTurns(tgt.addr))
+	if after := commitStats(tgt.addr); commitsBefore != nil && after != nil {
+		r.CommitsDuringLoad = map[string]float64{
+			"commits":               after["commits"] - commitsBefore["commits"],
+			"slow_commits":          after["slow_commits"] - commitsBefore["slow_commits"],
+			"max_commit_latency_ms": after["max_commit_latency_ns"] / 1e6,
+		}
+	}
 	if f.maxOthersCPU > 0 && load.OthersCPUUtil != nil && *load.OthersCPUUtil > f.maxOthersCPU {
 		fmt.Fprintf(stderr, "state bench: other processes used %.2f CPUs during the %d-item run: its figures are disturbed\n", *load.OthersCPUUtil, n)
 	}
@@ -436,6 +457,24 @@ func pebbleDelta(before, after map[string]any) map[string]float64 {
 	return out
 }
 
+// commitStats returns the persistence object of /v1/status (nil if it
+// cannot be read).
+func commitStats(addr string) map[string]float64 {
+	var st struct {
+		Persistence map[string]any `json:"persistence"`
+	}
+	if getJSON(addr, "/v1/status", &st) != nil || st.Persistence == nil {
+		return nil
+	}
+	out := map[string]float64{}
+	for k, v := range st.Persistence {
+		if f, ok := v.(float64); ok {
+			out[k] = f
+		}
+	}
+	return out
+}
+
 // backgroundTurns returns the background_turns objects of the cart
 // clones in /v1/status (nil if it cannot be read).
 func backgroundTurns(addr string) []map[string]int64 {
@@ -625,13 +664,17 @@ func printState(w io.Writer, res stateResult) {
 			fmt.Fprintf(w, "%d items: pebble during the load: %.0f flushes (%.0f MB), %.0f compactions (%.0f MB written), %.0f write stalls, read amp %.0f at the end\n",
 				r.Items, p["flushes"], p["flushed_bytes"]/1e6, p["compactions"], p["compacted_bytes"]/1e6, p["write_stalls"], p["read_amp"])
 		}
+		if c := r.CommitsDuringLoad; c != nil {
+			fmt.Fprintf(w, "%d items: %.0f group commits during the load, %.0f of them over 50 ms; longest since start %.1f ms\n",
+				r.Items, c["commits"], c["slow_commits"], c["max_commit_latency_ms"])
+		}
 		if t := r.BackgroundTurnsDuringLoad; t != nil {
 			fmt.Fprintf(w, "%d items: snapshot/load slices during the load: %d turns, wall time over 1 ms %d (over 5 ms %d), CPU time over 1 ms %d (unknown %d); longest since start: %d µs wall, %d µs CPU\n",
 				r.Items, t["turns"], t["wall_over_1ms"], t["wall_over_5ms"], t["cpu_over_1ms"], t["cpu_unknown"], t["max_wall_us"], t["max_cpu_us"])
 		}
 		if kv := r.KeyValueBytesPerItem; kv > 0 {
-			fmt.Fprintf(w, "%d items: an item's key and value: %.1f bytes encoded; heap per item-replica %.1fx that (over empty: %.1fx)\n",
-				r.Items, kv, r.HeapPerItemReplicaBytes/kv, r.HeapMarginalPerItemReplicaBytes/kv)
+			fmt.Fprintf(w, "%d items: an item's key and value: %.1f bytes encoded; heap per item-replica %.1fx that (over empty: %.1fx); %.1f%% of the item-replicas cold\n",
+				r.Items, kv, r.HeapPerItemReplicaBytes/kv, r.HeapMarginalPerItemReplicaBytes/kv, r.ColdFraction*100)
 		}
 		if r.Error != "" {
 			fmt.Fprintf(w, "%d items: %s\n", r.Items, r.Error)
@@ -693,6 +736,7 @@ type nodeMemory struct {
 	Memory struct {
 		HeapObjectsBytes uint64  `json:"heap_objects_bytes"`
 		Items            int     `json:"items"`
+		ColdItems        int     `json:"cold_items"`
 		BytesPerItem     float64 `json:"bytes_per_item_replica"`
 		KeyValuePerItem  float64 `json:"key_value_bytes_per_cold_item"`
 	} `json:"memory"`
