@@ -611,7 +611,7 @@ func (s *schedulerActor) publish(now time.Time) {
 			st := r.load.Stats()
 			s.loaded.Faults, s.loaded.Faulted, s.loaded.BackgroundItems = st.Faults, st.Faulted, st.Loaded
 			s.loaded.BackgroundBusyMs = ms(r.busy)
-			s.loaded.BackgroundMaxTurnUs, s.loaded.BackgroundMaxTurnCPUUs = r.maxTurn.Microseconds(), r.maxTurnCPU.Microseconds()
+			s.loaded.BackgroundMaxTurnUs, s.loaded.BackgroundMaxTurnCPUUs = r.turns.MaxWallUs, r.turns.MaxCPUUs
 		}
 		loaded := s.loaded
 		cs.Loaded = &loaded

@@ -42,12 +42,9 @@ type snapshotRun struct {
 	started    time.Time
 	busy       time.Duration // scheduler time spent on it (wall)
 	busyCPU    time.Duration // the CPU time of that (turnClock)
-	maxTurn    time.Duration // the longest turn spent on it (wall)
-	maxTurnCPU time.Duration // the most CPU time of one turn (of those known)
-	turns      int
-	cpuUnknown int  // turns whose CPU time is not known (turnClock)
-	paused     bool // the op log was full: tick resumes it
-	ended      bool // SnapshotEnd queued, waiting for snapshotSaved
+	turns      TurnStats     // its turns
+	paused     bool          // the op log was full: tick resumes it
+	ended      bool          // SnapshotEnd queued, waiting for snapshotSaved
 	// waiting: the pacer asked for a pause, and a timer will send the
 	// next snapshotWork (stopTimer cancels it); waited sums the pauses.
 	waiting   bool
@@ -217,26 +214,30 @@ func (s *schedulerActor) snapshotSlice(ctx actor.Context) {
 			return
 		}
 	}
-	freshTimeSlice()
-	clock := startTurn()
-	outcome := s.produceSlice(ctx, r, clock.wall0)
-	d, cpu, known := clock.stop()
-	s.bgTurns.add(d, cpu, known)
+	var outcome sliceOutcome
+	d, cpu := s.backgroundSlice(&r.turns, func(start time.Time) { outcome = s.produceSlice(ctx, r, start) })
 	r.busy += d
 	r.busyCPU += cpu
-	r.turns++
-	r.maxTurn = max(r.maxTurn, d)
-	if known {
-		r.maxTurnCPU = max(r.maxTurnCPU, cpu)
-	} else {
-		r.cpuUnknown++
-	}
 	switch outcome {
 	case sliceMore:
 		s.pace(ctx, r, cpu)
 	case sliceLast:
 		s.c.n.snapPacer.spend(time.Now(), cpu) // counted; the next snapshot waits for it
 	}
+}
+
+// backgroundSlice runs work as one background slice (a snapshot's, a
+// lazy load's): it yields first (freshTimeSlice), times work (turnClock,
+// passing it its start) and counts it in the clone's and the run's
+// TurnStats. It returns the slice's wall and CPU time.
+func (s *schedulerActor) backgroundSlice(run *TurnStats, work func(start time.Time)) (wall, cpu time.Duration) {
+	freshTimeSlice()
+	clock := startTurn()
+	work(clock.wall0)
+	wall, cpu, known := clock.stop()
+	s.bgTurns.add(wall, cpu, known)
+	run.add(wall, cpu, known)
+	return wall, cpu
 }
 
 // produceSlice is snapshotSlice's work, begun at t0.
@@ -339,8 +340,8 @@ func (s *schedulerActor) snapshotSaved(ctx actor.Context, pos uint64) {
 		s.stored.state = true
 		s.lastSnapshot = &SnapshotInfo{Pos: pos, Bytes: int64(r.hdrBytes) + int64(st.Bytes), Items: int(st.Items), Chunks: 1 + int(st.Chunks),
 			Delta: r.stream.Delta(), Deltas: s.stored.deltas, StateItems: r.stateItems,
-			DurationMs: ms(time.Since(r.started)), BusyMs: ms(r.busy), CPUMs: ms(r.busyCPU), Turns: r.turns,
-			MaxTurnUs: r.maxTurn.Microseconds(), MaxTurnCPUUs: r.maxTurnCPU.Microseconds(), TurnsCPUUnknown: r.cpuUnknown,
+			DurationMs: ms(time.Since(r.started)), BusyMs: ms(r.busy), CPUMs: ms(r.busyCPU), Turns: int(r.turns.Turns),
+			MaxTurnUs: r.turns.MaxWallUs, MaxTurnCPUUs: r.turns.MaxCPUUs, TurnsCPUUnknown: int(r.turns.CPUUnknown),
 			PacedMs: ms(r.waited), At: time.Now()}
 		if ce := s.log.Check(zap.DebugLevel, "snapshot saved"); ce != nil {
 			l := s.lastSnapshot
@@ -554,15 +555,14 @@ func (s storedState) Items() iter.Seq2[collections.StoredItem, error] {
 // CPU budget (pacer.go) like snapshot slices, each a loadWork message the
 // scheduler sends itself (or a timer sends, when the budget says wait).
 type lazyRun struct {
-	load       *collections.LazyLoad
-	state      *persistence.State
-	started    time.Time
-	lastLog    time.Time // of the load's progress
-	busy       time.Duration
-	maxTurn    time.Duration // the longest slice, wall time
-	maxTurnCPU time.Duration // the most CPU time of one slice
-	waiting    bool
-	stopTimer  func() bool
+	load      *collections.LazyLoad
+	state     *persistence.State
+	started   time.Time
+	lastLog   time.Time // of the load's progress
+	busy      time.Duration
+	turns     TurnStats // its slices
+	waiting   bool
+	stopTimer func() bool
 }
 
 // loadWork asks for the next slice of the background load; run is set
@@ -589,22 +589,16 @@ func (s *schedulerActor) loadSlice(ctx actor.Context, m *loadWork) {
 		s.loadWait(ctx, r, wait)
 		return
 	}
-	freshTimeSlice()
 	done := false
-	clock := startTurn()
-	for !done && time.Since(clock.wall0) < s.c.n.cfg.SnapshotSlice {
-		var err error
-		if done, err = r.load.Step(loadItemsPerStep); err != nil {
-			panic(fmt.Errorf("loading the stored state, reloading: %w", err))
+	d, cpu := s.backgroundSlice(&r.turns, func(start time.Time) {
+		for !done && time.Since(start) < s.c.n.cfg.SnapshotSlice {
+			var err error
+			if done, err = r.load.Step(loadItemsPerStep); err != nil {
+				panic(fmt.Errorf("loading the stored state, reloading: %w", err))
+			}
 		}
-	}
-	d, cpu, known := clock.stop()
-	s.bgTurns.add(d, cpu, known)
+	})
 	r.busy += d
-	r.maxTurn = max(r.maxTurn, d)
-	if known {
-		r.maxTurnCPU = max(r.maxTurnCPU, cpu)
-	}
 	if done {
 		s.finishLoad()
 		return
@@ -633,7 +627,7 @@ func (s *schedulerActor) finishLoad() {
 	st := r.load.Stats()
 	s.loaded.Faults, s.loaded.Faulted, s.loaded.BackgroundItems = st.Faults, st.Faulted, st.Loaded
 	s.loaded.BackgroundBusyMs, s.loaded.BackgroundMs, s.loaded.LoadDone = ms(r.busy), ms(time.Since(r.started)), true
-	s.loaded.BackgroundMaxTurnUs, s.loaded.BackgroundMaxTurnCPUUs = r.maxTurn.Microseconds(), r.maxTurnCPU.Microseconds()
+	s.loaded.BackgroundMaxTurnUs, s.loaded.BackgroundMaxTurnCPUUs = r.turns.MaxWallUs, r.turns.MaxCPUUs
 	if err := r.state.Close(); err != nil {
 		s.log.Warn("closing the stored state's view", zap.Error(err))
 	}

@@ -237,27 +237,21 @@ func measureState(ctx context.Context, f stateFlags, n int, stderr io.Writer) (s
 	budget := time.Duration(f.budgetMs) * time.Millisecond
 	l := newLoader(tgt, budget, f.queries, n, defaultMaxConns, f.seed, stderr)
 	defer l.close()
-	pebbleBefore, turnsBefore := pebbleStatus(tgt.addr), backgroundTurns(tgt.addr)
-	commitsBefore := commitStats(tgt.addr)
+	before := readFigures(tgt.addr)
 	load, err := l.run(ctx, f.rate, f.duration, fmt.Sprintf("%d items: %.0f/s", n, f.rate))
 	if err != nil {
 		return r, "", err
 	}
-	r.PebbleDuringLoad = pebbleDelta(pebbleBefore, pebbleStatus(tgt.addr))
-	r.BackgroundTurnsDuringLoad = turnsDelta(turnsBefore, backgroundTurns(tgt.addr))
-	if after := commitStats(tgt.addr); commitsBefore != nil && after != nil {
-		r.CommitsDuringLoad = map[string]float64{
-			"commits":               after["commits"] - commitsBefore["commits"],
-			"slow_commits":          after["slow_commits"] - commitsBefore["slow_commits"],
-			"max_commit_latency_ms": after["max_commit_latency_ns"] / 1e6,
-		}
-	}
+	after := readFigures(tgt.addr)
+	r.PebbleDuringLoad = pebbleDelta(before.pebble(), after.pebble())
+	r.BackgroundTurnsDuringLoad = turnsDelta(before.cartTurns(), after.cartTurns())
+	r.CommitsDuringLoad = commitsDelta(before.persistence(), after.persistence())
+	r.Snapshot = after.cartSnapshot()
 	if f.maxOthersCPU > 0 && load.OthersCPUUtil != nil && *load.OthersCPUUtil > f.maxOthersCPU {
 		fmt.Fprintf(stderr, "state bench: other processes used %.2f CPUs during the %d-item run: its figures are disturbed\n", *load.OthersCPUUtil, n)
 	}
 	r.Load = load
 	r.RSSAfterBytes = procRSS(p.pid())
-	r.Snapshot = lastSnapshot(tgt.addr)
 	desc := tgt.desc
 
 	fmt.Fprintf(stderr, "state bench: %d items: kill -9 and restart\n", n)
@@ -428,15 +422,76 @@ func sampleCarts(addr string, n, k int) (bool, error) {
 	return true, nil
 }
 
-// pebbleStatus returns the pebble object of /v1/status (nil if absent).
-func pebbleStatus(addr string) map[string]any {
-	var st struct {
-		Pebble map[string]any `json:"pebble"`
+// statusFigures is what the state bench reads of one /v1/status, around
+// its load. Its methods answer nil on a nil *statusFigures (the status
+// could not be read).
+type statusFigures struct {
+	Pebble      map[string]any `json:"pebble"`
+	Persistence map[string]any `json:"persistence"`
+	Clones      []struct {
+		Service      string           `json:"service"`
+		Turns        map[string]int64 `json:"background_turns"`
+		LastSnapshot map[string]any   `json:"last_snapshot"`
+	} `json:"clones"`
+}
+
+// readFigures reads /v1/status once (nil if it cannot be read).
+func readFigures(addr string) *statusFigures {
+	st := &statusFigures{}
+	if getJSON(addr, "/v1/status", st) != nil {
+		return nil
 	}
-	if getJSON(addr, "/v1/status", &st) != nil {
+	return st
+}
+
+// pebble is the status's pebble object.
+func (st *statusFigures) pebble() map[string]any {
+	if st == nil {
 		return nil
 	}
 	return st.Pebble
+}
+
+// persistence is the numbers of the status's persistence object.
+func (st *statusFigures) persistence() map[string]float64 {
+	if st == nil || st.Persistence == nil {
+		return nil
+	}
+	out := map[string]float64{}
+	for k, v := range st.Persistence {
+		if f, ok := v.(float64); ok {
+			out[k] = f
+		}
+	}
+	return out
+}
+
+// cartTurns is the background_turns objects of the cart clones.
+func (st *statusFigures) cartTurns() []map[string]int64 {
+	if st == nil {
+		return nil
+	}
+	var out []map[string]int64
+	for _, c := range st.Clones {
+		if c.Service == "cart" && c.Turns != nil {
+			out = append(out, c.Turns)
+		}
+	}
+	return out
+}
+
+// cartSnapshot is the last_snapshot object of the first cart clone that
+// reports one.
+func (st *statusFigures) cartSnapshot() map[string]any {
+	if st == nil {
+		return nil
+	}
+	for _, c := range st.Clones {
+		if c.Service == "cart" && c.LastSnapshot != nil {
+			return c.LastSnapshot
+		}
+	}
+	return nil
 }
 
 // pebbleDelta is what pebble did between two of its status objects: the
@@ -457,43 +512,18 @@ func pebbleDelta(before, after map[string]any) map[string]float64 {
 	return out
 }
 
-// commitStats returns the persistence object of /v1/status (nil if it
-// cannot be read).
-func commitStats(addr string) map[string]float64 {
-	var st struct {
-		Persistence map[string]any `json:"persistence"`
-	}
-	if getJSON(addr, "/v1/status", &st) != nil || st.Persistence == nil {
+// commitsDelta is the group commits between two persistence objects,
+// and the slow ones; max_commit_latency_ms is after's, since the node
+// started (see stateRun.CommitsDuringLoad).
+func commitsDelta(before, after map[string]float64) map[string]float64 {
+	if before == nil || after == nil {
 		return nil
 	}
-	out := map[string]float64{}
-	for k, v := range st.Persistence {
-		if f, ok := v.(float64); ok {
-			out[k] = f
-		}
+	return map[string]float64{
+		"commits":               after["commits"] - before["commits"],
+		"slow_commits":          after["slow_commits"] - before["slow_commits"],
+		"max_commit_latency_ms": after["max_commit_latency_ns"] / 1e6,
 	}
-	return out
-}
-
-// backgroundTurns returns the background_turns objects of the cart
-// clones in /v1/status (nil if it cannot be read).
-func backgroundTurns(addr string) []map[string]int64 {
-	var st struct {
-		Clones []struct {
-			Service string           `json:"service"`
-			Turns   map[string]int64 `json:"background_turns"`
-		} `json:"clones"`
-	}
-	if getJSON(addr, "/v1/status", &st) != nil {
-		return nil
-	}
-	var out []map[string]int64
-	for _, c := range st.Clones {
-		if c.Service == "cart" && c.Turns != nil {
-			out = append(out, c.Turns)
-		}
-	}
-	return out
 }
 
 // turnsDelta sums the clones' background turn counters of after minus
@@ -515,25 +545,6 @@ func turnsDelta(before, after []map[string]int64) map[string]int64 {
 		}
 	}
 	return out
-}
-
-// lastSnapshot returns the last_snapshot object of the first cart clone in
-// /v1/status, or nil when the node does not report one.
-func lastSnapshot(addr string) map[string]any {
-	var st struct {
-		Clones []map[string]any `json:"clones"`
-	}
-	if getJSON(addr, "/v1/status", &st) != nil {
-		return nil
-	}
-	for _, c := range st.Clones {
-		if c["service"] == "cart" {
-			if s, ok := c["last_snapshot"].(map[string]any); ok {
-				return s
-			}
-		}
-	}
-	return nil
 }
 
 // slowestLoad returns the loaded object of the cart clone that took the
