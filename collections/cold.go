@@ -76,13 +76,15 @@ type coldTable struct {
 //     only if it is not zero (coldFolded), since only a promotion reads it;
 //   - not its snapshot capture mark (item.captured): a full stream reads a
 //     table by slot, so the slots it reached are the captured ones
-//     (coldTable.capUpTo).
+//     (coldTable.capUpTo);
+//   - its membership of the store's change window (item.window) as two
+//     flags in the offset's spare bits (memberFlag).
 //
 // An entry is key | data | [varint(fold wall - foldBase) uvarint(fold
 // logical)].
 type coldRec struct {
 	chunk   uint32 // arena chunk id; 0: a free slot
-	off     uint32 // the key's offset in the chunk; the data follows it
+	off     uint32 // the key's offset in the chunk (offset()), the data follows it; and memberFlag flags
 	keyLen  uint32 // with coldFolded: the fold timestamp follows the data
 	dataLen uint32
 }
@@ -92,6 +94,27 @@ type coldRec struct {
 const coldFolded = 1 << 31
 
 func (r *coldRec) klen() uint32 { return r.keyLen &^ coldFolded }
+
+// An offset in a chunk is below arenaChunk (an entry of its own chunk is
+// at 0), so coldRec.off has bits to spare above coldOffMask. Two of them
+// say the record is a member of a change window (Store.window): bit
+// coldMemberBit<<(window&1), set while the window's list of cold members
+// (Store.coldChanged, then its delta stream's) names the slot. See
+// collection.demote.
+const (
+	coldOffBits   = 28
+	coldOffMask   = 1<<coldOffBits - 1
+	coldMemberBit = 1 << coldOffBits
+	coldMembers   = coldMemberBit | coldMemberBit<<1
+)
+
+// memberFlag is the coldRec.off flag of the members of change window w.
+func memberFlag(w uint32) uint32 { return coldMemberBit << (w & 1) }
+
+func (r *coldRec) offset() uint32 { return r.off & coldOffMask }
+
+// Offsets must fit below the flags.
+var _ [coldOffMask + 1 - arenaChunk]struct{}
 
 const (
 	coldPageBits = 12
@@ -130,13 +153,14 @@ func (t *coldTable) captured(slot uint32) uint32 {
 // key and data return a record's bytes, shared with the arena: read-only.
 func (t *coldTable) key(r *coldRec) []byte {
 	c := t.chunks[r.chunk-1]
-	end := r.off + r.klen()
-	return c[r.off:end:end]
+	off := r.offset()
+	end := off + r.klen()
+	return c[off:end:end]
 }
 
 func (t *coldTable) data(r *coldRec) []byte {
 	c := t.chunks[r.chunk-1]
-	start := r.off + r.klen()
+	start := r.offset() + r.klen()
 	return c[start : start+r.dataLen : start+r.dataLen]
 }
 
@@ -144,7 +168,8 @@ func (t *coldTable) data(r *coldRec) []byte {
 // timestamp (zero if it has none).
 func (t *coldTable) entry(r *coldRec) ([]byte, Timestamp) {
 	c := t.chunks[r.chunk-1]
-	end := r.off + r.klen() + r.dataLen
+	off := r.offset()
+	end := off + r.klen() + r.dataLen
 	var ts Timestamp
 	if r.keyLen&coldFolded != 0 {
 		delta, a := binary.Varint(c[end:])
@@ -155,7 +180,7 @@ func (t *coldTable) entry(r *coldRec) ([]byte, Timestamp) {
 		ts = Timestamp{WallMs: t.foldBase + uint64(delta), Logical: uint32(logical)}
 		end += uint32(a + b)
 	}
-	return c[r.off:end:end], ts
+	return c[off:end:end], ts
 }
 
 func (t *coldTable) hash(key []byte) uint64 { return maphash.Bytes(t.seed, key) }
@@ -357,8 +382,10 @@ func (t *coldTable) compactStep(budget int) int {
 			continue
 		}
 		e, _ := t.entry(r)
-		old := r.chunk
-		r.chunk, r.off = t.store(e, nil, nil)
+		old, flags := r.chunk, r.off&^coldOffMask
+		var off uint32
+		r.chunk, off = t.store(e, nil, nil)
+		r.off = off | flags
 		t.release(old, len(e))
 	}
 	if t.sweep == t.top {

@@ -167,6 +167,7 @@ func (c *collection) get(key []byte) *item {
 func (c *collection) promote(slot uint32) *item {
 	r := c.cold.rec(slot)
 	_, fold := c.cold.entry(r)
+	member := r.off & coldMembers
 	it := &item{
 		c:             c,
 		key:           string(c.cold.key(r)),
@@ -179,7 +180,27 @@ func (c *collection) promote(slot uint32) *item {
 	it.hashed = hashItem(c.name, c.kind, it.key, &it.cur) // what demote left in c.digest: it was clean
 	c.cold.del(slot)
 	c.items[it.key] = it
-	if st := c.s.stream; st != nil {
+	s, st := c.s, c.s.stream
+	if member != 0 {
+		// A member of a change window in the cold table (demote): the
+		// membership moves with the item. A flag is current: a delta
+		// stream clears its window's flags as it reads them, a stream
+		// given up or a full one clears the rest (see
+		// Store.unflagColdMembers), and no item goes cold while a stream
+		// is open: while a delta is, the flags are its window's.
+		switch {
+		case st != nil && st.delta && member == memberFlag(st.window):
+			if mutation != mutationPromoteDropsMembership { // a test's deliberate bug, see mutant.go
+				it.window = st.window // the delta being written: the capture below queues its state
+			}
+		case member == memberFlag(s.window) && s.deltaBase && (st == nil || !st.delta):
+			it.window = s.window
+			s.changed = append(s.changed, it)
+		default:
+			panic("collections: a cold record flagged for no open change window") // a bug
+		}
+	}
+	if st != nil {
 		// Today every get is followed by a change, whose hook captures
 		// the item anyway; this keeps the invariant if one is not.
 		st.capture(it)
@@ -188,19 +209,22 @@ func (c *collection) promote(slot uint32) *item {
 }
 
 // quiet reports whether it may move to the cold table: a map entry or set
-// element that exists, with no tentative ops, not in the store's current
-// change window (whose list the next delta snapshot reads as Go objects).
-// The caller makes sure no snapshot stream is open and no Update runs.
+// element that exists, with no tentative ops, and, if it is a member of
+// the store's current change window, one beyond the Config.HotChanged
+// members kept hot. The caller makes sure no snapshot stream is open and
+// no Update runs.
 func (c *collection) quiet(it *item) bool {
 	s := c.s
 	return c.cold != nil && it.h == nil && !it.gone && it.cur.exists &&
-		!(s.deltaBase && it.window == s.window)
+		(!s.member(it) || len(s.changed)-s.demotedMembers > s.cfg.HotChanged)
 }
 
 // demote moves a quiet item to the cold table, its hash brought up to date.
-// The Go object is dropped: nothing else refers to it (the heap holds items
-// with ops, the change window its members, the dirty list only dirty
-// items, and no stream is open).
+// The Go object is dropped from the collection: nothing else refers to it
+// (the heap holds items with ops, the dirty list only dirty items, and no
+// stream is open) but the change window's list if it is a member, where
+// it stays, no member any more, until Tidy drops it; its membership goes
+// with its record, flagged and listed in Store.coldChanged.
 func (c *collection) demote(it *item) {
 	if it.dirty {
 		h := hashItem(c.name, c.kind, it.key, &it.cur)
@@ -213,7 +237,14 @@ func (c *collection) demote(it *item) {
 			c.cleaned = 0
 		}
 	}
-	c.cold.put([]byte(it.key), it.cur.data, it.foldedTS())
+	slot := c.cold.put([]byte(it.key), it.cur.data, it.foldedTS())
+	s := c.s
+	if s.member(it) {
+		c.cold.rec(slot).off |= memberFlag(s.window)
+		s.coldChanged = append(s.coldChanged, coldMember{c, slot})
+		s.demotedMembers++
+		it.window = 0
+	}
 	delete(c.items, it.key)
 	it.gone = true // a stale pointer somewhere would now see an item to skip
 }

@@ -9,6 +9,11 @@ import (
 // variable so tests can shrink it; change it only before creating stores.
 var DefaultMaxPending = 4096
 
+// DefaultHotChanged is Config.HotChanged's default: a replica of a few
+// thousand items changed all the time keeps them all hot (as before there
+// were cold members); a large one keeps 1024 of them, ~0.5 MB.
+const DefaultHotChanged = 1024
+
 // Config configures one replica's Store.
 type Config struct {
 	// Service is the service whose state this is. Ops of other services
@@ -43,6 +48,16 @@ type Config struct {
 	// to look at tentative histories disable it and call Compact.
 	DisableAutoCompact bool
 
+	// HotChanged is how many of the items changed since the latest
+	// snapshot capture (the next delta's members) stay Go objects once
+	// quiet, so that an item changed often does not go to its cold table
+	// and back at every op. Beyond it, quiet members go cold like any
+	// quiet item, and the next delta reads them from their table: what
+	// changed between two snapshots (up to a clone's SnapshotEvery ops) is
+	// not held at several hundred bytes an item. Zero: DefaultHotChanged;
+	// negative: none (a member goes cold as soon as it is quiet).
+	HotChanged int
+
 	// OnStable, if set, is called for each op as it becomes stable and is
 	// folded into its item's base value, in the item's order (and across
 	// items in (timestamp, origin, seq) order). It is the hook for the
@@ -59,6 +74,7 @@ func DefaultConfig(service, replica string) Config {
 		Now:        time.Now,
 		MaxDrift:   DefaultMaxDrift,
 		MaxPending: DefaultMaxPending,
+		HotChanged: DefaultHotChanged,
 	}
 }
 
@@ -84,6 +100,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxPending == 0 {
 		c.MaxPending = DefaultMaxPending
+	}
+	if c.HotChanged == 0 {
+		c.HotChanged = DefaultHotChanged
 	}
 	return c
 }

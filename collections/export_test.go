@@ -10,6 +10,8 @@ const (
 	MutantStreamInsertUnhooked = mutationStreamInsertUnhooked
 	MutantStreamFoldUnhooked   = mutationStreamFoldUnhooked
 	MutantDeltaNoAbsent        = mutationDeltaNoAbsent
+	MutantColdMembersUnread    = mutationColdMembersUnread
+	MutantPromoteDropsMember   = mutationPromoteDropsMembership
 )
 
 // NearCounterLimits puts a store's snapshot epoch and change window

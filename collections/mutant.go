@@ -17,7 +17,9 @@ import (
 // slow path (an op that does not go last), Store.replay, and the
 // snapshot stream hooks of Store.insert and Store.foldFirst (whose mutants
 // TestSnapshotStreamCatchesMutants uses), and a delta stream's absent
-// entries (SnapshotStream.itemState, TestDeltaChainCatchesMutants).
+// entries (SnapshotStream.itemState), its cold members (BeginSnapshot)
+// and a promoted cold member (collection.promote), whose mutants
+// TestDeltaChainCatchesMutants uses.
 // Nothing else depends on it.
 var mutation mutationKind
 
@@ -40,6 +42,13 @@ const (
 	// mutationDeltaNoAbsent: a delta snapshot leaves out the items that
 	// went away since the previous capture instead of marking them absent.
 	mutationDeltaNoAbsent
+	// mutationColdMembersUnread: a delta snapshot leaves out the members
+	// of its window that went cold (Store.coldChanged).
+	mutationColdMembersUnread
+	// mutationPromoteDropsMembership: promoting a cold member of the
+	// window a delta stream is writing does not make the item a member,
+	// so a change before the stream reads it queues no pre-image.
+	mutationPromoteDropsMembership
 )
 
 // positionByArrival is item.position under mutationTiesByArrival: after

@@ -206,6 +206,8 @@ func TestDeltaChainCatchesMutants(t *testing.T) {
 		{"insert unhooked", collections.MutantStreamInsertUnhooked},
 		{"fold unhooked", collections.MutantStreamFoldUnhooked},
 		{"no absent entries", collections.MutantDeltaNoAbsent},
+		{"cold members unread", collections.MutantColdMembersUnread},
+		{"promotion drops membership", collections.MutantPromoteDropsMember},
 	})
 }
 

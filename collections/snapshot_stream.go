@@ -199,18 +199,42 @@ func (s *Store) BeginSnapshot(opts SnapshotStreamOptions) (*SnapshotStream, erro
 		// The members: every item changed since the latest capture, each
 		// once (an item dropped and created again is two items, the first
 		// one gone).
-		members := s.changed
+		//
+		// Then the members that went cold, by slot (collection.demote).
+		// A slot listed may have been freed since (the item promoted: it
+		// is among the Go objects again) and even reused; its record is a
+		// member only while flagged. Reading one clears its flag, so a
+		// slot listed twice (freed and reused by another member) is read
+		// once, and a promotion after the read does not capture it again.
+		members, cold := s.changed, s.coldChanged
+		if mutation == mutationColdMembersUnread { // a test's deliberate bug, see mutant.go
+			cold = nil
+		}
 		st.delta, st.window = true, s.window
 		st.header.Delta, st.header.FollowsApplied = true, s.baseApplied
-		i := 0
+		flag := memberFlag(st.window)
+		i, j := 0, 0
 		st.next = func() (*item, *tempestpb.ItemState, bool) {
-			if i == len(members) {
-				return nil, nil, false
+			if i < len(members) {
+				i++
+				return members[i-1], nil, true
 			}
-			i++
-			return members[i-1], nil, true
+			for j < len(cold) {
+				m := cold[j]
+				j++
+				if r := m.c.cold.rec(m.slot); r.chunk != 0 && r.off&flag != 0 {
+					r.off &^= flag
+					return nil, st.coldState(m.c, r), true
+				}
+			}
+			return nil, nil, false
 		}
-		st.stop = func() { members = nil }
+		st.stop = func() {
+			for _, m := range cold[j:] {
+				m.c.cold.rec(m.slot).off &^= flag // given up: no member flagged for a window gone
+			}
+			members, cold = nil, nil
+		}
 	} else {
 		s.ensureLoaded() // a full stream iterates every item
 		colls := make([]*collection, 0, len(s.colls))
@@ -257,6 +281,9 @@ func (s *Store) BeginSnapshot(opts SnapshotStreamOptions) (*SnapshotStream, erro
 		})
 	}
 	if !opts.Detached {
+		if !st.delta {
+			s.unflagColdMembers() // the window ends in a full snapshot
+		}
 		s.newWindow(s.applied)
 	}
 	s.stream = st
@@ -266,7 +293,30 @@ func (s *Store) BeginSnapshot(opts SnapshotStreamOptions) (*SnapshotStream, erro
 // ChangedItems is how many items changed since the latest capture (a
 // snapshot stream begun, or a restore): what a delta begun now would hold,
 // at most. 0 when the store has no capture a delta could follow.
-func (s *Store) ChangedItems() int { return len(s.changed) }
+func (s *Store) ChangedItems() int {
+	return len(s.changed) - s.demotedMembers + len(s.coldChanged)
+}
+
+// member reports whether it is a member of the current change window.
+func (s *Store) member(it *item) bool { return s.deltaBase && it.window == s.window }
+
+// coldMember names a member of a change window that went cold: its slot
+// in its collection's cold table, whose record is flagged (coldMember).
+type coldMember struct {
+	c    *collection
+	slot uint32
+}
+
+// unflagColdMembers clears the flags of the current window's cold members
+// and forgets them: the window ends with no delta to read them (a full
+// snapshot begun, or a stream given up).
+func (s *Store) unflagColdMembers() {
+	flag := memberFlag(s.window)
+	for _, m := range s.coldChanged {
+		m.c.cold.rec(m.slot).off &^= flag
+	}
+	s.coldChanged = nil
+}
 
 // DeltaReady reports whether a delta snapshot begun now would be one: the
 // store has a capture to follow (else BeginSnapshot makes a full one).
@@ -280,14 +330,26 @@ func (s *Store) DeltaReady() bool { return s.deltaBase }
 func (s *Store) renumber() {
 	for _, c := range s.colls {
 		for _, it := range c.items {
-			it.captured, it.window = 0, 0
+			it.captured = 0
+			if it.window != s.window {
+				it.window = 0
+			}
 		}
 		if c.cold != nil {
 			c.cold.capEpoch, c.cold.capUpTo = 0, 0
 		}
 	}
 	for _, it := range s.changed {
-		it.window = 1 // gone items too: they are members
+		if it.window == s.window {
+			it.window = 1 // gone items too: they are members
+		}
+	}
+	if from, to := memberFlag(s.window), memberFlag(1); from != to {
+		for _, m := range s.coldChanged {
+			if r := m.c.cold.rec(m.slot); r.off&from != 0 {
+				r.off ^= from | to
+			}
+		}
 	}
 	s.streamEpoch, s.window = 0, 1
 }
@@ -301,7 +363,7 @@ func (st *SnapshotStream) Delta() bool { return st.delta }
 // items changed from now on.
 func (s *Store) newWindow(applied uint64) {
 	s.window++ // BeginSnapshot renumbered it if at its limit; a restore starts it
-	s.changed = nil
+	s.changed, s.coldChanged, s.demotedMembers = nil, nil, 0
 	s.deltaBase, s.baseApplied = true, applied
 }
 
@@ -337,7 +399,8 @@ func (st *SnapshotStream) Close() {
 		// and the changes before it are no longer tracked. The next
 		// stream must be full.
 		st.s.deltaBase = false
-		st.s.changed = nil
+		st.s.changed, st.s.demotedMembers = nil, 0
+		st.s.unflagColdMembers() // none went cold since the stream began: no Tidy while one is open
 	}
 }
 

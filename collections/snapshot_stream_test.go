@@ -35,6 +35,11 @@ func newStreamRig(t *rapid.T) *streamRig {
 	if rapid.Bool().Draw(t, "noAuto") {
 		tweaks = append(tweaks, noAuto)
 	}
+	// Members of the change window kept hot: none (-1), a few, or the
+	// default (0: all of the rig's few keys), so that deltas read members
+	// from the cold tables too.
+	hot := rapid.SampledFrom([]int{-1, 1, 3, 0}).Draw(t, "hotChanged")
+	tweaks = append(tweaks, func(c *collections.Config) { c.HotChanged = hot })
 	f := newFixture(t, "a", nil, tweaks...)
 	f.s.SetOrigins([]string{"a", "b", "c"})
 	return &streamRig{f: f, seq: map[string]uint64{}, keys: rapid.IntRange(1, 60).Draw(t, "keys")}

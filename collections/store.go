@@ -82,10 +82,18 @@ type Store struct {
 	// snapshot_stream.go): the items whose state changed since the latest
 	// capture, each once (item.window == window marks a member), and the
 	// capture they are relative to.
-	window      uint32  // the current change window: changes since the latest capture (32 bits: an item holds it)
-	changed     []*item // the window's changed items, in order of first change
-	deltaBase   bool    // a capture exists that a delta may follow (a snapshot begun, or a restore)
-	baseApplied uint64  // applied count at that capture
+	//
+	// A member quiet long enough may go to the cold tables like any quiet
+	// item (beyond Config.HotChanged of them): its record is flagged and
+	// its slot listed in coldChanged; its Go object, still in changed,
+	// is no member any more (item.window 0) and Tidy drops such entries in
+	// bulk (demotedMembers counts them).
+	window         uint32       // the current change window: changes since the latest capture (32 bits: an item holds it)
+	changed        []*item      // the window's changed items held as Go objects, in order of first change
+	coldChanged    []coldMember // the window's members that went cold since, by slot
+	demotedMembers int          // entries of changed that went cold since
+	deltaBase      bool         // a capture exists that a delta may follow (a snapshot begun, or a restore)
+	baseApplied    uint64       // applied count at that capture
 
 	// Items Tidy may move to the cold tables (item.cooling), oldest first
 	// from coolHead.
@@ -644,6 +652,13 @@ func (s *Store) Tidy(budget int) int {
 			it.cooling = false
 			it.c.demote(it)
 		}
+	}
+	if s.demotedMembers >= 1024 && s.demotedMembers >= len(s.changed)/2 {
+		// The change window's list holds more Go objects of members gone
+		// cold (no members any more) than members: drop them, so that
+		// they do not stay in memory until the window closes.
+		s.changed = slices.DeleteFunc(s.changed, func(it *item) bool { return it.window != s.window })
+		s.demotedMembers = 0
 	}
 	if s.coolHead == len(s.cooling) {
 		s.cooling, s.coolHead = s.cooling[:0], 0
