@@ -580,6 +580,8 @@ func (s *schedulerActor) publish(now time.Time) {
 		cs.Items = s.store.Items()
 		cs.ColdItems = s.store.ColdItems()
 		cs.ColdKeyValueBytes = int64(s.store.ColdKeyValueBytes())
+		arena, live := s.store.ColdArena()
+		cs.ColdArenaBytes, cs.ColdArenaLiveBytes = int64(arena), int64(live)
 		cs.Digest = fmt.Sprintf("%016x", s.store.Digest())
 		cs.CollectionDigests = map[string]string{}
 		for name, d := range s.store.CollectionDigests() {

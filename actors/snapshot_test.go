@@ -89,6 +89,9 @@ func TestCrashMidSnapshotLosesNoAcknowledgedOp(t *testing.T) {
 	if st.Clones[0].Items < carts || st.Memory.Items < carts || st.Memory.BytesPerItem <= 0 {
 		t.Fatalf("status items %d, memory %+v: want the %d carts counted", st.Clones[0].Items, st.Memory, carts)
 	}
+	if m := st.Memory; m.ColdItems > 0 && (m.ColdArenaLiveBytes < int64(m.KeyValueBytesPerColdItem*float64(m.ColdItems)) || m.ColdArenaBytes < m.ColdArenaLiveBytes) {
+		t.Fatalf("status memory %+v: want the cold items' arena, at least their keys and values", m)
+	}
 	// Single adds until the image is taken; those acknowledged before it
 	// must survive. The image is armed after the first 100.
 	var (

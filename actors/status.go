@@ -24,8 +24,13 @@ type CloneStatus struct {
 	// outside the garbage collector's view; collections.Store.Tidy).
 	ColdItems int `json:"cold_items"`
 	// ColdKeyValueBytes: the size of their keys and values.
-	ColdKeyValueBytes int64  `json:"cold_key_value_bytes"`
-	Digest            string `json:"digest"`
+	ColdKeyValueBytes int64 `json:"cold_key_value_bytes"`
+	// ColdArenaBytes: the cold tables' arenas, where those keys and values
+	// are; ColdArenaLiveBytes the part of it live entries use
+	// (collections.Store.ColdArena).
+	ColdArenaBytes     int64  `json:"cold_arena_bytes"`
+	ColdArenaLiveBytes int64  `json:"cold_arena_live_bytes"`
+	Digest             string `json:"digest"`
 	// CollectionDigests: equal on two clones when that collection converged.
 	CollectionDigests map[string]string `json:"collection_digests"`
 	StablePoint       string            `json:"stable_point"`
@@ -253,6 +258,10 @@ type MemoryStats struct {
 	// encoded size, per item: what BytesPerItem is measured against (the
 	// target is at most 3x it).
 	KeyValueBytesPerColdItem float64 `json:"key_value_bytes_per_cold_item"`
+	// ColdArenaBytes and ColdArenaLiveBytes: the cold tables' arenas and
+	// the part of them live entries use, over every clone.
+	ColdArenaBytes     int64 `json:"cold_arena_bytes"`
+	ColdArenaLiveBytes int64 `json:"cold_arena_live_bytes"`
 	// BytesPerItem: HeapObjectsBytes / Items, an upper bound of what an
 	// item costs one replica (the heap holds everything else too, garbage
 	// not yet collected included: right after a GC, e.g. after
@@ -296,6 +305,8 @@ func memoryStats(clones []CloneStatus) MemoryStats {
 		m.Items += c.Items
 		m.ColdItems += c.ColdItems
 		kv += c.ColdKeyValueBytes
+		m.ColdArenaBytes += c.ColdArenaBytes
+		m.ColdArenaLiveBytes += c.ColdArenaLiveBytes
 	}
 	if m.ColdItems > 0 {
 		m.KeyValueBytesPerColdItem = float64(kv) / float64(m.ColdItems)

@@ -58,7 +58,7 @@ type coldTable struct {
 	size       int      // capacity of the chunks not dropped
 	live       int      // bytes records use (the sum of chunkLive)
 
-	// The evacuation: chunks mostly dead are emptied by a sweep over the
+	// The evacuation: chunks a quarter dead or more are emptied by a sweep over the
 	// slots that copies their records' bytes to the active chunk, a few
 	// slots per compactStep, and dropped when the sweep ends.
 	evacuating map[uint32]bool
@@ -121,14 +121,29 @@ const (
 	coldPageSize = 1 << coldPageBits
 	coldPageMask = coldPageSize - 1
 
-	// arenaChunk is the size of an arena chunk; an entry larger than a
-	// quarter of it gets a chunk of its own, dropped when it dies.
-	arenaChunk = 1 << 20
+	// arenaChunk is the largest size of an arena chunk, arenaChunkMin the
+	// smallest: a table's chunks are an eighth of its live bytes between
+	// the two (chunkSize). An entry larger than a quarter of the chunk
+	// size gets a chunk of its own, dropped when it dies.
+	arenaChunk    = 1 << 20
+	arenaChunkMin = 64 << 10
 
-	// An evacuation starts when at least evacuateMin bytes and half the
-	// arena are dead, and empties the chunks at most half live.
-	evacuateMin = 4 * arenaChunk
+	// An evacuation starts when at least evacuateMin bytes and a quarter
+	// of the arena are dead, and empties the chunks at most three quarters
+	// live: an arena stays within 4/3 of what its items use. (Half and
+	// half, as first, let a table whose items change all the time hold
+	// twice what they use: ~27 bytes an item of a 100,000-item cart
+	// replica under load.) Moving a record copies its bytes, ~3 bytes
+	// moved per byte freed at worst.
+	evacuateMin = 4 * arenaChunkMin
 )
+
+// chunkSize is the capacity of the next chunk new entries go to. The room
+// of the active chunk not filled yet is up to a chunk of slack, so a
+// chunk is kept to an eighth of what the table holds: a table of 100,000
+// cart items (~2.7 MB) with 1 MiB chunks held ~0.5 MiB of slack on
+// average, 5 bytes per item (TestBytesPerItem).
+func (t *coldTable) chunkSize() int { return min(arenaChunk, max(arenaChunkMin, t.live/8)) }
 
 func newColdTable() *coldTable {
 	return &coldTable{seed: maphash.MakeSeed()}
@@ -279,12 +294,12 @@ func (t *coldTable) del(slot uint32) {
 // empty) to the arena and returns where it went.
 func (t *coldTable) store(key, data, fold []byte) (chunk, off uint32) {
 	n := len(key) + len(data) + len(fold)
-	id := t.active
-	if n > arenaChunk/4 {
+	id, size := t.active, t.chunkSize()
+	if n > size/4 {
 		id = t.newChunk(n)
-	} else if id == 0 || len(t.chunks[id-1])+n > arenaChunk {
+	} else if id == 0 || len(t.chunks[id-1])+n > cap(t.chunks[id-1]) {
 		// The rest of a full active chunk stays unused.
-		id = t.newChunk(arenaChunk)
+		id = t.newChunk(size)
 		t.active = id
 	}
 	c := t.chunks[id-1]
@@ -347,20 +362,21 @@ func (t *coldTable) deadBytes() int {
 func (t *coldTable) compactStep(budget int) int {
 	if t.evacuating == nil {
 		d := t.deadBytes()
-		if d < evacuateMin || d < t.size/2 {
+		if d < evacuateMin || d < t.size/4 {
 			return 0
 		}
-		// The chunks at most half live: sealed ones by their capacity, the
-		// active one by what it holds (it is sealed then, so that moved
-		// bytes go to a fresh chunk). If none were, less than half of the
-		// arena would be dead, so the sweep never runs for nothing.
+		// The chunks at most three quarters live: sealed ones by their
+		// capacity, the active one by what it holds (it is sealed then, so
+		// that moved bytes go to a fresh chunk). If none were, less than a
+		// quarter of the arena would be dead, so the sweep never runs for
+		// nothing.
 		t.evacuating = map[uint32]bool{}
 		for i, c := range t.chunks {
 			id := uint32(i + 1)
 			switch {
 			case c == nil:
 			case id == t.active:
-				if t.chunkLive[i] <= len(c)/2 {
+				if t.chunkLive[i] <= len(c)*3/4 {
 					t.active = 0
 					if t.chunkLive[i] == 0 {
 						t.drop(id) // no record to move: release will not drop it
@@ -368,7 +384,7 @@ func (t *coldTable) compactStep(budget int) int {
 						t.evacuating[id] = true
 					}
 				}
-			case t.chunkLive[i] <= cap(c)/2:
+			case t.chunkLive[i] <= cap(c)*3/4:
 				t.evacuating[id] = true
 			}
 		}

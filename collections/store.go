@@ -204,6 +204,21 @@ func (s *Store) ColdKeyValueBytes() int {
 	return n
 }
 
+// ColdArena returns the size of the cold tables' arenas (their chunks'
+// capacity) and the bytes of it their items use (keys, values and fold
+// timestamps): the rest is room the active chunks have not filled yet and
+// entries dead since (an item promoted or deleted) that an evacuation
+// will give back (coldTable.compactStep).
+func (s *Store) ColdArena() (size, live int) {
+	for _, c := range s.colls {
+		if c.cold != nil {
+			size += c.cold.size
+			live += c.cold.live
+		}
+	}
+	return size, live
+}
+
 func (s *Store) origin(name string) *originState {
 	o := s.origins[name]
 	if o == nil {
