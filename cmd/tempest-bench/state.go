@@ -81,6 +81,14 @@ type stateRun struct {
 	HeapEmptyBytes                  uint64  `json:"heap_empty_bytes"`
 	HeapPreloadBytes                uint64  `json:"heap_preload_bytes"`
 	HeapMarginalPerItemReplicaBytes float64 `json:"heap_marginal_per_item_replica_bytes"`
+	// HeapAfterLoadPerItemReplicaBytes: the same as HeapPerItemReplicaBytes
+	// after the open-loop run (a forced GC first): the items the load
+	// changed went hot and cold again, leaving dead entries in the cold
+	// tables' arenas until their evacuation. ArenaOverLiveAfterLoad: those
+	// arenas' size over what their entries use (status
+	// memory.cold_arena_bytes / cold_arena_live_bytes) then.
+	HeapAfterLoadPerItemReplicaBytes float64 `json:"heap_after_load_per_item_replica_bytes"`
+	ArenaOverLiveAfterLoad           float64 `json:"arena_over_live_after_load"`
 	// SettleS: after the preload, the wait until no cart clone had a
 	// snapshot in progress and pebble owed no more than 64 MiB of
 	// compaction (at most --settle): the load then measures the steady
@@ -252,6 +260,14 @@ func measureState(ctx context.Context, f stateFlags, n int, stderr io.Writer) (s
 	}
 	r.Load = load
 	r.RSSAfterBytes = procRSS(p.pid())
+	forceGC(p.debugAddr)
+	var memAfter nodeMemory
+	if getJSON(tgt.addr, "/v1/status", &memAfter) == nil {
+		r.HeapAfterLoadPerItemReplicaBytes = memAfter.Memory.BytesPerItem
+		if m := memAfter.Memory; m.ArenaLiveBytes > 0 {
+			r.ArenaOverLiveAfterLoad = float64(m.ArenaBytes) / float64(m.ArenaLiveBytes)
+		}
+	}
 	desc := tgt.desc
 
 	fmt.Fprintf(stderr, "state bench: %d items: kill -9 and restart\n", n)
@@ -686,6 +702,10 @@ func printState(w io.Writer, res stateResult) {
 		if kv := r.KeyValueBytesPerItem; kv > 0 {
 			fmt.Fprintf(w, "%d items: an item's key and value: %.1f bytes encoded; heap per item-replica %.1fx that (over empty: %.1fx); %.1f%% of the item-replicas cold\n",
 				r.Items, kv, r.HeapPerItemReplicaBytes/kv, r.HeapMarginalPerItemReplicaBytes/kv, r.ColdFraction*100)
+			if r.HeapAfterLoadPerItemReplicaBytes > 0 {
+				fmt.Fprintf(w, "%d items: after the load: heap per item-replica %.1f bytes (%.1fx), cold arenas %.2fx what their entries use\n",
+					r.Items, r.HeapAfterLoadPerItemReplicaBytes, r.HeapAfterLoadPerItemReplicaBytes/kv, r.ArenaOverLiveAfterLoad)
+			}
 		}
 		if r.Error != "" {
 			fmt.Fprintf(w, "%d items: %s\n", r.Items, r.Error)
@@ -750,6 +770,8 @@ type nodeMemory struct {
 		ColdItems        int     `json:"cold_items"`
 		BytesPerItem     float64 `json:"bytes_per_item_replica"`
 		KeyValuePerItem  float64 `json:"key_value_bytes_per_cold_item"`
+		ArenaBytes       int64   `json:"cold_arena_bytes"`
+		ArenaLiveBytes   int64   `json:"cold_arena_live_bytes"`
 	} `json:"memory"`
 }
 
