@@ -9,9 +9,10 @@ import (
 // variable so tests can shrink it; change it only before creating stores.
 var DefaultMaxPending = 4096
 
-// DefaultHotChanged is Config.HotChanged's default: a replica of a few
-// thousand items changed all the time keeps them all hot (as before there
-// were cold members); a large one keeps 1024 of them, ~0.5 MB.
+// DefaultHotChanged is Config.HotChanged's default: a replica of up to
+// 1024 items changed all the time keeps them all hot; a large one keeps
+// 1024 of the items it changed since its latest snapshot, a few hundred
+// KB.
 const DefaultHotChanged = 1024
 
 // Config configures one replica's Store.

@@ -301,7 +301,7 @@ func (s *Store) ChangedItems() int {
 func (s *Store) member(it *item) bool { return s.deltaBase && it.window == s.window }
 
 // coldMember names a member of a change window that went cold: its slot
-// in its collection's cold table, whose record is flagged (coldMember).
+// in its collection's cold table, whose record is flagged (memberFlag).
 type coldMember struct {
 	c    *collection
 	slot uint32
