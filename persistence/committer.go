@@ -421,6 +421,7 @@ func (db *DB) write(b *pebble.Batch) (handedOff bool, err error) {
 	db.st.totalLatency.Add(int64(lat))
 	if lat > SlowCommit {
 		db.st.slowCommits.Add(1)
+		db.warnSlowCommit(lat, size)
 	}
 	if int64(lat) > db.st.maxLatency.Load() {
 		db.st.maxLatency.Store(int64(lat)) // the committer is the only writer
@@ -430,6 +431,31 @@ func (db *DB) write(b *pebble.Batch) (handedOff bool, err error) {
 		db.st.syncedCommits.Add(1)
 	}
 	return handedOff, nil
+}
+
+// warnSlowCommit logs a commit that took longer than SlowCommit, at most
+// one a second, with what pebble was doing meanwhile: flushes and
+// compactions in progress, and how long ago its latest WAL file was
+// created (less than the commit took: the commit waited for a memtable
+// rotation). Every update waiting for durability waited that long.
+func (db *DB) warnSlowCommit(lat time.Duration, size uint64) {
+	act := db.activity
+	now := time.Now().UnixNano()
+	last := act.lastWarn.Load()
+	if now-last < int64(time.Second) || !act.lastWarn.CompareAndSwap(last, now) {
+		return
+	}
+	fields := []zap.Field{
+		zap.Duration("took", lat),
+		zap.Uint64("batch_bytes", size),
+		zap.Stringer("sync", db.opts.Sync),
+		zap.Int64("flushes_in_progress", max(act.flushes.Load(), 0)),
+		zap.Int64("compactions_in_progress", max(act.compactions.Load(), 0)),
+	}
+	if w := act.walCreated.Load(); w != 0 {
+		fields = append(fields, zap.Duration("wal_created_ago", time.Duration(now-w)))
+	}
+	db.log.Warn("slow group commit", fields...)
 }
 
 // runReaper waits, under SyncInterval, for each acknowledged batch's fsync

@@ -68,8 +68,9 @@ type DB struct {
 	// built. Tests use it to hold the committer.
 	testHookCommit atomic.Pointer[func()]
 
-	st     counters
-	stalls *stallCounter // pebble's write stalls (PebbleMetrics)
+	st       counters
+	stalls   *stallCounter // pebble's write stalls (PebbleMetrics)
+	activity *diskActivity // pebble's background work, for slow commits' warnings
 }
 
 type counters struct {
@@ -92,8 +93,8 @@ func Open(o Options) (*DB, error) {
 	if o.FS == nil {
 		o.FS = vfs.Default
 	}
-	stalls := new(stallCounter)
-	popts := pebbleOptions(o, log, stalls)
+	stalls, activity := new(stallCounter), new(diskActivity)
+	popts := pebbleOptions(o, log, stalls, activity)
 	pdb, err := pebble.Open(o.Dir, popts)
 	if err != nil {
 		return nil, fmt.Errorf("persistence: open %s: %w", o.Dir, err)
@@ -106,6 +107,7 @@ func Open(o Options) (*DB, error) {
 		log:           log,
 		pdb:           pdb,
 		stalls:        stalls,
+		activity:      activity,
 		fsyncs:        pdb.Metrics().LogWriter.FsyncLatency,
 		wake:          make(chan struct{}, 1),
 		committerDone: make(chan struct{}),

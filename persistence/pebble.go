@@ -92,7 +92,7 @@ var testPebbleOptions func(*pebble.Options)
 
 // pebbleOptions builds the pebble configuration for o (see the constants
 // above for why each value).
-func pebbleOptions(o Options, log *zap.Logger, stalls *stallCounter) *pebble.Options {
+func pebbleOptions(o Options, log *zap.Logger, stalls *stallCounter, act *diskActivity) *pebble.Options {
 	popts := &pebble.Options{
 		FS:                          o.FS,
 		Logger:                      pebbleLogger{log.Sugar()},
@@ -110,12 +110,19 @@ func pebbleOptions(o Options, log *zap.Logger, stalls *stallCounter) *pebble.Opt
 			WriteStallEnd: stalls.end,
 			// At debug level, to line background disk work up with
 			// latency (pebble's own events; Metrics has the totals).
+			FlushBegin: func(pebble.FlushInfo) { act.flushes.Add(1) },
+			CompactionBegin: func(pebble.CompactionInfo) {
+				act.compactions.Add(1)
+			},
+			WALCreated: func(pebble.WALCreateInfo) { act.walCreated.Store(time.Now().UnixNano()) },
 			FlushEnd: func(info pebble.FlushInfo) {
+				act.flushes.Add(-1)
 				if ce := log.Check(zap.DebugLevel, "pebble flush"); ce != nil {
 					ce.Write(zap.Stringer("info", info), zap.Duration("took", info.TotalDuration))
 				}
 			},
 			CompactionEnd: func(info pebble.CompactionInfo) {
+				act.compactions.Add(-1)
 				if ce := log.Check(zap.DebugLevel, "pebble compaction"); ce != nil {
 					ce.Write(zap.Stringer("info", info), zap.Duration("took", info.TotalDuration))
 				}
@@ -146,6 +153,15 @@ func pebbleOptions(o Options, log *zap.Logger, stalls *stallCounter) *pebble.Opt
 		testPebbleOptions(popts)
 	}
 	return popts
+}
+
+// diskActivity is what pebble is doing in the background, from its events
+// (FlushBegin/End and CompactionBegin/End come in pairs), so that a slow
+// group commit can say what it ran into (DB.warnSlowCommit).
+type diskActivity struct {
+	flushes, compactions atomic.Int64 // in progress
+	walCreated           atomic.Int64 // when the latest WAL file was created (a memtable rotation), Unix ns
+	lastWarn             atomic.Int64 // when the latest slow commit was logged, Unix ns
 }
 
 // stallCounter counts pebble's write stalls and their total duration, from

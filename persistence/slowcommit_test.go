@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // slowSyncFS delays every Sync of its WAL files: a disk whose fsync
@@ -59,6 +61,8 @@ func TestSlowCommitsCounted(t *testing.T) {
 	o := memOptions()
 	o.FS = slowSyncFS{FS: o.FS, delay: 2 * SlowCommit}
 	o.Sync = SyncAlways
+	core, logs := observer.New(zap.WarnLevel)
+	o.Logger = zap.New(core)
 	db := openT(t, o)
 	c := db.Clone("svc/1")
 	before := db.Stats()
@@ -67,5 +71,19 @@ func TestSlowCommitsCounted(t *testing.T) {
 	st := db.Stats()
 	if st.SlowCommits-before.SlowCommits < 2 || st.MaxCommitLatency < 2*SlowCommit {
 		t.Fatalf("two commits with a %v fsync: slow commits %d (before %d), longest %v", 2*SlowCommit, st.SlowCommits, before.SlowCommits, st.MaxCommitLatency)
+	}
+	// Logged, once a second at most, with what pebble was doing.
+	warned := logs.FilterMessage("slow group commit").All()
+	if len(warned) != 1 {
+		t.Fatalf("%d warnings of slow commits for two within a second, want 1: %v", len(warned), warned)
+	}
+	f := warned[0].ContextMap()
+	if took, _ := f["took"].(time.Duration); took < 2*SlowCommit {
+		t.Fatalf("slow commit warning %v: want took >= %v", f, 2*SlowCommit)
+	}
+	for _, k := range []string{"batch_bytes", "flushes_in_progress", "compactions_in_progress", "wal_created_ago"} {
+		if _, ok := f[k]; !ok {
+			t.Fatalf("slow commit warning %v: no %s", f, k)
+		}
 	}
 }
