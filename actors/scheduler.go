@@ -578,10 +578,9 @@ func (s *schedulerActor) publish(now time.Time) {
 		cs.Clone = s.c.id
 		cs.Applied = s.store.Applied()
 		cs.Items = s.store.Items()
-		cs.ColdItems = s.store.ColdItems()
-		cs.ColdKeyValueBytes = int64(s.store.ColdKeyValueBytes())
-		arena, live := s.store.ColdArena()
-		cs.ColdArenaBytes, cs.ColdArenaLiveBytes = int64(arena), int64(live)
+		cold := s.store.ColdMemory()
+		cs.ColdItems, cs.ColdKeyValueBytes = cold.Items, int64(cold.KeyValueBytes)
+		cs.ColdArenaBytes, cs.ColdArenaLiveBytes = int64(cold.ArenaBytes), int64(cold.ArenaLiveBytes)
 		cs.Digest = fmt.Sprintf("%016x", s.store.Digest())
 		cs.CollectionDigests = map[string]string{}
 		for name, d := range s.store.CollectionDigests() {

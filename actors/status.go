@@ -27,7 +27,7 @@ type CloneStatus struct {
 	ColdKeyValueBytes int64 `json:"cold_key_value_bytes"`
 	// ColdArenaBytes: the cold tables' arenas, where those keys and values
 	// are; ColdArenaLiveBytes the part of it live entries use
-	// (collections.Store.ColdArena).
+	// (collections.Store.ColdMemory).
 	ColdArenaBytes     int64  `json:"cold_arena_bytes"`
 	ColdArenaLiveBytes int64  `json:"cold_arena_live_bytes"`
 	Digest             string `json:"digest"`

@@ -200,6 +200,13 @@ func (t *coldTable) entry(r *coldRec) ([]byte, Timestamp) {
 
 func (t *coldTable) hash(key []byte) uint64 { return maphash.Bytes(t.seed, key) }
 
+// coldHash is a cold item's contribution to c's digest (item.hashed,
+// which a record does not keep: hashItem of its key and value again).
+func (c *collection) coldHash(r *coldRec) uint64 {
+	v := value{exists: true, data: c.cold.data(r)}
+	return hashItem(c.name, c.kind, c.cold.key(r), &v)
+}
+
 // find returns the slot of the item named key.
 func (t *coldTable) find(key []byte) (uint32, bool) {
 	if t.n == 0 {

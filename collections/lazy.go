@@ -280,7 +280,7 @@ func (l *lazyState) install(s *Store, c *collection, key, raw []byte) error {
 	if base.zero() {
 		return nil // an empty item is not stored; nothing to hold
 	}
-	h := hashItem(c.name, c.kind, string(key), &base)
+	h := hashItem(c.name, c.kind, key, &base)
 	c.cold.put(key, base.data, Timestamp{})
 	c.live++
 	c.digest += h

@@ -68,7 +68,8 @@ func TestBytesPerItem(t *testing.T) {
 	f.s.Compact()
 	f.s.Tidy(2 * changed) // what the ops' own tidying has not reached yet
 	per := float64(liveHeap()-before) / n
-	kv := float64(f.s.ColdKeyValueBytes()) / float64(f.s.ColdItems())
+	cold := f.s.ColdMemory()
+	kv := float64(cold.KeyValueBytes) / float64(cold.Items)
 	t.Logf("%.0f bytes per item (%d items, %d cold, %d changed since the snapshot); its key and value: %.1f bytes (%.1fx)",
 		per, n, f.s.ColdItems(), f.s.ChangedItems(), kv, per/kv)
 	if per > 80 { // 72 measured with Go 1.26 (16-byte records, the index grown by half, changed items cold; 90 when they stayed Go objects)

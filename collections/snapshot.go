@@ -544,8 +544,7 @@ func (s *Store) install(snap *tempestpb.SnapshotHeader, r *restoring) {
 		c.cold = t // the collection's table was empty: the store is fresh
 		c.live += t.len()
 		t.each(func(_ uint32, r *coldRec) bool {
-			v := value{exists: true, data: t.data(r)}
-			c.digest += hashItem(c.name, c.kind, t.key(r), &v)
+			c.digest += c.coldHash(r)
 			return true
 		})
 		c.sorted = nil

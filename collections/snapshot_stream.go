@@ -230,9 +230,7 @@ func (s *Store) BeginSnapshot(opts SnapshotStreamOptions) (*SnapshotStream, erro
 			return nil, nil, false
 		}
 		st.stop = func() {
-			for _, m := range cold[j:] {
-				m.c.cold.rec(m.slot).off &^= flag // given up: no member flagged for a window gone
-			}
+			unflag(cold[j:], flag) // given up: no member flagged for a window gone
 			members, cold = nil, nil
 		}
 	} else {
@@ -311,11 +309,17 @@ type coldMember struct {
 // and forgets them: the window ends with no delta to read them (a full
 // snapshot begun, or a stream given up).
 func (s *Store) unflagColdMembers() {
-	flag := memberFlag(s.window)
-	for _, m := range s.coldChanged {
+	unflag(s.coldChanged, memberFlag(s.window))
+	s.coldChanged = nil
+}
+
+// unflag clears flag on the records ms names (slots freed or reused since
+// included: a free slot has no flags, and another member's record is not
+// flagged for a window ms does not belong to).
+func unflag(ms []coldMember, flag uint32) {
+	for _, m := range ms {
 		m.c.cold.rec(m.slot).off &^= flag
 	}
-	s.coldChanged = nil
 }
 
 // DeltaReady reports whether a delta snapshot begun now would be one: the

@@ -181,42 +181,35 @@ func (s *Store) Items() int {
 // ColdItems returns how many of Items are held in the cold tables (quiet
 // map entries and set elements: see Tidy), outside the garbage
 // collector's view.
-func (s *Store) ColdItems() int {
-	n := 0
-	for _, c := range s.colls {
-		if c.cold != nil {
-			n += c.cold.len()
-		}
-	}
-	return n
+func (s *Store) ColdItems() int { return s.ColdMemory().Items }
+
+// ColdMemory is what the cold tables hold, summed over the collections.
+type ColdMemory struct {
+	Items int // ColdItems
+	// KeyValueBytes: the items' keys and values, what they hold encoded:
+	// the measure of what an item costs in memory against what it is
+	// (TestBytesPerItem).
+	KeyValueBytes int
+	// ArenaBytes: the arenas' size (their chunks' capacity); ArenaLiveBytes
+	// the part the items use (keys, values and fold timestamps). The rest
+	// is room the active chunks have not filled yet and entries dead since
+	// (an item promoted or deleted) that an evacuation will give back
+	// (coldTable.compactStep).
+	ArenaBytes, ArenaLiveBytes int
 }
 
-// ColdKeyValueBytes is the size of the keys and values of the items in
-// the cold tables: what they hold encoded, the measure of what an item
-// costs in memory against what it is (TestBytesPerItem).
-func (s *Store) ColdKeyValueBytes() int {
-	n := 0
+// ColdMemory returns what the cold tables hold.
+func (s *Store) ColdMemory() ColdMemory {
+	var m ColdMemory
 	for _, c := range s.colls {
-		if c.cold != nil {
-			n += c.cold.kv
+		if t := c.cold; t != nil {
+			m.Items += t.len()
+			m.KeyValueBytes += t.kv
+			m.ArenaBytes += t.size
+			m.ArenaLiveBytes += t.live
 		}
 	}
-	return n
-}
-
-// ColdArena returns the size of the cold tables' arenas (their chunks'
-// capacity) and the bytes of it their items use (keys, values and fold
-// timestamps): the rest is room the active chunks have not filled yet and
-// entries dead since (an item promoted or deleted) that an evacuation
-// will give back (coldTable.compactStep).
-func (s *Store) ColdArena() (size, live int) {
-	for _, c := range s.colls {
-		if c.cold != nil {
-			size += c.cold.size
-			live += c.cold.live
-		}
-	}
-	return size, live
+	return m
 }
 
 func (s *Store) origin(name string) *originState {
@@ -779,8 +772,7 @@ func (s *Store) ItemDigests(collection string) map[string]uint64 {
 	}
 	if c.cold != nil {
 		c.cold.each(func(_ uint32, r *coldRec) bool {
-			v := value{exists: true, data: c.cold.data(r)}
-			out[string(c.cold.key(r))] = hashItem(c.name, c.kind, c.cold.key(r), &v)
+			out[string(c.cold.key(r))] = c.coldHash(r)
 			return true
 		})
 	}

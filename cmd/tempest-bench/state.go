@@ -212,8 +212,7 @@ func measureState(ctx context.Context, f stateFlags, n int, stderr io.Writer) (s
 	p := tgt.proc
 	r.RSSEmptyBytes = procRSS(p.pid())
 	forceGC(p.debugAddr)
-	var empty nodeMemory
-	if getJSON(tgt.addr, "/v1/status", &empty) == nil {
+	if empty := readFigures(tgt.addr); empty != nil {
 		r.HeapEmptyBytes = empty.Memory.HeapObjectsBytes
 	}
 
@@ -229,8 +228,7 @@ func measureState(ctx context.Context, f stateFlags, n int, stderr io.Writer) (s
 	r.Settled = settleNode(ctx, tgt.addr, f.settle, stderr)
 	r.SettleS = time.Since(t0).Seconds()
 	forceGC(p.debugAddr)
-	var mem nodeMemory
-	if getJSON(tgt.addr, "/v1/status", &mem) == nil {
+	if mem := readFigures(tgt.addr); mem != nil {
 		r.HeapPerItemReplicaBytes = mem.Memory.BytesPerItem
 		r.KeyValueBytesPerItem = mem.Memory.KeyValuePerItem
 		if mem.Memory.Items > 0 {
@@ -250,7 +248,16 @@ func measureState(ctx context.Context, f stateFlags, n int, stderr io.Writer) (s
 	if err != nil {
 		return r, "", err
 	}
+	r.RSSAfterBytes = procRSS(p.pid())
+	forceGC(p.debugAddr) // for the heap figures; the counters are read in the same status
 	after := readFigures(tgt.addr)
+	if after != nil {
+		m := after.Memory
+		r.HeapAfterLoadPerItemReplicaBytes = m.BytesPerItem
+		if m.ArenaLiveBytes > 0 {
+			r.ArenaOverLiveAfterLoad = float64(m.ArenaBytes) / float64(m.ArenaLiveBytes)
+		}
+	}
 	r.PebbleDuringLoad = pebbleDelta(before.pebble(), after.pebble())
 	r.BackgroundTurnsDuringLoad = turnsDelta(before.cartTurns(), after.cartTurns())
 	r.CommitsDuringLoad = commitsDelta(before.persistence(), after.persistence())
@@ -259,15 +266,6 @@ func measureState(ctx context.Context, f stateFlags, n int, stderr io.Writer) (s
 		fmt.Fprintf(stderr, "state bench: other processes used %.2f CPUs during the %d-item run: its figures are disturbed\n", *load.OthersCPUUtil, n)
 	}
 	r.Load = load
-	r.RSSAfterBytes = procRSS(p.pid())
-	forceGC(p.debugAddr)
-	var memAfter nodeMemory
-	if getJSON(tgt.addr, "/v1/status", &memAfter) == nil {
-		r.HeapAfterLoadPerItemReplicaBytes = memAfter.Memory.BytesPerItem
-		if m := memAfter.Memory; m.ArenaLiveBytes > 0 {
-			r.ArenaOverLiveAfterLoad = float64(m.ArenaBytes) / float64(m.ArenaLiveBytes)
-		}
-	}
 	desc := tgt.desc
 
 	fmt.Fprintf(stderr, "state bench: %d items: kill -9 and restart\n", n)
@@ -438,10 +436,12 @@ func sampleCarts(addr string, n, k int) (bool, error) {
 	return true, nil
 }
 
-// statusFigures is what the state bench reads of one /v1/status, around
-// its load. Its methods answer nil on a nil *statusFigures (the status
-// could not be read).
+// statusFigures is what the state bench reads of one /v1/status: its
+// memory (empty, after the preload, after the load) and the counters
+// around its load. Its methods answer nil on a nil *statusFigures (the
+// status could not be read).
 type statusFigures struct {
+	Memory      nodeMemory     `json:"memory"` // right after forceGC: the live heap
 	Pebble      map[string]any `json:"pebble"`
 	Persistence map[string]any `json:"persistence"`
 	Clones      []struct {
@@ -764,15 +764,13 @@ func settleNode(ctx context.Context, addr string, limit time.Duration, stderr io
 
 // nodeMemory is what the state bench reads of /v1/status memory.
 type nodeMemory struct {
-	Memory struct {
-		HeapObjectsBytes uint64  `json:"heap_objects_bytes"`
-		Items            int     `json:"items"`
-		ColdItems        int     `json:"cold_items"`
-		BytesPerItem     float64 `json:"bytes_per_item_replica"`
-		KeyValuePerItem  float64 `json:"key_value_bytes_per_cold_item"`
-		ArenaBytes       int64   `json:"cold_arena_bytes"`
-		ArenaLiveBytes   int64   `json:"cold_arena_live_bytes"`
-	} `json:"memory"`
+	HeapObjectsBytes uint64  `json:"heap_objects_bytes"`
+	Items            int     `json:"items"`
+	ColdItems        int     `json:"cold_items"`
+	BytesPerItem     float64 `json:"bytes_per_item_replica"`
+	KeyValuePerItem  float64 `json:"key_value_bytes_per_cold_item"`
+	ArenaBytes       int64   `json:"cold_arena_bytes"`
+	ArenaLiveBytes   int64   `json:"cold_arena_live_bytes"`
 }
 
 // forceGC asks the node's profiler for a heap profile after a GC, so that
